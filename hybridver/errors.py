@@ -1,0 +1,45 @@
+"""Exceptions for bad input.  The CLI turns each into one readable line and exit code 2."""
+
+from __future__ import annotations
+
+
+class HybridverInputError(Exception):
+    """The user's input (model, spec, file, option) is wrong or unsupported."""
+
+
+class ModelLoadError(HybridverInputError):
+    """A model file is missing, unreadable, truncated or malformed."""
+
+
+class UnsupportedOpError(ModelLoadError):
+    """The model uses operators the importer does not cover.
+
+    ``unsupported`` lists ``(op_type, node_name)`` for every offending node, so the user
+    sees all of them at once instead of fixing one per run.
+    """
+
+    def __init__(self, unsupported: list[tuple[str, str]], model: str = ""):
+        self.unsupported = list(unsupported)
+        where = f" in {model}" if model else ""
+        listed = ", ".join(f"{op} (node '{node}')" for op, node in self.unsupported)
+        super().__init__(f"unsupported ONNX operator(s){where}: {listed}")
+
+
+class SpecError(HybridverInputError):
+    """A property file is malformed; ``line``/``column`` are 1-based when known."""
+
+    def __init__(self, message: str, path: str = "", line: int | None = None,
+                 column: int | None = None):
+        self.path, self.line, self.column = path, line, column
+        where = path or "<spec>"
+        if line is not None:
+            where += f":{line}" + (f":{column}" if column is not None else "")
+        super().__init__(f"{where}: {message}")
+
+
+class DimensionMismatchError(HybridverInputError):
+    """The spec's variables do not match the model's input or output size."""
+
+
+class SolverUnavailableError(HybridverInputError):
+    """A requested back end's solver package is not installed or cannot be loaded."""
