@@ -1,0 +1,31 @@
+"""Shared test fixtures: where the third-party benchmark data lives, skipping if absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BENCHMARKS = Path(os.environ.get("HYBRIDVER_SHARED_BENCHMARKS",
+                                        REPO.parent / "shared" / "benchmarks"))
+EXAMPLES = REPO / "examples"
+
+
+def shared_files(*patterns: str) -> list[Path]:
+    """Files under ../shared/benchmarks matching glob patterns ([] when the folder is absent)."""
+    if not SHARED_BENCHMARKS.is_dir():
+        return []
+    found: set[Path] = set()
+    for pattern in patterns:
+        found.update(SHARED_BENCHMARKS.glob(pattern))
+    return sorted(found)
+
+
+@pytest.fixture
+def shared_benchmarks() -> Path:
+    """The shared benchmark folder; the test is skipped where it is absent."""
+    if not SHARED_BENCHMARKS.is_dir():
+        pytest.skip(f"shared benchmarks not found at {SHARED_BENCHMARKS}")
+    return SHARED_BENCHMARKS
