@@ -18,11 +18,12 @@ class UnsupportedOpError(ModelLoadError):
     sees all of them at once instead of fixing one per run.
     """
 
-    def __init__(self, unsupported: list[tuple[str, str]], model: str = ""):
+    def __init__(self, unsupported: list[tuple[str, str]], model: str = "",
+                 kind: str = "ONNX operator"):
         self.unsupported = list(unsupported)
         where = f" in {model}" if model else ""
         listed = ", ".join(f"{op} (node '{node}')" for op, node in self.unsupported)
-        super().__init__(f"unsupported ONNX operator(s){where}: {listed}")
+        super().__init__(f"unsupported {kind}(s){where}: {listed}")
 
 
 class SpecError(HybridverInputError):

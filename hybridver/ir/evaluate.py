@@ -78,7 +78,7 @@ def _conv_transpose(node: Node, args: list[Tensor]) -> Tensor:
     begin, end = pads[:spatial], pads[spatial:]
     out_pad = tuple(node.attrs.get("output_padding", (0,) * spatial))
     conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
-    y = conv(xs, w, b, stride=tuple(node.attrs.get("strides", (1,) * spatial)), padding=0,
+    y = conv(xs, w, None, stride=tuple(node.attrs.get("strides", (1,) * spatial)), padding=0,
              output_padding=0, groups=int(node.attrs.get("group", 1)),
              dilation=tuple(node.attrs.get("dilations", (1,) * spatial)))
     # ONNX: crop begin/end pads, then extend by output_padding (zeros beyond the full output)
@@ -90,6 +90,8 @@ def _conv_transpose(node: Node, args: list[Tensor]) -> Tensor:
             y = F.pad(y, [0, 0] * (spatial - 1 - i) + [0, stop - full])
         index.append(slice(begin[i], stop))
     y = y[tuple(index)]
+    if b is not None:  # after the extension: the bias covers output_padding positions too
+        y = y + b.reshape(-1, *([1] * spatial))
     return y.reshape(*lead, *y.shape[1:])
 
 
