@@ -1,0 +1,27 @@
+"""hybridver: a neural-network verifier.
+
+The public API is what this module re-exports; heavy dependencies and solvers are imported
+only when used.
+"""
+
+__version__ = "0.1.0"
+
+from hybridver.config import AttackConfig, Mode, VerifyConfig  # noqa: E402
+from hybridver.result import (ConfirmedCounterexample, CandidateCounterexample,  # noqa: E402
+                              VerificationResult, Verdict, read_results_file,
+                              write_results_file)
+
+
+def __getattr__(name: str):
+    """Lazy access to the API so ``import hybridver`` stays light."""
+    if name in {"verify", "verify_files", "load_model", "load_spec", "from_module",
+                "LoadedModel"}:
+        from hybridver import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'hybridver' has no attribute {name!r}")
+
+
+__all__ = ["AttackConfig", "Mode", "VerifyConfig", "Verdict", "VerificationResult",
+           "ConfirmedCounterexample", "CandidateCounterexample", "read_results_file",
+           "write_results_file", "verify", "verify_files", "load_model", "load_spec",
+           "from_module", "LoadedModel"]

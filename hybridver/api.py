@@ -1,0 +1,175 @@
+"""Public entry points: load a model and a spec, verify.
+
+``verify`` runs the pipeline behind ``hybridver verify``: a falsification attack whose
+candidates the real model must confirm, then bound propagation; whatever neither settles
+is ``unknown`` (or ``timeout`` when the time limit cut it short).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridver.bab.attack import pgd_attack, sample_candidates
+from hybridver.bounds.intervals import UnsupportedBoundError, interval_bounds, spec_row_lower_bounds
+from hybridver.config import VerifyConfig
+from hybridver.errors import HybridverInputError
+from hybridver.ir.graph import NetworkGraph
+from hybridver.result import (ConfirmedCounterexample, VerificationResult, Verdict,
+                              confirm_counterexample)
+from hybridver.specs import Spec, load_vnnlib
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A network in IR form next to the original model that confirms counterexamples.
+
+    ``real_model`` maps ``(batch, *input_shape)`` to ``(batch, *output_shape)``.
+    """
+
+    graph: NetworkGraph
+    real_model: Any
+    checked_by: str
+    input_dtype: np.dtype
+    source: str
+
+    @property
+    def n_inputs(self) -> int:
+        return self.graph.input_node.size
+
+    @property
+    def n_outputs(self) -> int:
+        return self.graph.output_node.size
+
+
+def load_model(path: str | Path, simplify_graph: bool = True) -> LoadedModel:
+    """Import an ONNX model (``.onnx`` or ``.onnx.gz``) and open it in onnxruntime."""
+    from hybridver.ir.onnx_import import load_onnx
+    from hybridver.ir.onnx_runtime import OnnxRuntimeModel
+    from hybridver.ir.passes import simplify
+
+    graph = load_onnx(path)
+    if simplify_graph:
+        graph = simplify(graph)
+    real = OnnxRuntimeModel(path)
+    return LoadedModel(graph, real, "onnxruntime", np.dtype(getattr(real, "input_dtype",
+                                                                   np.float32)), str(path))
+
+
+class _TorchRunner:
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype):
+        self.module, self.dtype = module.eval(), dtype
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return self.module(torch.as_tensor(x, dtype=self.dtype)).double().numpy()
+
+
+def from_module(module: torch.nn.Module, example_input: torch.Tensor) -> LoadedModel:
+    """Import a torch module traced with ``example_input`` (shape includes batch dim 1)."""
+    from hybridver.ir.passes import simplify
+    from hybridver.ir.torch_import import from_torch
+
+    graph = simplify(from_torch(module, example_input))
+    dtype = example_input.dtype
+    return LoadedModel(graph, _TorchRunner(module, dtype), "torch",
+                       np.dtype(str(dtype).replace("torch.", "")), type(module).__name__)
+
+
+def load_spec(path: str | Path, model: LoadedModel) -> Spec:
+    """Parse a VNN-LIB file and check its dimensions against the model."""
+    return load_vnnlib(path, n_inputs=model.n_inputs, n_outputs=model.n_outputs)
+
+
+def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
+           ) -> VerificationResult:
+    """Verify ``spec`` on ``model``.  Never returns ``sat`` without a confirmed counterexample
+    and never ``unsat`` unless the bounds refute every disjunct of every case."""
+    start = time.monotonic()
+    deadline = start + config.timeout_s
+    spec.check_dimensions(model.n_inputs, model.n_outputs)
+    phases: dict[str, float] = {}
+    stats: dict[str, Any] = {"attack": {"candidates": 0, "confirmed": 0, "rejected": 0},
+                             "bounds": {"method": "ibp", "disjuncts": 0, "refuted": 0}}
+    best_candidate = None
+
+    def result(verdict: Verdict, cex: ConfirmedCounterexample | None = None,
+               message: str = "") -> VerificationResult:
+        return VerificationResult(verdict, time.monotonic() - start, cex, best_candidate,
+                                  phases, stats, message)
+
+    # --- falsification: sampling, then PGD; the real model has the last word
+    t0 = time.monotonic()
+    for case in spec.cases:
+        candidates = sample_candidates(model.graph, case, config.attack.samples,
+                                       config.attack.seed, config.device)
+        if not candidates and config.attack.rounds > 0:
+            candidates = pgd_attack(model.graph, case, config.attack, deadline, config.device)
+        for candidate in candidates:
+            stats["attack"]["candidates"] += 1
+            cex = confirm_counterexample(candidate, spec, model.real_model,
+                                         model.graph.input_node.shape, model.checked_by,
+                                         model.input_dtype)
+            if cex is not None:
+                stats["attack"]["confirmed"] += 1
+                phases["attack"] = time.monotonic() - t0
+                return result(Verdict.SAT, cex)
+            stats["attack"]["rejected"] += 1
+            if best_candidate is None and float(
+                    np.min([np.max(dj.C @ candidate.predicted_y + dj.d) for dj in case.disjuncts]
+                           or [-1.0])) <= 0:
+                best_candidate = candidate
+        if time.monotonic() > deadline:
+            phases["attack"] = time.monotonic() - t0
+            return result(Verdict.TIMEOUT, message="time limit reached during the attack")
+    phases["attack"] = time.monotonic() - t0
+
+    # --- bounds: every disjunct of every case must be refuted by some row's lower bound > 0
+    t0 = time.monotonic()
+    all_refuted = True
+    try:
+        for case in spec.cases:
+            if not case.disjuncts:
+                all_refuted = False  # 'true' output condition: any point is a counterexample
+                continue
+            values = interval_bounds(model.graph, case.region.lower[None],
+                                     case.region.upper[None], device=config.device)
+            y = values[model.graph.output_node.name]
+            for disjunct in case.disjuncts:
+                stats["bounds"]["disjuncts"] += 1
+                rows = spec_row_lower_bounds(y, disjunct.C, disjunct.d)
+                if bool((rows > 0).any()):
+                    stats["bounds"]["refuted"] += 1
+                else:
+                    all_refuted = False
+            if time.monotonic() > deadline:
+                phases["bounds"] = time.monotonic() - t0
+                return result(Verdict.TIMEOUT, message="time limit reached during bounding")
+    except UnsupportedBoundError as exc:
+        phases["bounds"] = time.monotonic() - t0
+        return result(Verdict.UNKNOWN, message=f"bounds unavailable: {exc}")
+    phases["bounds"] = time.monotonic() - t0
+    if all_refuted:
+        return result(Verdict.UNSAT)
+    return result(Verdict.UNKNOWN, message="neither the attack nor the bounds settled it")
+
+
+def verify_files(model_path: str | Path, spec_path: str | Path,
+                 config: VerifyConfig = VerifyConfig()) -> VerificationResult:
+    """Load, then verify; loading time is reported as the ``load`` phase."""
+    t0 = time.monotonic()
+    for path in (model_path, spec_path):
+        if not Path(path).exists():
+            raise HybridverInputError(f"file not found: {path}")
+    model = load_model(model_path)
+    spec = load_spec(spec_path, model)
+    load_time = time.monotonic() - t0
+    remaining = dataclasses.replace(config, timeout_s=max(0.0, config.timeout_s - load_time))
+    res = verify(model, spec, remaining)
+    return dataclasses.replace(res, time_s=res.time_s + load_time,
+                               phase_times={"load": load_time, **res.phase_times})

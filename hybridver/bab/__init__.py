@@ -1,0 +1,1 @@
+"""Search for counterexamples and (later) branch-and-bound over subdomains."""

@@ -1,0 +1,103 @@
+"""PGD attack on the violation margin of a spec case.
+
+For one :class:`~hybridver.specs.SpecCase` the margin of an output ``y`` is
+``min over disjuncts of max over rows of (C y + d)``: it is <= 0 exactly when ``y``
+satisfies some disjunct.  The attack minimizes it over the case's input box with signed
+gradient steps from many starts at once.  It only proposes *candidates*; they become
+counterexamples after :func:`hybridver.result.confirm_counterexample`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from hybridver.config import AttackConfig
+from hybridver.ir.evaluate import evaluate
+from hybridver.ir.graph import NetworkGraph
+from hybridver.result import CandidateCounterexample
+
+
+def case_margin(y: torch.Tensor, disjuncts, device=None) -> torch.Tensor:
+    """Violation margin per sample: ``y: (batch, n_out)`` -> ``(batch,)``."""
+    if not disjuncts:
+        return torch.full((y.shape[0],), -1.0, dtype=y.dtype, device=y.device)
+    margins = []
+    for disjunct in disjuncts:
+        C = torch.tensor(disjunct.C, dtype=y.dtype, device=y.device)
+        d = torch.tensor(disjunct.d, dtype=y.dtype, device=y.device)
+        margins.append((y @ C.T + d).max(dim=1).values)
+    return torch.stack(margins).min(dim=0).values
+
+
+def pgd_attack(graph: NetworkGraph, case, config: AttackConfig, deadline: float,
+               device: str | torch.device = "cpu") -> list[CandidateCounterexample]:
+    """Candidates for ``case`` ordered by margin (most violating first), at most a few.
+
+    Runs in float32 like the deployed model; the IR output is only a guide, the real model
+    decides later.
+    """
+    input_shape = graph.input_node.shape
+    lower = torch.tensor(case.region.lower, dtype=torch.float32, device=device)
+    upper = torch.tensor(case.region.upper, dtype=torch.float32, device=device)
+    width = upper - lower
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    best_x: torch.Tensor | None = None
+    best_margin: torch.Tensor | None = None
+    for round_index in range(config.rounds):
+        if time.monotonic() > deadline:
+            break
+        starts = torch.rand((config.restarts, lower.numel()), generator=generator,
+                            dtype=torch.float32).to(device)
+        x = lower + starts * width
+        if round_index == 0:
+            x[0] = (lower + upper) / 2
+        for step in range(config.steps):
+            if time.monotonic() > deadline:
+                break
+            x = x.detach().requires_grad_(True)
+            y = evaluate(graph, x.reshape(-1, *input_shape), dtype=torch.float32, device=device)
+            margin = case_margin(y.reshape(y.shape[0], -1), case.disjuncts)
+            best_x, best_margin = _keep_best(best_x, best_margin, x.detach(), margin.detach())
+            if bool((margin <= 0).any()):
+                break
+            (grad,) = torch.autograd.grad(margin.sum(), x)
+            size = config.step_fraction * (1 - step / config.steps) + 1e-3
+            x = torch.minimum(torch.maximum(x - size * width * grad.sign(), lower), upper)
+        if best_margin is not None and bool((best_margin <= 0).any()):
+            break
+    if best_x is None:
+        return []
+    order = torch.argsort(best_margin)[:4]
+    with torch.no_grad():
+        y = evaluate(graph, best_x[order].reshape(-1, *input_shape), dtype=torch.float64,
+                     device=device)
+    return [CandidateCounterexample(best_x[i].double().cpu().numpy(),
+                                    y[k].reshape(-1).cpu().numpy(), "pgd")
+            for k, i in enumerate(order.tolist())]
+
+
+def _keep_best(best_x, best_margin, x, margin):
+    """Keep the ``len(x)`` lowest-margin points seen so far (per restart slot)."""
+    if best_x is None:
+        return x.clone(), margin.clone()
+    better = margin < best_margin
+    best_x = torch.where(better[:, None], x, best_x)
+    return best_x, torch.minimum(margin, best_margin)
+
+
+def sample_candidates(graph: NetworkGraph, case, n: int, seed: int,
+                      device: str | torch.device = "cpu") -> list[CandidateCounterexample]:
+    """Uniform random points of the box whose IR output violates the case (cheap check)."""
+    if n <= 0:
+        return []
+    rng = np.random.default_rng(seed)
+    x = case.region.lower + rng.random((n, case.region.lower.size)) * case.region.width
+    with torch.no_grad():
+        y = evaluate(graph, x.reshape(n, *graph.input_node.shape), device=device)
+    margin = case_margin(y.reshape(n, -1), case.disjuncts)
+    idx = torch.argsort(margin)[:4]
+    return [CandidateCounterexample(x[i], y[i].reshape(-1).cpu().numpy(), "sampling")
+            for i in idx.tolist() if float(margin[i]) <= 0]

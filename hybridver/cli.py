@@ -1,0 +1,105 @@
+"""Command line: ``hybridver info | verify | run-instances``.
+
+Exit codes: 0 for any verdict, 2 for bad input (one readable line on stderr), 1 for an
+internal error (one line; the traceback only with ``HYBRIDVER_DEBUG=1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from hybridver.errors import HybridverInputError
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as bad input (exit 2) in our one-line style."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise HybridverInputError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from hybridver.config import Mode
+
+    parser = _Parser(prog="hybridver", description="Neural-network verifier.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    info = sub.add_parser("info", help="ops, shapes and parameters of models")
+    info.add_argument("models", nargs="+", metavar="MODEL")
+    info.add_argument("--check", type=_positive_int, metavar="N",
+                      help="compare the IR with onnxruntime on N random inputs")
+    info.add_argument("--seed", type=int, default=0)
+
+    verify = sub.add_parser("verify", help="verify a VNN-LIB property of an ONNX model")
+    verify.add_argument("model", metavar="MODEL")
+    verify.add_argument("spec", metavar="SPEC")
+    verify.add_argument("--timeout", type=_positive_float, default=300.0, metavar="S")
+    verify.add_argument("--results-file", metavar="F", help="VNN-COMP results file to write")
+    verify.add_argument("--json", metavar="F", help="JSON report to write")
+    verify.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
+
+    run = sub.add_parser("run-instances", help="run a VNN-COMP instances.csv")
+    run.add_argument("csv", metavar="CSV")
+    run.add_argument("--root", metavar="DIR", help="folder the CSV's paths are relative to")
+    run.add_argument("--output", metavar="F", default="run_results.csv",
+                     help="CSV of results to write (default: run_results.csv)")
+    run.add_argument("--timeout-cap", type=_positive_float, metavar="S",
+                     help="cap each instance's timeout at S seconds")
+    run.add_argument("--limit", type=_positive_int, metavar="N", help="run the first N only")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "info":
+            from hybridver.commands.info import run_info
+            return run_info(args.models, args.check, args.seed)
+        if args.command == "verify":
+            from hybridver.commands.verify import run_verify
+            return run_verify(args)
+        if args.command == "run-instances":
+            from hybridver.commands.run_instances import run_instances
+            return run_instances(args)
+        raise HybridverInputError(f"unknown command {args.command}")
+    except HybridverInputError as exc:
+        print(f"hybridver: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hybridver: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place internal errors are reported
+        if os.environ.get("HYBRIDVER_DEBUG"):
+            traceback.print_exc()
+        print(f"hybridver: internal error: {type(exc).__name__}: {exc} "
+              "(set HYBRIDVER_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

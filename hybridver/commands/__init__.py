@@ -1,0 +1,1 @@
+"""CLI command implementations (thin layers over the API)."""

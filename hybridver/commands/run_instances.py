@@ -1,0 +1,120 @@
+"""``hybridver run-instances``: run a VNN-COMP ``instances.csv``, compare with expected answers.
+
+The CSV has rows ``onnx, vnnlib, timeout`` (no header) with paths relative to ``--root``
+(default: the CSV's folder).  Files named without ``.gz`` are read from ``.gz`` copies when
+only those exist.  An ``expected_results.csv`` beside the CSV (header ``onnx, vnnlib, ...,
+expected``) adds the known answer and flags every contradicting verdict as WRONG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from hybridver.errors import HybridverInputError
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    onnx: str
+    vnnlib: str
+    timeout_s: float
+
+
+def read_instances(path: Path) -> list[Instance]:
+    if not path.is_file():
+        raise HybridverInputError(f"file not found: {path}")
+    instances = []
+    with path.open(newline="") as handle:
+        for line_no, row in enumerate(csv.reader(handle), start=1):
+            row = [cell.strip() for cell in row]
+            if not row or not any(row) or row[0].startswith("#"):
+                continue
+            if line_no == 1 and row[0].lower() == "onnx":
+                continue  # header
+            if len(row) < 3:
+                raise HybridverInputError(f"{path}:{line_no}: expected 'onnx,vnnlib,timeout'")
+            try:
+                timeout = float(row[2])
+            except ValueError:
+                raise HybridverInputError(
+                    f"{path}:{line_no}: timeout '{row[2]}' is not a number") from None
+            instances.append(Instance(row[0], row[1], timeout))
+    return instances
+
+
+def read_expected(path: Path) -> dict[tuple[str, str], str]:
+    """``{(onnx, vnnlib): expected}`` from an expected_results.csv, or {} when absent."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as handle:
+        return {(_strip_gz(r["onnx"]), _strip_gz(r["vnnlib"])): r["expected"].strip().lower()
+                for r in csv.DictReader(handle) if r.get("expected")}
+
+
+def _strip_gz(name: str) -> str:
+    name = name.strip()
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def resolve(root: Path, name: str) -> Path:
+    path = root / name
+    if not path.exists() and (root / (name + ".gz")).exists():
+        return root / (name + ".gz")
+    return path
+
+
+def judge(verdict: str, expected: str | None) -> str:
+    """'ok' when it matches, 'WRONG' when a definite verdict contradicts, else '-'."""
+    if expected not in ("sat", "unsat") or verdict not in ("sat", "unsat"):
+        return "-"
+    return "ok" if verdict == expected else "WRONG"
+
+
+def run_instances(args: argparse.Namespace) -> int:
+    from hybridver.api import verify_files
+    from hybridver.config import VerifyConfig
+
+    csv_path = Path(args.csv)
+    instances = read_instances(csv_path)
+    if args.limit:
+        instances = instances[: args.limit]
+    root = Path(args.root) if args.root else csv_path.parent
+    expected = read_expected(csv_path.parent / "expected_results.csv")
+    rows = []
+    header = f"{'instance':<60} {'verdict':<8} {'expected':<8} {'time_s':>8}  check"
+    print(header)
+    for inst in instances:
+        timeout = min(inst.timeout_s, args.timeout_cap) if args.timeout_cap else inst.timeout_s
+        t0 = time.monotonic()
+        message = ""
+        try:
+            result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
+                                  VerifyConfig(timeout_s=timeout))
+            verdict, message = result.verdict.value, result.message
+        except HybridverInputError as exc:
+            verdict, message = "error", str(exc)
+        elapsed = time.monotonic() - t0
+        exp = expected.get((_strip_gz(inst.onnx), _strip_gz(inst.vnnlib)))
+        check = judge(verdict, exp)
+        name = f"{Path(inst.onnx).name} {Path(inst.vnnlib).name}"
+        print(f"{name:<60} {verdict:<8} {exp or '-':<8} {elapsed:>8.2f}  {check}", flush=True)
+        if verdict == "error":
+            print(f"  error: {message}", file=sys.stderr)
+        rows.append({"onnx": inst.onnx, "vnnlib": inst.vnnlib, "timeout_s": timeout,
+                     "verdict": verdict, "expected": exp or "", "time_s": f"{elapsed:.3f}",
+                     "check": check, "message": message})
+    with open(args.output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["onnx"])
+        writer.writeheader()
+        writer.writerows(rows)
+    solved = sum(r["verdict"] in ("sat", "unsat") for r in rows)
+    wrong = sum(r["check"] == "WRONG" for r in rows)
+    total = sum(float(r["time_s"]) for r in rows)
+    print(f"solved {solved}/{len(rows)}, wrong {wrong}, total time {total:.1f}s "
+          f"(results in {args.output})")
+    return 0

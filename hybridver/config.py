@@ -1,0 +1,40 @@
+"""Settings as frozen dataclasses with defaults; no global mutable state."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Mode(str, enum.Enum):
+    """How ``verify`` searches.
+
+    HYBRID: attack, then bounds (the full BaB + exact hand-off grows behind this mode).
+    """
+
+    HYBRID = "hybrid"
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackConfig:
+    """Falsification: uniform sampling, then projected gradient descent on the margin.
+
+    ``samples`` uniform points of the box are evaluated first; if none violates,
+    ``restarts`` random starting points (plus the box centre) run as one batch for ``steps``
+    signed-gradient steps of size ``step_fraction * box width``, decaying linearly.
+    """
+
+    samples: int = 256
+    restarts: int = 64
+    steps: int = 60
+    step_fraction: float = 0.1
+    rounds: int = 3
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    timeout_s: float = 300.0
+    mode: Mode = Mode.HYBRID
+    attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
+    device: str = "cpu"

@@ -1,0 +1,138 @@
+"""The command line: verdict word last, exit codes, one readable line for bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from hybridver.cli import main
+from tests.conftest import EXAMPLES, SHARED_BENCHMARKS
+
+RELU = str(EXAMPLES / "digits_relu.onnx")
+SMALL = str(EXAMPLES / "digits_relu_eps_small_0.vnnlib")
+LARGE = str(EXAMPLES / "digits_relu_eps_large_2.vnnlib")
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_verify_unsat_with_reports(tmp_path, capsys):
+    results, report = tmp_path / "res.txt", tmp_path / "report.json"
+    code, out, err = run(["verify", RELU, SMALL, "--timeout", "60", "--results-file",
+                          str(results), "--json", str(report)], capsys)
+    assert code == 0
+    assert out.strip().splitlines()[-1] == "unsat"
+    assert results.read_text() == "unsat\n"
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "unsat" and data["counterexample"] is None
+    assert set(data["phase_times"]) >= {"load", "attack", "bounds"}
+    assert data["stats"]["bounds"]["refuted"] == data["stats"]["bounds"]["disjuncts"] == 9
+
+
+def test_verify_sat_writes_counterexample(tmp_path, capsys):
+    results = tmp_path / "res.txt"
+    code, out, _ = run(["verify", RELU, LARGE, "--results-file", str(results)], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "sat"
+    text = results.read_text()
+    assert text.startswith("sat\n(") and "(X_63 " in text and "(Y_9 " in text
+
+
+def _unsupported_model(path):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Hardmax", ["x"], ["h"], name="first_bad"),
+             helper.make_node("Relu", ["h"], ["r"], name="fine"),
+             helper.make_node("Celu", ["r"], ["y"], name="second_bad")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+
+
+@pytest.mark.parametrize("case", ["missing_model", "missing_spec", "truncated", "unsupported",
+                                  "syntax", "dimensions", "bad_timeout", "bad_mode"])
+def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
+    args = ["verify", RELU, SMALL]
+    if case == "missing_model":
+        args[1] = str(tmp_path / "nope.onnx")
+    elif case == "missing_spec":
+        args[2] = str(tmp_path / "nope.vnnlib")
+    elif case == "truncated":
+        data = (EXAMPLES / "digits_relu.onnx").read_bytes()
+        (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+        args[1] = str(tmp_path / "cut.onnx")
+    elif case == "unsupported":
+        _unsupported_model(tmp_path / "bad.onnx")
+        args[1] = str(tmp_path / "bad.onnx")
+    elif case == "syntax":
+        (tmp_path / "bad.vnnlib").write_text("(declare-const X_0 Real)\n(assert (<= X_0 1.0)\n")
+        args[2] = str(tmp_path / "bad.vnnlib")
+    elif case == "dimensions":
+        args[2] = str(EXAMPLES / "tiny_relu.vnnlib")  # 2 inputs, the digits net has 64
+    elif case == "bad_timeout":
+        args += ["--timeout", "-3"]
+    elif case == "bad_mode":
+        args += ["--mode", "psychic"]
+    code, out, err = run(args, capsys)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hybridver: error:"), err
+    assert "Traceback" not in err
+    if case == "unsupported":
+        assert "Hardmax" in err and "first_bad" in err and "Celu" in err and "second_bad" in err
+    if case == "syntax":
+        assert ":2:" in err  # line number of the unbalanced assert
+    if case == "dimensions":
+        assert "2" in err and "64" in err
+
+
+def test_info_check_examples(capsys):
+    code, out, _ = run(["info", RELU, str(EXAMPLES / "digits_tanh.onnx"), "--check", "5"],
+                       capsys)
+    assert code == 0
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("max abs diff") and last.endswith("ok")
+    assert "linear" in out and "parameters" in out
+
+
+def test_run_instances_examples(tmp_path, capsys):
+    output = tmp_path / "results.csv"
+    code, out, _ = run(["run-instances", str(EXAMPLES / "instances.csv"), "--output",
+                        str(output), "--limit", "3"], capsys)
+    assert code == 0
+    rows = list(csv.DictReader(output.open()))
+    assert [r["verdict"] for r in rows] == ["unsat", "unsat", "sat"]
+    assert all(r["check"] == "ok" for r in rows)
+    assert "wrong 0" in out.strip().splitlines()[-1]
+
+
+def test_run_instances_reads_gz_and_flags_nothing_wrong(tmp_path, capsys):
+    if not (SHARED_BENCHMARKS / "vnncomp_test").is_dir():
+        pytest.skip("../shared/benchmarks absent")
+    output = tmp_path / "results.csv"
+    code, out, _ = run(["run-instances", str(SHARED_BENCHMARKS / "vnncomp_test" /
+                                             "test_instances.csv"), "--output", str(output),
+                        "--timeout-cap", "20"], capsys)
+    assert code == 0
+    rows = list(csv.DictReader(output.open()))
+    assert len(rows) == 5 and not any(r["check"] == "WRONG" for r in rows)
+
+
+def test_console_script_subprocess(tmp_path):
+    """The installed entry point: verdict on stdout, no traceback for a missing file."""
+    ok = subprocess.run([sys.executable, "-m", "hybridver.cli", "verify", RELU, SMALL],
+                        capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0 and ok.stdout.strip().splitlines()[-1] == "unsat"
+    bad = subprocess.run([sys.executable, "-m", "hybridver.cli", "info",
+                          str(tmp_path / "none.onnx")], capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

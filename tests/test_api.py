@@ -1,0 +1,115 @@
+"""End-to-end verification: right answers or unknown, never wrong; sat always confirmed."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import hybridver
+from hybridver.config import AttackConfig, VerifyConfig
+from hybridver.ir.onnx_runtime import OnnxRuntimeModel
+from hybridver.result import Verdict
+from hybridver.specs import robustness
+from tests.conftest import EXAMPLES, SHARED_BENCHMARKS
+
+NO_ATTACK = VerifyConfig(timeout_s=60, attack=AttackConfig(samples=0, rounds=0))
+
+
+def _expected(folder: Path, name: str = "expected_results.csv") -> list[tuple[str, str, str]]:
+    with (folder / name).open() as handle:
+        return [(r["onnx"], r["vnnlib"], r["expected"]) for r in csv.DictReader(handle)]
+
+
+def _assert_confirmed(result, onnx_path: Path, spec) -> None:
+    """The counterexample, run again through onnxruntime, is in the box and violates."""
+    cex = result.counterexample
+    assert cex is not None
+    ort = OnnxRuntimeModel(onnx_path)
+    y = ort(cex.x.astype(np.float32).reshape(1, *ort.input_shape)).reshape(-1)
+    np.testing.assert_allclose(y, cex.y, rtol=0, atol=0)
+    assert spec.is_counterexample(cex.x, y)
+
+
+EXAMPLE_INSTANCES = _expected(EXAMPLES)
+
+
+@pytest.mark.parametrize("onnx_name,vnnlib_name,expected", EXAMPLE_INSTANCES,
+                         ids=[f"{a}-{b}" for a, b, _ in EXAMPLE_INSTANCES])
+def test_examples_right_or_unknown(onnx_name, vnnlib_name, expected):
+    model = hybridver.load_model(EXAMPLES / onnx_name)
+    spec = hybridver.load_spec(EXAMPLES / vnnlib_name, model)
+    result = hybridver.verify(model, spec, VerifyConfig(timeout_s=60))
+    assert result.verdict.value in (expected, "unknown")
+    if result.verdict is Verdict.SAT:
+        _assert_confirmed(result, EXAMPLES / onnx_name, spec)
+    if "eps_small" in vnnlib_name or "eps_large" in vnnlib_name:
+        assert result.verdict.value == expected  # IBP proves the small ones, PGD breaks the large
+
+
+@pytest.mark.parametrize("onnx_name,vnnlib_name,expected",
+                         [i for i in EXAMPLE_INSTANCES if i[2] == "sat"],
+                         ids=lambda v: str(v))
+def test_bounds_path_never_claims_unsat_on_known_counterexample(onnx_name, vnnlib_name,
+                                                                 expected):
+    """With the attack off, only the bound path can answer: it must not say unsat."""
+    model = hybridver.load_model(EXAMPLES / onnx_name)
+    spec = hybridver.load_spec(EXAMPLES / vnnlib_name, model)
+    result = hybridver.verify(model, spec, NO_ATTACK)
+    assert result.verdict is Verdict.UNKNOWN
+
+
+def test_bounds_path_on_point_box_around_counterexample():
+    """A box shrunk onto a violating point: the bounds are tight there, yet no unsat."""
+    model = hybridver.load_model(EXAMPLES / "digits_relu.onnx")
+    spec = hybridver.load_spec(EXAMPLES / "digits_relu_eps_large_2.vnnlib", model)
+    found = hybridver.verify(model, spec, VerifyConfig(timeout_s=60))
+    assert found.verdict is Verdict.SAT
+    x = found.counterexample.x
+    # rows read 'Y_label - Y_j <= 0', so the label carries the +1 coefficient
+    label = int(np.argmax(spec.cases[0].disjuncts[0].C[0]))
+    tight = robustness(x, 1e-7, label, 10)
+    result = hybridver.verify(model, tight, NO_ATTACK)
+    assert result.verdict is not Verdict.UNSAT
+
+
+def test_torch_module_path():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    example = torch.zeros(1, 4)
+    model = hybridver.from_module(net, example)
+    x0 = np.full(4, 0.5)
+    label = int(net(torch.as_tensor(x0, dtype=torch.float32)[None]).argmax())
+    proven = hybridver.verify(model, robustness(x0, 1e-4, label, 3), VerifyConfig(timeout_s=30))
+    assert proven.verdict is Verdict.UNSAT
+    broken = hybridver.verify(model, robustness(x0, 5.0, label, 3), VerifyConfig(timeout_s=30))
+    assert broken.verdict in (Verdict.SAT, Verdict.UNKNOWN)
+    if broken.verdict is Verdict.SAT:
+        y = net(torch.as_tensor(broken.counterexample.x, dtype=torch.float32)[None])
+        assert int(y.argmax()) != label or float(y.max()) <= float(y[0, label])
+
+
+def _vnncomp_test_instances():
+    folder = SHARED_BENCHMARKS / "vnncomp_test"
+    if not folder.is_dir():
+        return []
+    return _expected(folder)
+
+
+@pytest.mark.parametrize("onnx_name,vnnlib_name,expected", _vnncomp_test_instances()
+                         or [pytest.param("", "", "", marks=pytest.mark.skip(
+                             reason="../shared/benchmarks absent"))])
+def test_vnncomp_test_instances(onnx_name, vnnlib_name, expected):
+    folder = SHARED_BENCHMARKS / "vnncomp_test"
+    model = hybridver.load_model(folder / onnx_name)
+    spec = hybridver.load_spec(folder / vnnlib_name, model)
+    result = hybridver.verify(model, spec, VerifyConfig(timeout_s=60))
+    assert result.verdict.value in (expected, "unknown")
+    if result.verdict is Verdict.SAT:
+        _assert_confirmed(result, folder / onnx_name, spec)
+    no_attack = hybridver.verify(model, spec, NO_ATTACK)
+    if expected == "sat":
+        assert no_attack.verdict is not Verdict.UNSAT

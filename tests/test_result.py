@@ -1,0 +1,96 @@
+"""Verdicts and counterexamples: a sat result cannot exist without real-model confirmation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
+                              VerificationResult, Verdict, confirm_counterexample,
+                              format_results_file, read_results_file, write_results_file)
+from hybridver.errors import HybridverInputError
+from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
+
+
+def _spec(lower=(0.0, 0.0), upper=(1.0, 1.0)) -> Spec:
+    # counterexample: y0 - y1 <= 0 (i.e. y1 >= y0)
+    disjunct = OutputConstraints(np.array([[1.0, -1.0]]), np.array([0.0]))
+    case = SpecCase(InputBox(np.array(lower), np.array(upper)), (disjunct,))
+    return Spec((case,), n_inputs=2, n_outputs=2)
+
+
+def identity_model(x: np.ndarray) -> np.ndarray:
+    """'Real model' y = x, shape (batch, 1, 2) -> (batch, 1, 2)."""
+    return np.asarray(x, dtype=np.float64)
+
+
+def test_confirmed_counterexample_cannot_be_built_directly():
+    with pytest.raises(TypeError):
+        ConfirmedCounterexample(np.zeros(2), np.zeros(2), 0, 0, -1.0, "me", "me")
+
+
+def test_sat_requires_confirmed_counterexample():
+    with pytest.raises(ValueError):
+        VerificationResult(Verdict.SAT, 1.0)
+    cand = CandidateCounterexample(np.zeros(2), np.zeros(2), "pgd")
+    with pytest.raises(ValueError):
+        VerificationResult(Verdict.SAT, 1.0, counterexample=cand)  # type: ignore[arg-type]
+
+
+def test_confirm_accepts_real_violation_and_rejects_spurious():
+    spec = _spec()
+    good = CandidateCounterexample(np.array([0.2, 0.7]), np.array([0.2, 0.7]), "test")
+    cex = confirm_counterexample(good, spec, identity_model, (1, 2), "identity")
+    assert cex is not None and cex.margin <= 0 and cex.checked_by == "identity"
+    result = VerificationResult(Verdict.SAT, 0.1, counterexample=cex)
+    assert result.to_json()["counterexample"]["x"] == pytest.approx([0.2, 0.7], abs=1e-7)
+    # the component claims a violation, the real model disagrees: no counterexample
+    spurious = CandidateCounterexample(np.array([0.9, 0.1]), np.array([0.0, 1.0]), "test")
+    assert confirm_counterexample(spurious, spec, identity_model, (1, 2), "identity") is None
+
+
+def test_confirm_rejects_points_outside_the_region():
+    spec = _spec()
+    outside = CandidateCounterexample(np.array([-0.5, 0.7]), np.array([-0.5, 0.7]), "test")
+    assert confirm_counterexample(outside, spec, identity_model, (1, 2), "identity") is None
+
+
+def test_float32_rounding_stays_inside_the_box():
+    # 0.1 is not a float32 number; rounding 0.1 to float32 gives 0.100000001 > 0.1
+    spec = _spec(lower=(0.0, 0.0), upper=(0.1, 0.1))
+    cand = CandidateCounterexample(np.array([0.1, 0.1]), np.array([0.1, 0.1]), "test")
+    cex = confirm_counterexample(cand, spec, identity_model, (1, 2), "identity")
+    assert cex is not None
+    assert np.all(cex.x <= 0.1) and cex.x.dtype == np.float64
+    assert np.all(cex.x.astype(np.float32).astype(np.float64) == cex.x)
+
+
+def test_results_file_round_trip(tmp_path):
+    spec = _spec()
+    cand = CandidateCounterexample(np.array([0.25, 0.5]), np.array([0.25, 0.5]), "test")
+    cex = confirm_counterexample(cand, spec, identity_model, (1, 2), "identity")
+    path = tmp_path / "out.txt"
+    write_results_file(VerificationResult(Verdict.SAT, 0.1, counterexample=cex), path)
+    text = path.read_text()
+    assert text.splitlines()[0] == "sat" and "(X_0 0.25)" in text and "(Y_1 0.5)" in text
+    parsed = read_results_file(path)
+    assert parsed.verdict is Verdict.SAT
+    np.testing.assert_array_equal(parsed.x, cex.x)
+    np.testing.assert_array_equal(parsed.y, cex.y)
+    for verdict in (Verdict.UNSAT, Verdict.UNKNOWN, Verdict.TIMEOUT):
+        assert format_results_file(VerificationResult(verdict, 1.0)) == verdict.value + "\n"
+        write_results_file(VerificationResult(verdict, 1.0), path)
+        assert read_results_file(path).verdict is verdict
+
+
+def test_read_results_file_errors(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("maybe\n")
+    with pytest.raises(HybridverInputError):
+        read_results_file(bad)
+    with pytest.raises(HybridverInputError):
+        read_results_file(tmp_path / "missing.txt")
+    other = tmp_path / "other.txt"
+    other.write_text("violated\n((X_0 1e-3)\n (Y_0 -2.5))\n")
+    parsed = read_results_file(other)
+    assert parsed.verdict is Verdict.SAT and parsed.x[0] == 1e-3 and parsed.y[0] == -2.5
