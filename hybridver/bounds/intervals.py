@@ -334,8 +334,8 @@ def interval_bounds(graph: NetworkGraph, lower: np.ndarray | Tensor, upper: np.n
     Raises :class:`UnsupportedBoundError` when a node has no sound rule for its ranges.
     """
     node_in = graph.input_node
-    lo = torch.as_tensor(lower, dtype=torch.float64, device=device)
-    hi = torch.as_tensor(upper, dtype=torch.float64, device=device)
+    lo = torch.as_tensor(np.array(lower, dtype=np.float64), device=device)
+    hi = torch.as_tensor(np.array(upper, dtype=np.float64), device=device)
     lo, hi = lo.reshape(lo.shape[0], *node_in.shape), hi.reshape(hi.shape[0], *node_in.shape)
     values: dict[str, Interval] = {}
     for name in graph.topological_order:
