@@ -1,0 +1,8 @@
+"""Linear relaxations of nonlinearities, registered by op kind (see ``base.py``)."""
+
+from hybridver.relaxations.base import (BilinearBounds, BinaryRelaxation, LinearBounds, Traits,
+                                        UnaryRelaxation, get_relaxation, register,
+                                        registered_ops)
+
+__all__ = ["BilinearBounds", "BinaryRelaxation", "LinearBounds", "Traits", "UnaryRelaxation",
+           "get_relaxation", "register", "registered_ops"]
