@@ -242,16 +242,20 @@ def _log(node: Node, args: list[Interval]) -> Interval:
 
 
 def _softmax(node: Node, args: list[Interval]) -> Interval:
-    """Softmax_i is increasing in x_i and decreasing in x_j (j != i):
-    lower_i = 1 / (1 + sum_{j!=i} exp(u_j - l_i)), upper_i = 1 / (1 + sum_{j!=i} exp(l_j - u_i))."""
+    """Softmax_i is increasing in x_i and decreasing in x_j (j != i), so
+    ``lower_i = exp(l_i - logsumexp(l_i, u_{j != i}))`` and symmetrically for the upper
+    bound; log-sum-exp keeps it finite for any magnitudes (O(n^2) per softmax row)."""
     dim = int(node.attrs["axis"]) + 1
-    lo, hi = args[0].lower, args[0].upper
-    ref = hi.max(dim=dim, keepdim=True).values
-    el, eu = torch.exp(lo - ref), torch.exp(hi - ref)
-    sum_u, sum_l = eu.sum(dim, keepdim=True), el.sum(dim, keepdim=True)
-    lower = el / (el + (sum_u - eu).clamp(min=0))
-    upper = eu / (eu + (sum_l - el).clamp(min=0))
-    w = _widen(lower, upper, 64 * U64 * lo.shape[dim])
+    lo = args[0].lower.movedim(dim, -1)
+    hi = args[0].upper.movedim(dim, -1)
+    n = lo.shape[-1]
+    eye = torch.eye(n, dtype=torch.bool, device=lo.device)
+    # mixed[..., i, j] = l_i if j == i else u_j  (and the mirror image for the upper bound)
+    mixed_lower = torch.where(eye, lo.unsqueeze(-1), hi.unsqueeze(-2))
+    mixed_upper = torch.where(eye, hi.unsqueeze(-1), lo.unsqueeze(-2))
+    lower = torch.exp(lo - torch.logsumexp(mixed_lower, dim=-1))
+    upper = torch.exp(hi - torch.logsumexp(mixed_upper, dim=-1))
+    w = _widen(lower.movedim(-1, dim), upper.movedim(-1, dim), 64 * U64 * n)
     return Interval(w.lower.clamp(min=0.0), w.upper.clamp(max=1.0))
 
 

@@ -1,0 +1,1 @@
+"""Solver-neutral encodings of networks and properties (no solver imports here)."""
