@@ -120,10 +120,8 @@ def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
                 phases["attack"] = time.monotonic() - t0
                 return result(Verdict.SAT, cex)
             stats["attack"]["rejected"] += 1
-            if best_candidate is None and float(
-                    np.min([np.max(dj.C @ candidate.predicted_y + dj.d) for dj in case.disjuncts]
-                           or [-1.0])) <= 0:
-                best_candidate = candidate
+            if best_candidate is None and case.violation_margin(candidate.predicted_y) <= 0:
+                best_candidate = candidate  # the IR says violated, the real model disagrees
         if time.monotonic() > deadline:
             phases["attack"] = time.monotonic() - t0
             return result(Verdict.TIMEOUT, message="time limit reached during the attack")
