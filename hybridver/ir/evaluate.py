@@ -133,6 +133,8 @@ def _pool(node: Node, args: list[Tensor]) -> Tensor:
 
 def _matmul(node: Node, args: list[Tensor]) -> Tensor:
     a, b = args
+    if a.dim() == 2 and b.dim() == 2:  # two 1-D operands: a dot product per sample
+        return (a * b).sum(-1)
     if a.dim() >= 3 and b.dim() >= 3:  # both have >= 2 per-sample axes: align batch dims
         rank = max(a.dim(), b.dim()) - 1
         a, b = _align(a, rank), _align(b, rank)

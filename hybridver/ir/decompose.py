@@ -1,0 +1,255 @@
+"""Decompositions for the bound engine: ops without a direct relaxation become relaxable ones.
+
+Every pass is a free function ``NetworkGraph -> NetworkGraph`` that preserves evaluation
+(up to floating-point rounding), keeps input and output names, and gives the last node of
+each rewrite the name of the node it replaces (so consumers and outputs are untouched).
+Helper nodes are named ``<node>/<role>`` (made unique).  The rewrites use only linear data
+movement (GATHER, SLICE, RESHAPE, EXPAND, CONCAT), SUB/ADD, REDUCE_SUM and the
+nonlinearities that have relaxations (EXP, RECIPROCAL, RELU, MUL of two variables):
+
+* :func:`decompose_softmax`: ``softmax(x)_i = 1 / (1 + sum_{j != i} exp(x_j - x_i))``.  The
+  differences are formed explicitly (GATHER of ``x_j`` and of ``x_i`` over ``(n, n - 1)``
+  index grids, then SUB), so ``x_i - x_i`` never appears and every bound method sees each
+  difference as one linear expression; this is much tighter than bounding
+  ``exp(x_i) / sum_j exp(x_j)`` as a quotient.
+* :func:`decompose_max_pool`: an im2col GATHER of each window's *valid* positions (padding
+  is ``-inf`` in ONNX, so it is never the max and is simply left out; windows with fewer
+  valid positions repeat one, since ``max(a, a) = a``), then a pairwise tree of
+  ``max(a, b) = a + relu(b - a)`` over the window axis.
+* :func:`decompose_matmul_of_variables`: ``(A @ B)[.., i, j] = sum_t A[.., i, t] B[.., t, j]``
+  as ``A -> (.., m, k, 1)`` and ``B -> (.., 1, k, n)`` expanded to ``(*batch, m, k, n)``,
+  an elementwise MUL of equal shapes, and REDUCE_SUM over ``k``.  Only for MATMULs whose
+  operands both depend on a graph input (a constant operand keeps the MATMUL linear).
+* :func:`decompose_for_bounds`: all of them, then shape validation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+import numpy as np
+
+from hybridver.ir.graph import NetworkGraph, Node
+from hybridver.ir.ops import OpKind
+
+__all__ = ["decompose_softmax", "decompose_max_pool", "decompose_matmul_of_variables",
+           "decompose_for_bounds"]
+
+
+class _Builder:
+    """The node list of a graph under rewrite; ``emit`` adds helper nodes with fresh names."""
+
+    def __init__(self, g: NetworkGraph):
+        self.g = g
+        self.shapes = {n.name: n.shape for n in g.nodes()}
+        self.taken = set(self.shapes)
+        self.nodes: list[Node] = []
+        self.changed = False
+
+    def fresh(self, base: str) -> str:
+        name, i = base, 0
+        while name in self.taken:
+            i += 1
+            name = f"{base}_{i}"
+        self.taken.add(name)
+        return name
+
+    def emit(self, op: OpKind, inputs: tuple[str, ...], shape: tuple[int, ...], base: str,
+             attrs: dict | None = None, consts: dict | None = None,
+             name: str | None = None) -> str:
+        """Append a node (``name``: keep that name, else a fresh one from ``base``)."""
+        name = name if name is not None else self.fresh(base)
+        self.nodes.append(Node(name, op, inputs, attrs or {}, consts or {}, tuple(shape)))
+        self.shapes[name] = tuple(shape)
+        self.changed = True
+        return name
+
+    def reshape(self, src: str, shape: tuple[int, ...], base: str) -> str:
+        if self.shapes[src] == tuple(shape):
+            return src
+        return self.emit(OpKind.RESHAPE, (src,), shape, base)
+
+    def graph(self) -> NetworkGraph:
+        return self.g.with_nodes(self.nodes, check_shapes=False) if self.changed else self.g
+
+
+Rewrite = Callable[[_Builder, Node], bool]
+
+
+def _run(g: NetworkGraph, rewrite: Rewrite) -> NetworkGraph:
+    """Visit nodes in topological order; ``rewrite`` either emits a replacement (ending in
+    a node with the same name) and returns True, or returns False to keep the node."""
+    b = _Builder(g)
+    for node in g.nodes():
+        if not rewrite(b, node):
+            b.nodes.append(node)
+    return b.graph()
+
+
+def _input_dependent(g: NetworkGraph) -> set[str]:
+    dep: set[str] = set()
+    for node in g.nodes():
+        if node.op is OpKind.INPUT or any(i in dep for i in node.inputs):
+            dep.add(node.name)
+    return dep
+
+
+# ---------------------------------------------------------------------------- softmax
+def _softmax(b: _Builder, node: Node) -> bool:
+    if node.op is not OpKind.SOFTMAX:
+        return False
+    shape, axis, x = node.shape, int(node.attrs["axis"]), node.inputs[0]
+    n = shape[axis]
+    if n == 1:  # softmax over one element is 1
+        b.emit(OpKind.CONSTANT, (), shape, "", consts={"value": np.ones(shape)},
+               name=node.name)
+        return True
+    # row i lists j != i: others[i] = (0..n-1 without i), own[i] = (i, ..., i)
+    others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
+    own = np.repeat(np.arange(n, dtype=np.int64)[:, None], n - 1, axis=1)
+    grid = (*shape[:axis], n, n - 1, *shape[axis + 1:])
+    xj = b.emit(OpKind.GATHER, (x,), grid, f"{node.name}/others", {"axis": axis},
+                {"indices": others})
+    xi = b.emit(OpKind.GATHER, (x,), grid, f"{node.name}/own", {"axis": axis},
+                {"indices": own})
+    diff = b.emit(OpKind.SUB, (xj, xi), grid, f"{node.name}/diff")
+    e = b.emit(OpKind.EXP, (diff,), grid, f"{node.name}/exp")
+    total = b.emit(OpKind.REDUCE_SUM, (e,), shape, f"{node.name}/sum",
+                   {"axes": (axis + 1,), "keepdims": False})
+    one = b.emit(OpKind.CONSTANT, (), (), f"{node.name}/one", consts={"value": np.array(1.0)})
+    denom = b.emit(OpKind.ADD, (total, one), shape, f"{node.name}/denominator")
+    b.emit(OpKind.RECIPROCAL, (denom,), shape, "", name=node.name)
+    return True
+
+
+def decompose_softmax(g: NetworkGraph) -> NetworkGraph:
+    """SOFTMAX over any axis -> GATHER, GATHER, SUB, EXP, REDUCE_SUM, ADD 1, RECIPROCAL.
+
+    ``x: (*pre, n, *post)`` gives differences ``(*pre, n, n - 1, *post)`` (``[.., i, jj, ..] =
+    x_j - x_i`` over ``j != i``), summed back to ``(*pre, n, *post)``.
+    """
+    return _run(g, _softmax)
+
+
+# ---------------------------------------------------------------------------- max pool
+def _window_indices(node: Node, in_spatial: tuple[int, ...], out_spatial: tuple[int, ...]
+                    ) -> np.ndarray | None:
+    """``(Q, K)`` flat input indices of each output position's valid window positions."""
+    kernel = tuple(int(k) for k in node.attrs["kernel_shape"])
+    s = len(kernel)
+    strides = tuple(int(v) for v in node.attrs["strides"])
+    begin = tuple(int(v) for v in node.attrs["pads"])[:s]
+    dilations = tuple(int(v) for v in node.attrs.get("dilations", (1,) * s))
+    rows = []
+    for out in itertools.product(*(range(o) for o in out_spatial)):
+        flat = []
+        for offset in itertools.product(*(range(k) for k in kernel)):
+            pos = [out[i] * strides[i] - begin[i] + offset[i] * dilations[i] for i in range(s)]
+            if all(0 <= p < n for p, n in zip(pos, in_spatial)):
+                flat.append(int(np.ravel_multi_index(pos, in_spatial)))
+        if not flat:
+            return None  # a window of padding only: its max would be -inf
+        rows.append(flat)
+    width = max(len(r) for r in rows)
+    return np.array([r + [r[0]] * (width - len(r)) for r in rows], dtype=np.int64)
+
+
+def _max_pool(b: _Builder, node: Node) -> bool:
+    if node.op is not OpKind.MAX_POOL:
+        return False
+    s = len(node.attrs["kernel_shape"])
+    in_shape = b.shapes[node.inputs[0]]
+    lead, in_spatial, out_spatial = in_shape[:-s], in_shape[-s:], node.shape[-s:]
+    if node.shape[:-s] != lead:
+        return False
+    idx = _window_indices(node, in_spatial, out_spatial)
+    if idx is None:
+        return False
+    q, k = idx.shape
+    axis = len(lead)
+    flat = b.reshape(node.inputs[0], (*lead, int(np.prod(in_spatial))), f"{node.name}/flat")
+    cur = b.emit(OpKind.GATHER, (flat,), (*lead, q, k), f"{node.name}/windows",
+                 {"axis": axis}, {"indices": idx})
+
+    def part(src: str, start: int, end: int, role: str) -> str:
+        return b.emit(OpKind.SLICE, (src,), (*lead, q, end - start), f"{node.name}/{role}",
+                      {"starts": (start,), "ends": (end,), "axes": (axis + 1,), "steps": (1,)})
+
+    while k > 1:  # max(a, b) = a + relu(b - a), pairwise over the window axis
+        h = k // 2
+        a, c = part(cur, 0, h, "a"), part(cur, h, 2 * h, "b")
+        d = b.emit(OpKind.SUB, (c, a), (*lead, q, h), f"{node.name}/b_minus_a")
+        r = b.emit(OpKind.RELU, (d,), (*lead, q, h), f"{node.name}/relu")
+        m = b.emit(OpKind.ADD, (a, r), (*lead, q, h), f"{node.name}/max")
+        if k % 2:
+            rest = part(cur, 2 * h, k, "rest")
+            m = b.emit(OpKind.CONCAT, (m, rest), (*lead, q, h + 1), f"{node.name}/carry",
+                       {"axis": axis + 1})
+        cur, k = m, h + k % 2
+    b.emit(OpKind.RESHAPE, (cur,), node.shape, "", name=node.name)
+    return True
+
+
+def decompose_max_pool(g: NetworkGraph) -> NetworkGraph:
+    """MAX_POOL (any pads, strides, dilations, ceil_mode) -> im2col GATHER + relu tree.
+
+    ``x: (*lead, *spatial)`` is flattened to ``(*lead, P)``, gathered to ``(*lead, Q, K)``
+    (``Q`` output positions, ``K`` valid positions per window at most), reduced pairwise to
+    ``(*lead, Q, 1)`` and reshaped to the pool's output shape.  A pool with a window made
+    only of padding (its value would be ``-inf``) is left as it is.
+    """
+    return _run(g, _max_pool)
+
+
+# ---------------------------------------------------------------------------- matmul
+def _matmul(b: _Builder, node: Node, dependent: set[str]) -> bool:
+    if node.op is not OpKind.MATMUL or not all(i in dependent for i in node.inputs):
+        return False
+    a_name, b_name = node.inputs
+    sa, sb = b.shapes[a_name], b.shapes[b_name]
+    a2 = (1, *sa) if len(sa) == 1 else sa
+    b2 = (*sb, 1) if len(sb) == 1 else sb
+    (m, k), (k2, n) = a2[-2:], b2[-2:]
+    if k != k2:
+        return False
+    batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
+    full = (*batch, m, k, n)
+    ar = b.reshape(a_name, (*a2[:-2], m, k, 1), f"{node.name}/lhs")
+    br = b.reshape(b_name, (*b2[:-2], 1, k, n), f"{node.name}/rhs")
+    if b.shapes[ar] != full:
+        ar = b.emit(OpKind.EXPAND, (ar,), full, f"{node.name}/lhs_expanded")
+    if b.shapes[br] != full:
+        br = b.emit(OpKind.EXPAND, (br,), full, f"{node.name}/rhs_expanded")
+    prod = b.emit(OpKind.MUL, (ar, br), full, f"{node.name}/products")
+    out = (*batch, m, n)
+    if out == node.shape:
+        b.emit(OpKind.REDUCE_SUM, (prod,), out, "", {"axes": (len(full) - 2,),
+                                                     "keepdims": False}, name=node.name)
+    else:  # 1-D operands: drop the unit axis numpy's matmul removes
+        total = b.emit(OpKind.REDUCE_SUM, (prod,), out, f"{node.name}/sum",
+                       {"axes": (len(full) - 2,), "keepdims": False})
+        b.emit(OpKind.RESHAPE, (total,), node.shape, "", name=node.name)
+    return True
+
+
+def decompose_matmul_of_variables(g: NetworkGraph) -> NetworkGraph:
+    """MATMUL of two input-dependent operands -> RESHAPE/EXPAND, MUL, REDUCE_SUM.
+
+    ``A: (*ba, m, k)``, ``B: (*bb, k, n)`` (1-D operands as numpy: ``(k,)`` is ``(1, k)`` on
+    the left and ``(k, 1)`` on the right) give products ``(*batch, m, k, n)`` with
+    ``batch = broadcast(ba, bb)``, summed over ``k``.
+    """
+    dependent = _input_dependent(g)
+    return _run(g, lambda b, node: _matmul(b, node, dependent))
+
+
+# ---------------------------------------------------------------------------- all
+DECOMPOSITIONS = (decompose_softmax, decompose_max_pool, decompose_matmul_of_variables)
+
+
+def decompose_for_bounds(g: NetworkGraph) -> NetworkGraph:
+    """All decompositions, then a graph validated with ``check_shapes=True``."""
+    for rewrite in DECOMPOSITIONS:
+        g = rewrite(g)
+    return NetworkGraph(g.nodes(), g.inputs, g.outputs, name=g.name, check_shapes=True)
