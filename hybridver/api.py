@@ -1,7 +1,8 @@
 """Public entry points: load a model and a spec, verify.
 
-``verify`` runs the pipeline behind ``hybridver verify``: a falsification attack whose
-candidates the real model must confirm, then bound propagation; whatever neither settles
+``verify`` runs the pipeline behind ``hybridver verify`` (``verify_hybrid.py``): a
+falsification attack whose candidates the real model must confirm, bound propagation, and
+input-splitting branch-and-bound for low-dimensional inputs; whatever they do not settle
 is ``unknown`` (or ``timeout`` when the time limit cut it short).
 """
 
@@ -15,13 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybridver.bab.attack import pgd_attack, sample_candidates
-from hybridver.bounds.intervals import UnsupportedBoundError, interval_bounds, spec_row_lower_bounds
 from hybridver.config import VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.ir.graph import NetworkGraph
-from hybridver.result import (ConfirmedCounterexample, VerificationResult, Verdict,
-                              confirm_counterexample)
+from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
 
 
@@ -88,73 +86,13 @@ def load_spec(path: str | Path, model: LoadedModel) -> Spec:
 
 def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
            ) -> VerificationResult:
-    """Verify ``spec`` on ``model``.  Never returns ``sat`` without a confirmed counterexample
-    and never ``unsat`` unless the bounds refute every disjunct of every case."""
-    start = time.monotonic()
-    deadline = start + config.timeout_s
+    """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
+    model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
+    case (see ``docs/soundness.md``)."""
+    from hybridver.verify_hybrid import verify_hybrid
+
     spec.check_dimensions(model.n_inputs, model.n_outputs)
-    phases: dict[str, float] = {}
-    stats: dict[str, Any] = {"attack": {"candidates": 0, "confirmed": 0, "rejected": 0},
-                             "bounds": {"method": "ibp", "disjuncts": 0, "refuted": 0}}
-    best_candidate = None
-
-    def result(verdict: Verdict, cex: ConfirmedCounterexample | None = None,
-               message: str = "") -> VerificationResult:
-        return VerificationResult(verdict, time.monotonic() - start, cex, best_candidate,
-                                  phases, stats, message)
-
-    # --- falsification: sampling, then PGD; the real model has the last word
-    t0 = time.monotonic()
-    for case in spec.cases:
-        candidates = sample_candidates(model.graph, case, config.attack.samples,
-                                       config.attack.seed, config.device)
-        if not candidates and config.attack.rounds > 0:
-            candidates = pgd_attack(model.graph, case, config.attack, deadline, config.device)
-        for candidate in candidates:
-            stats["attack"]["candidates"] += 1
-            cex = confirm_counterexample(candidate, spec, model.real_model,
-                                         model.graph.input_node.shape, model.checked_by,
-                                         model.input_dtype)
-            if cex is not None:
-                stats["attack"]["confirmed"] += 1
-                phases["attack"] = time.monotonic() - t0
-                return result(Verdict.SAT, cex)
-            stats["attack"]["rejected"] += 1
-            if best_candidate is None and case.violation_margin(candidate.predicted_y) <= 0:
-                best_candidate = candidate  # the IR says violated, the real model disagrees
-        if time.monotonic() > deadline:
-            phases["attack"] = time.monotonic() - t0
-            return result(Verdict.TIMEOUT, message="time limit reached during the attack")
-    phases["attack"] = time.monotonic() - t0
-
-    # --- bounds: every disjunct of every case must be refuted by some row's lower bound > 0
-    t0 = time.monotonic()
-    all_refuted = True
-    try:
-        for case in spec.cases:
-            if not case.disjuncts:
-                all_refuted = False  # 'true' output condition: any point is a counterexample
-                continue
-            values = interval_bounds(model.graph, case.region.lower[None],
-                                     case.region.upper[None], device=config.device)
-            y = values[model.graph.output_node.name]
-            for disjunct in case.disjuncts:
-                stats["bounds"]["disjuncts"] += 1
-                rows = spec_row_lower_bounds(y, disjunct.C, disjunct.d)
-                if bool((rows > 0).any()):
-                    stats["bounds"]["refuted"] += 1
-                else:
-                    all_refuted = False
-            if time.monotonic() > deadline:
-                phases["bounds"] = time.monotonic() - t0
-                return result(Verdict.TIMEOUT, message="time limit reached during bounding")
-    except UnsupportedBoundError as exc:
-        phases["bounds"] = time.monotonic() - t0
-        return result(Verdict.UNKNOWN, message=f"bounds unavailable: {exc}")
-    phases["bounds"] = time.monotonic() - t0
-    if all_refuted:
-        return result(Verdict.UNSAT)
-    return result(Verdict.UNKNOWN, message="neither the attack nor the bounds settled it")
+    return verify_hybrid(model, spec, config)
 
 
 def verify_files(model_path: str | Path, spec_path: str | Path,

@@ -1,4 +1,4 @@
-"""Command line: ``hybridver info | verify | run-instances``.
+"""Command line: ``hybridver info | verify | bounds | encode | run-instances``.
 
 Exit codes: 0 for any verdict, 2 for bad input (one readable line on stderr), 1 for an
 internal error (one line; the traceback only with ``HYBRIDVER_DEBUG=1``).
@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", metavar="F", help="JSON report to write")
     verify.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
 
+    from hybridver.commands import bounds, encode
+    bounds.add_parser(sub)
+    encode.add_parser(sub)
+
     run = sub.add_parser("run-instances", help="run a VNN-COMP instances.csv")
     run.add_argument("csv", metavar="CSV")
     run.add_argument("--root", metavar="DIR", help="folder the CSV's paths are relative to")
@@ -83,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             from hybridver.commands.verify import run_verify
             return run_verify(args)
+        if args.command == "bounds":
+            from hybridver.commands.bounds import run_bounds
+            return run_bounds(args)
+        if args.command == "encode":
+            from hybridver.commands.encode import run_encode
+            return run_encode(args)
         if args.command == "run-instances":
             from hybridver.commands.run_instances import run_instances
             return run_instances(args)

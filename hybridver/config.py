@@ -34,7 +34,17 @@ class AttackConfig:
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
+    """Settings of one verification.
+
+    ``bound_methods``: whole-box bound methods tried in order; ``input_split_max_dim``:
+    inputs up to this size are branched on by input splitting; ``split_batch``: sub-boxes
+    bounded per call.
+    """
+
     timeout_s: float = 300.0
     mode: Mode = Mode.HYBRID
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     device: str = "cpu"
+    bound_methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
+    input_split_max_dim: int = 8
+    split_batch: int = 256

@@ -174,8 +174,9 @@ def _leaky_relu(node: Node, args: list[Interval]) -> Interval:
 
 
 def _gelu(node: Node, args: list[Interval]) -> Interval:
-    # GELU decreases on (-inf, x*) and increases on (x*, inf); x* ~ -0.75179, f(x*) ~ -0.16997
-    x_star, f_star = -0.7517915246935397, -0.16997120747195425
+    # GELU decreases on (-inf, x*) and increases on (x*, inf); x* ~ -0.75179, and
+    # min GELU = -0.169971207479904 (float64 grid search); the constant is taken 1e-8 lower
+    x_star, f_star = -0.7517915246935397, -0.16997120747195425 - 1e-8
     lo, hi = args[0].lower, args[0].upper
     flo, fhi = F.gelu(lo), F.gelu(hi)
     lower = torch.where((lo <= x_star) & (hi >= x_star),
@@ -280,8 +281,10 @@ def _linear_monotone(op: OpKind) -> Callable[[Node, list[Interval]], Interval]:
         fn = EVALUATORS[op]
         lo, hi = fn(node, [args[0].lower]), fn(node, [args[0].upper])
         k = max(1, args[0].lower[0].numel() // max(1, lo[0].numel()))
-        err = (k + 2) * U64 * fn(node, [args[0].lower.abs() + args[0].upper.abs()])
-        return Interval(lo - err, hi + err)
+        # each end is its own sum: its error is relative to that end's magnitudes
+        err_lo = (k + 2) * U64 * fn(node, [args[0].lower.abs()])
+        err_hi = (k + 2) * U64 * fn(node, [args[0].upper.abs()])
+        return Interval(lo - err_lo, hi + err_hi)
     return rule
 
 

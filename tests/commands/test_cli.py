@@ -34,7 +34,7 @@ def test_verify_unsat_with_reports(tmp_path, capsys):
     assert results.read_text() == "unsat\n"
     data = json.loads(report.read_text())
     assert data["verdict"] == "unsat" and data["counterexample"] is None
-    assert set(data["phase_times"]) >= {"load", "attack", "bounds"}
+    assert set(data["phase_times"]) >= {"load", "attack_sampling", "bounds"}
     assert data["stats"]["bounds"]["refuted"] == data["stats"]["bounds"]["disjuncts"] == 9
 
 

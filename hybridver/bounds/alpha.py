@@ -1,0 +1,136 @@
+"""alpha-CROWN: optimize the free parameters of the relaxations per spec row.
+
+Every relaxation with ``optimizable = True`` accepts ``alpha_lower, alpha_upper`` in
+``[0, 1]`` that select among sound linear bounds (ReLU's lower slope, a tangent point of
+an S-shaped function...).  For the FINAL backward pass (from the spec rows), each such
+node ``v`` gets ``alpha_lower, alpha_upper: (m, N, *v.shape)`` (one per spec row, per
+subdomain, per neuron); the bound of every row is a differentiable function of them, and
+Adam maximizes the sum of the rows' lower bounds.
+
+* Soundness: every alpha in ``[0, 1]`` gives a sound bound (the relaxation contract) and
+  each iterate's bound includes the rounding margin of :mod:`hybridver.bounds.crown`, so
+  the elementwise maximum over iterations (and over the CROWN bound itself) is sound.
+* Never looser than CROWN: the CROWN bound is the starting value of that maximum.
+* Initialization: a relaxation may provide ``initial_alpha(lower, upper, attrs)``
+  returning ``(alpha_lower, alpha_upper)``; otherwise, per neuron, the value of a grid
+  (0, 1/4, 1/2, 3/4, 1) whose lower line is highest (upper line lowest) at the centre of
+  the input box.
+* Intermediate bounds are NOT optimized: they come from CROWN (or IBP) and stay fixed,
+  so one iteration costs one backward pass of the spec rows (documented limitation; the
+  usual full alpha-CROWN also optimizes one alpha set per intermediate node).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from hybridver.bounds.crown import BoundState, Relaxed, backward
+from hybridver.bounds.linear_ops import broadcast_operand
+from hybridver.bounds.options import AlphaConfig
+
+Tensor = torch.Tensor
+_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def optimizable_nodes(state: BoundState, start: str) -> list[str]:
+    """Nonlinear nodes in the backward cone of ``start`` whose relaxation takes alphas."""
+    plan = state.plan
+    return [name for name in plan.cone(start) if state.kind(name) in ("unary", "binary")
+            and getattr(plan.relaxations[name], "optimizable", False)]
+
+
+def _value_at_centre(state: BoundState, name: str, relaxed: Relaxed) -> tuple[Tensor, Tensor]:
+    """Lower and upper line of ``relaxed`` evaluated at the centre of the operands' box."""
+    plan = state.plan
+    node = plan.graph.node(name)
+    low, up = relaxed.bias_lower, relaxed.bias_upper
+    for pos, (cl, cu) in relaxed.coefs.items():
+        lo, hi = state.work(node.inputs[pos])
+        centre = broadcast_operand((lo + hi) / 2, node.shape)
+        low, up = low + cl * centre, up + cu * centre
+    return low, up
+
+
+def initial_alphas(state: BoundState, name: str) -> tuple[Tensor, Tensor]:
+    """``(alpha_lower, alpha_upper)`` of shape ``(1, N, *shape)`` (see module docstring)."""
+    plan = state.plan
+    node = plan.graph.node(name)
+    relaxation = plan.relaxations[name]
+    shape = (1, state.n, *node.shape)
+    hook = getattr(relaxation, "initial_alpha", None)
+    if hook is not None and plan.kind[name] == "unary":
+        lo, hi = state.work(node.inputs[0])
+        al, au = hook(lo, hi, plan.attrs[name])
+        return (torch.broadcast_to(al, shape).clamp(0, 1).to(state.dtype),
+                torch.broadcast_to(au, shape).clamp(0, 1).to(state.dtype))
+    best_l = best_u = None
+    alpha_l = alpha_u = None
+    with torch.no_grad():
+        for g in _GRID:
+            a = torch.full(shape, g, dtype=state.dtype, device=state.device)
+            low, up = _value_at_centre(state, name, state.relax(name, a, a))
+            if best_l is None:
+                best_l, best_u, alpha_l, alpha_u = low, up, a.clone(), a.clone()
+                continue
+            better_l, better_u = low > best_l, up < best_u
+            best_l, best_u = torch.where(better_l, low, best_l), torch.where(better_u, up, best_u)
+            alpha_l = torch.where(better_l, a, alpha_l)
+            alpha_u = torch.where(better_u, a, alpha_u)
+    return alpha_l, alpha_u
+
+
+def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
+             crown_lower: Tensor, config: AlphaConfig, exact_start: bool = False
+             ) -> tuple[Tensor, dict[str, Any]]:
+    """Best sound lower bounds ``(m, N)`` of ``<lam, start> + beta`` over the iterations.
+
+    ``crown_lower``: the CROWN bound of the same rows (the starting best).
+    """
+    names = optimizable_nodes(state, start)
+    stats: dict[str, Any] = {"iterations": 0, "optimized_nodes": len(names)}
+    if not names or config.iterations == 0 or (
+            config.stop_when_proven and bool((crown_lower > 0).all())):
+        return crown_lower, stats
+    m = lam.shape[0]
+    alphas: dict[str, tuple[Tensor, Tensor]] = {}
+    params: list[Tensor] = []
+    for name in names:
+        al, au = initial_alphas(state, name)
+        al = al.expand(m, *al.shape[1:]).clone().requires_grad_(True)
+        au = au.expand(m, *au.shape[1:]).clone().requires_grad_(True)
+        alphas[name] = (al, au)
+        params += [al, au]
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    best = crown_lower.detach().clone()
+    stale = 0
+    for it in range(config.iterations):
+        with torch.enable_grad():
+            overrides = {name: state.relax(name, al, au) for name, (al, au) in alphas.items()}
+            lower = backward(state, start, lam, beta, overrides, exact_start)
+        stats["iterations"] = it + 1
+        value = lower.detach()
+        usable = torch.isfinite(value)
+        new_best = torch.where(usable, torch.maximum(best, value), best)
+        gain = float((new_best - best).sum())
+        best = new_best
+        if config.stop_when_proven and bool((best > 0).all()):
+            break
+        finite = torch.isfinite(best)
+        scale = float(best[finite].abs().sum()) if bool(finite.any()) else 0.0
+        stale = stale + 1 if gain <= config.tolerance * (scale + 1.0) else 0
+        if config.patience and stale >= config.patience:
+            break
+        if it == config.iterations - 1 or not bool(usable.any()):
+            break
+        loss = -lower[usable].sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for p in params:
+                p.nan_to_num_(0.5).clamp_(0.0, 1.0)
+        for group in optimizer.param_groups:
+            group["lr"] *= config.lr_decay
+    return best, stats

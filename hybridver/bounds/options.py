@@ -1,0 +1,98 @@
+"""Settings of the bound engine: frozen dataclasses with defaults (no free-form dicts)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import torch
+
+
+class BoundMethod(str, enum.Enum):
+    """How the final bounds are computed.
+
+    IBP: interval arithmetic only; CROWN: backward linear bound propagation (intersected
+    with IBP); ALPHA_CROWN: CROWN, then the optimizable relaxations' parameters are
+    tuned per spec row by gradient ascent on the bound (never looser than CROWN).
+    """
+
+    IBP = "ibp"
+    CROWN = "crown"
+    ALPHA_CROWN = "alpha-crown"
+
+
+class IntermediateMethod(str, enum.Enum):
+    """Where the pre-activation intervals of nonlinear nodes come from (CROWN methods).
+
+    CROWN: a backward pass from every pre-activation node (tight, the standard choice);
+    IBP: interval arithmetic only (cheap, loose).  Either is intersected with IBP and with
+    the caller's restrictions.
+    """
+
+    CROWN = "crown"
+    IBP = "ibp"
+
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaConfig:
+    """alpha-CROWN optimization of the final backward pass.
+
+    ``iterations`` Adam steps with learning rate ``lr`` (multiplied by ``lr_decay`` every
+    step).  Stops early when every spec row's lower bound is > 0 (``stop_when_proven``)
+    or when the summed best bound has not improved by more than ``tolerance`` (relative
+    to its magnitude, plus ``tolerance`` absolute) for ``patience`` consecutive steps
+    (``patience=0`` never stops on stagnation).
+    """
+
+    iterations: int = 20
+    lr: float = 0.5
+    lr_decay: float = 0.98
+    patience: int = 4
+    tolerance: float = 1e-4
+    stop_when_proven: bool = True
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.patience < 0:
+            raise ValueError("AlphaConfig: iterations and patience must be >= 0")
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
+            raise ValueError("AlphaConfig: lr must be > 0 and lr_decay in (0, 1]")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundConfig:
+    """How :func:`hybridver.bounds.engine.compute_bounds` bounds a network.
+
+    ``dtype``: ``"float32"`` (default, the hot path) or ``"float64"``; intervals are
+    always float64.  Rounding of the backward pass is covered by a rigorous running error
+    bound (``hybridver.bounds.crown``); ``relaxation_ulps`` is the number of units in the
+    last place (times the magnitudes involved) by which every relaxation's bias is
+    widened to cover the rounding inside the relaxation's own computation.
+    ``memory_limit_bytes``: chunk spec rows (and then subdomains) so that one backward
+    pass stays below this estimate.  ``interval_fallback``: a node with no linear rule and
+    no relaxation (e.g. softmax that was not decomposed) is cut out of the backward pass
+    and bounded by its interval instead of raising :class:`UnsupportedBoundError`.
+    """
+
+    method: BoundMethod = BoundMethod.CROWN
+    dtype: str = "float32"
+    intermediate: IntermediateMethod = IntermediateMethod.CROWN
+    relaxation_ulps: float = 64.0
+    memory_limit_bytes: int = 1 << 30
+    interval_fallback: bool = False
+    alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "method", BoundMethod(self.method))
+        object.__setattr__(self, "intermediate", IntermediateMethod(self.intermediate))
+        if str(self.dtype) not in _DTYPES:
+            raise ValueError(f"BoundConfig.dtype must be one of {sorted(_DTYPES)}, "
+                             f"got {self.dtype!r}")
+        if self.relaxation_ulps < 0 or self.memory_limit_bytes < 1:
+            raise ValueError("BoundConfig: relaxation_ulps >= 0 and memory_limit_bytes >= 1")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[str(self.dtype)]

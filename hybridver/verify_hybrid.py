@@ -1,0 +1,254 @@
+"""The hybrid pipeline behind ``hybridver verify --mode hybrid``.
+
+Phases, cheapest first, all bounded by one deadline:
+
+1. uniform sampling of every case's box (cheap falsification);
+2. bounds on each case's whole box: IBP, CROWN, then alpha-CROWN; a case is proven when
+   every disjunct has a row whose lower bound is positive;
+3. PGD on the cases the bounds left open;
+4. for cases still open with a low-dimensional input, branch-and-bound by input
+   splitting with CROWN bounds, probing the centres of the hardest sub-boxes.
+
+Every candidate counterexample is confirmed on the real model before anything is claimed.
+
+``unsat`` needs every case proven by phase 2 or 3 (sound bounds only); ``sat`` needs a
+confirmed counterexample; anything else is ``unknown`` or ``timeout``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from hybridver.bab.attack import pgd_attack, sample_candidates
+from hybridver.bab.input_split import InputSplitConfig, disjunct_margins, input_split_bab
+from hybridver.bounds.engine import compute_bounds
+from hybridver.bounds.intervals import UnsupportedBoundError
+from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.config import VerifyConfig
+from hybridver.ir.evaluate import evaluate
+from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
+                              VerificationResult, Verdict, confirm_counterexample)
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedCase:
+    """A case's disjuncts stacked: ``C (m, n_out)``, ``d (m,)``, rows of disjunct k in
+    ``groups[k]``."""
+
+    C: np.ndarray
+    d: np.ndarray
+    groups: tuple[slice, ...]
+
+    @classmethod
+    def of(cls, case) -> "StackedCase":
+        groups, offset = [], 0
+        for disjunct in case.disjuncts:
+            groups.append(slice(offset, offset + disjunct.C.shape[0]))
+            offset += disjunct.C.shape[0]
+        return cls(np.concatenate([dj.C for dj in case.disjuncts]),
+                   np.concatenate([dj.d for dj in case.disjuncts]), tuple(groups))
+
+
+class _Run:
+    """State of one verification: timing, statistics and the confirmation step."""
+
+    def __init__(self, model, spec, config: VerifyConfig):
+        self.model, self.spec, self.config = model, spec, config
+        self.start = time.monotonic()
+        self.deadline = self.start + config.timeout_s
+        self.phases: dict[str, float] = {}
+        self.stats: dict[str, Any] = {
+            "attack": {"candidates": 0, "confirmed": 0, "rejected": 0},
+            "bounds": {"disjuncts": 0, "refuted": 0, "cases_proven": 0, "methods": {}},
+            "input_split": {"cases": 0, "domains_bounded": 0, "probes": 0}}
+        self.unconfirmed: CandidateCounterexample | None = None
+
+    def confirm(self, candidate: CandidateCounterexample) -> ConfirmedCounterexample | None:
+        self.stats["attack"]["candidates"] += 1
+        cex = confirm_counterexample(candidate, self.spec, self.model.real_model,
+                                     self.model.graph.input_node.shape, self.model.checked_by,
+                                     self.model.input_dtype)
+        if cex is not None:
+            self.stats["attack"]["confirmed"] += 1
+        else:
+            self.stats["attack"]["rejected"] += 1
+            if self.unconfirmed is None and any(
+                    case.violation_margin(candidate.predicted_y) <= 0 for case in self.spec.cases):
+                self.unconfirmed = candidate  # the IR says violated, the real model disagrees
+        return cex
+
+    def timed_out(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def result(self, verdict: Verdict, cex: ConfirmedCounterexample | None = None,
+               message: str = "") -> VerificationResult:
+        return VerificationResult(verdict, time.monotonic() - self.start, cex, self.unconfirmed,
+                                  dict(self.phases), self.stats, message)
+
+
+def verify_hybrid(model, spec, config: VerifyConfig) -> VerificationResult:
+    run = _Run(model, spec, config)
+    all_cases = list(range(len(spec.cases)))
+    cex = _falsify(run, all_cases, use_pgd=False)
+    if cex is not None:
+        return run.result(Verdict.SAT, cex)
+    try:
+        open_cases = _bound_cases(run)
+    except UnsupportedBoundError as exc:
+        open_cases, bound_message = all_cases, f"bounds unavailable: {exc}"
+    else:
+        bound_message = ""
+    if open_cases is None:
+        return run.result(Verdict.TIMEOUT, message="time limit reached during bounding")
+    cex = _falsify(run, open_cases, use_pgd=True)
+    if cex is not None:
+        return run.result(Verdict.SAT, cex)
+    if run.timed_out():
+        return run.result(Verdict.TIMEOUT, message="time limit reached during the attack")
+    if bound_message:
+        return run.result(Verdict.UNKNOWN, message=bound_message)
+    if any(not spec.cases[i].disjuncts for i in open_cases):
+        return run.result(Verdict.UNKNOWN,
+                          message="a case with output condition 'true' has no counterexample "
+                                  "found yet")
+    if not open_cases:
+        return run.result(Verdict.UNSAT)
+    if model.graph.input_node.size > config.input_split_max_dim:
+        return run.result(Verdict.UNKNOWN, message="bounds on the whole box do not prove it; "
+                          "branch-and-bound over this input dimension is not available yet")
+    try:
+        verdict, cex, message = _split_cases(run, open_cases)
+    except UnsupportedBoundError as exc:
+        return run.result(Verdict.UNKNOWN, message=f"bounds unavailable: {exc}")
+    return run.result(verdict, cex, message)
+
+
+def _falsify(run: _Run, cases: list[int], use_pgd: bool) -> ConfirmedCounterexample | None:
+    """Sampling (``use_pgd=False``) or PGD on the given cases; the first confirmed
+    counterexample, or None."""
+    t0 = time.monotonic()
+    phase = "attack_pgd" if use_pgd else "attack_sampling"
+    try:
+        for index in cases:
+            case = run.spec.cases[index]
+            if use_pgd:
+                if run.config.attack.rounds <= 0:
+                    return None
+                candidates = pgd_attack(run.model.graph, case, run.config.attack, run.deadline,
+                                        run.config.device)
+            else:
+                candidates = sample_candidates(run.model.graph, case, run.config.attack.samples,
+                                               run.config.attack.seed, run.config.device)
+            for candidate in candidates:
+                cex = run.confirm(candidate)
+                if cex is not None:
+                    return cex
+            if run.timed_out():
+                return None
+        return None
+    finally:
+        run.phases[phase] = run.phases.get(phase, 0.0) + time.monotonic() - t0
+
+
+def _bound_cases(run: _Run) -> list[int] | None:
+    """Indices of the cases the whole-box bounds do not prove (None on timeout)."""
+    t0 = time.monotonic()
+    open_cases = []
+    methods = run.stats["bounds"]["methods"]
+    try:
+        for index, case in enumerate(run.spec.cases):
+            if not case.disjuncts:
+                open_cases.append(index)
+                continue
+            stacked = StackedCase.of(case)
+            run.stats["bounds"]["disjuncts"] += len(stacked.groups)
+            proven = False
+            for method in run.config.bound_methods:
+                if run.timed_out():
+                    return None
+                result = compute_bounds(run.model.graph, case.region.lower[None],
+                                        case.region.upper[None], stacked.C, stacked.d,
+                                        config=BoundConfig(method=BoundMethod(method)),
+                                        bound_upper=False, device=run.config.device)
+                methods[method] = methods.get(method, 0) + 1
+                margin = disjunct_margins(result.lower, stacked.groups)
+                if bool(margin[0] > 0):
+                    proven = True
+                    break
+            if proven:
+                run.stats["bounds"]["cases_proven"] += 1
+                run.stats["bounds"]["refuted"] += len(stacked.groups)
+            else:
+                open_cases.append(index)
+        return open_cases
+    finally:
+        run.phases["bounds"] = time.monotonic() - t0
+
+
+def _split_cases(run: _Run, open_cases: list[int]):
+    t0 = time.monotonic()
+    graph = run.model.graph
+    input_shape = graph.input_node.shape
+    config = BoundConfig(method=BoundMethod.CROWN)
+    try:
+        for index in open_cases:
+            case = run.spec.cases[index]
+            stacked = StackedCase.of(case)
+            C = torch.as_tensor(stacked.C)
+
+            def bound_fn(lo: torch.Tensor, hi: torch.Tensor):
+                result = compute_bounds(graph, lo, hi, stacked.C, stacked.d, config=config,
+                                        bound_upper=False, device=run.config.device)
+                return result.lower, _input_sensitivity(graph, lo, hi, C, input_shape)
+
+            def probe(points: np.ndarray) -> int | None:
+                with torch.no_grad():
+                    y = evaluate(graph, points.reshape(-1, *input_shape)).reshape(len(points), -1)
+                margins = case.violation_margin(y.cpu().numpy())
+                for k in np.argsort(margins)[:2]:
+                    if margins[k] <= 1e-6:
+                        cand = CandidateCounterexample(points[k], y[k].cpu().numpy(), "bab")
+                        if run.confirm(cand) is not None:
+                            return int(k)
+                return None
+
+            run.stats["input_split"]["cases"] += 1
+            outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
+                                      stacked.groups, run.deadline, probe,
+                                      InputSplitConfig(batch_size=run.config.split_batch),
+                                      run.config.device)
+            for key in ("domains_bounded", "probes"):
+                run.stats["input_split"][key] += outcome.stats.get(key, 0)
+            if outcome.status == "counterexample":
+                cand = CandidateCounterexample(outcome.counterexample_point,
+                                               np.zeros(graph.output_node.size), "bab")
+                cex = run.confirm(cand)
+                if cex is not None:
+                    return Verdict.SAT, cex, ""
+                return Verdict.UNKNOWN, None, "a probed counterexample failed confirmation"
+            if outcome.status == "timeout":
+                return Verdict.TIMEOUT, None, "time limit reached in branch-and-bound"
+            if outcome.status != "proven":
+                return Verdict.UNKNOWN, None, "branch-and-bound reached its domain limit"
+        return Verdict.UNSAT, None, ""
+    finally:
+        run.phases["input_split"] = time.monotonic() - t0
+
+
+def _input_sensitivity(graph, lo: torch.Tensor, hi: torch.Tensor, C: torch.Tensor,
+                       input_shape) -> torch.Tensor:
+    """``|C J|`` at each domain's centre: ``(N, m, n_in)``, ``J`` the network's Jacobian.
+    Only steers the choice of split dimension (no soundness role)."""
+    centre = ((lo + hi) / 2).reshape(lo.shape[0], -1).detach().clone().requires_grad_(True)
+    y = evaluate(graph, centre.reshape(-1, *input_shape), dtype=torch.float64)
+    y = y.reshape(lo.shape[0], -1)
+    rows = []
+    for r in range(C.shape[0]):
+        (g,) = torch.autograd.grad((y @ C[r].to(y)).sum(), centre, retain_graph=True)
+        rows.append(g)
+    return torch.stack(rows, dim=1).detach()
