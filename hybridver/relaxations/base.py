@@ -83,6 +83,10 @@ class UnaryRelaxation(ABC):
 
     ``attrs`` is the node's attribute mapping, plus ``"exponent"`` for POW (taken by the
     engine from the constant second operand).
+
+    Optional hook: ``initial_alpha(lower, upper, attrs) -> (alpha_lower, alpha_upper)``
+    giving the alphas that reproduce the ``alpha=None`` choice; alpha-CROWN starts from it
+    when a relaxation defines it (else from a small grid search at the box centre).
     """
 
     op: ClassVar[OpKind]
