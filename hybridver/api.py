@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hybridver.config import VerifyConfig
+from hybridver.config import Mode, VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.ir.graph import NetworkGraph
 from hybridver.result import VerificationResult
@@ -89,9 +89,14 @@ def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
     """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
     model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
     case (see ``docs/soundness.md``)."""
+    spec.check_dimensions(model.n_inputs, model.n_outputs)
+    if config.mode is Mode.EXACT:
+        from hybridver.backends.options import ExactConfig
+        from hybridver.exact import verify_exact
+
+        return verify_exact(model, spec, ExactConfig(backend=config.backend), config.timeout_s)
     from hybridver.verify_hybrid import verify_hybrid
 
-    spec.check_dimensions(model.n_inputs, model.n_outputs)
     return verify_hybrid(model, spec, config)
 
 

@@ -7,11 +7,9 @@ internal error (one line; the traceback only with ``HYBRIDVER_DEBUG=1``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import traceback
-from pathlib import Path
 
 from hybridver.errors import HybridverInputError
 
@@ -34,6 +32,11 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
+
+
+def _backend_names() -> list[str]:
+    from hybridver.backends import backend_names  # lists back ends without importing solvers
+    return backend_names()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--results-file", metavar="F", help="VNN-COMP results file to write")
     verify.add_argument("--json", metavar="F", help="JSON report to write")
     verify.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
+    verify.add_argument("--backend", choices=_backend_names(), default="highs",
+                        help="exact back end for --mode exact (default: highs)")
 
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
@@ -75,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-cap", type=_positive_float, metavar="S",
                      help="cap each instance's timeout at S seconds")
     run.add_argument("--limit", type=_positive_int, metavar="N", help="run the first N only")
+    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
+    run.add_argument("--backend", choices=_backend_names(), default="highs",
+                     help="exact back end for --mode exact (default: highs)")
     return parser
 
 

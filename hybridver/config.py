@@ -9,10 +9,14 @@ import enum
 class Mode(str, enum.Enum):
     """How ``verify`` searches.
 
-    HYBRID: attack, then bounds (the full BaB + exact hand-off grows behind this mode).
+    HYBRID: sampling, bound propagation, PGD and input-splitting branch-and-bound (the
+    scheduler's hand-off to exact back ends grows behind this mode);
+    EXACT: the whole query goes to one exact back end (MILP with HiGHS or OR-Tools, SMT with
+    z3), after LP bound tightening.
     """
 
     HYBRID = "hybrid"
+    EXACT = "exact"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,8 @@ class AttackConfig:
 class VerifyConfig:
     """Settings of one verification.
 
-    ``bound_methods``: whole-box bound methods tried in order; ``input_split_max_dim``:
+    ``backend``: the exact back end of ``Mode.EXACT``; ``bound_methods``: whole-box bound
+    methods tried in order; ``input_split_max_dim``:
     inputs up to this size are branched on by input splitting; ``split_batch``: sub-boxes
     bounded per call.
     """
@@ -45,6 +50,7 @@ class VerifyConfig:
     mode: Mode = Mode.HYBRID
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     device: str = "cpu"
+    backend: str = "highs"
     bound_methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
     input_split_max_dim: int = 8
     split_batch: int = 256

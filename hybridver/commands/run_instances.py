@@ -77,7 +77,7 @@ def judge(verdict: str, expected: str | None) -> str:
 
 def run_instances(args: argparse.Namespace) -> int:
     from hybridver.api import verify_files
-    from hybridver.config import VerifyConfig
+    from hybridver.config import Mode, VerifyConfig
 
     csv_path = Path(args.csv)
     instances = read_instances(csv_path)
@@ -94,7 +94,8 @@ def run_instances(args: argparse.Namespace) -> int:
         message = ""
         try:
             result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
-                                  VerifyConfig(timeout_s=timeout))
+                                  VerifyConfig(timeout_s=timeout, mode=Mode(args.mode),
+                                               backend=args.backend))
             verdict, message = result.verdict.value, result.message
         except HybridverInputError as exc:
             verdict, message = "error", str(exc)

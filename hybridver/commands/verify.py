@@ -15,13 +15,14 @@ from hybridver.result import Verdict, format_results_file
 def run_verify(args: argparse.Namespace) -> int:
     from hybridver.api import verify_files
 
-    config = VerifyConfig(timeout_s=args.timeout, mode=Mode(args.mode))
+    config = VerifyConfig(timeout_s=args.timeout, mode=Mode(args.mode), backend=args.backend)
     result = verify_files(args.model, args.spec, config)
     if args.results_file:
         Path(args.results_file).write_text(format_results_file(result))
     if args.json:
         report = {"hybridver": __version__, "model": str(args.model), "spec": str(args.spec),
-                  "mode": args.mode, "timeout_s": args.timeout, **result.to_json()}
+                  "mode": args.mode, "backend": args.backend if args.mode == "exact" else None,
+                  "timeout_s": args.timeout, **result.to_json()}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     detail = f"{result.time_s:.2f}s"
     if result.message:

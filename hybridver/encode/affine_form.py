@@ -25,7 +25,7 @@ import torch
 
 from hybridver.ir.evaluate import EVALUATORS
 from hybridver.ir.graph import NetworkGraph, Node
-from hybridver.ir.ops import OpKind
+from hybridver.ir.ops import ELEMENTWISE_NONLINEAR, OpKind
 
 #: Ops that only move, copy or select values (their matrix is a 0/1 selection).
 DATA_MOVEMENT = frozenset({OpKind.RESHAPE, OpKind.TRANSPOSE, OpKind.SLICE, OpKind.GATHER,
@@ -219,7 +219,6 @@ def build_network_form(graph: NetworkGraph, input_lower: np.ndarray, input_upper
             value = EVALUATORS[node.op](node, vals).reshape(-1).numpy().astype(np.float64)
             exprs[name] = Affine(sp.csr_array((size, n_vars)), value)
         else:
-            variable_inputs = [i for i, e in zip(node.inputs, ops) if not e.is_constant]
             attrs = dict(node.attrs)
             if node.op is OpKind.POW:
                 if not ops[1].is_constant or ops[1].size != 1:
@@ -231,11 +230,13 @@ def build_network_form(graph: NetworkGraph, input_lower: np.ndarray, input_upper
                 operand_exprs = tuple(e.rows(_broadcast_index(s, node.shape))
                                       for e, s in zip(ops, shapes))
                 operand_names = list(node.inputs)
-            elif len(variable_inputs) == 1 and len(node.inputs) == 1:
+            elif node.op in ELEMENTWISE_NONLINEAR and len(node.inputs) == 1:
                 operand_exprs = (ops[0],)
                 operand_names = [node.inputs[0]]
             else:
-                raise NotEncodableError(f"{node.op.value} node '{name}' cannot be encoded")
+                raise NotEncodableError(
+                    f"{node.op.value} node '{name}' cannot be encoded (max-pool and softmax "
+                    "must be rewritten into elementwise ops first)")
             bounds = []
             for operand_name, expr, shape in zip(operand_names, operand_exprs, shapes):
                 bounds.append(_operand_bounds(operand_name, expr, node, shape, node_bounds,

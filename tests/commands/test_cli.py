@@ -136,3 +136,40 @@ def test_console_script_subprocess(tmp_path):
                          timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("backend", ["highs", "ortools", "z3"])
+def test_verify_exact_mode_each_backend(backend, tmp_path, capsys):
+    code, out, _ = run(["verify", str(EXAMPLES / "tiny_relu.onnx"),
+                        str(EXAMPLES / "tiny_relu.vnnlib"), "--mode", "exact", "--backend",
+                        backend, "--timeout", "60"], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "unsat"
+
+
+def test_exact_mode_highs_and_ortools_in_one_process(tmp_path, capsys):
+    """highspy and ortools both ship libhighs: both back ends must work in one run."""
+    for backend in ("highs", "ortools", "highs"):
+        code, out, _ = run(["verify", RELU, LARGE, "--mode", "exact", "--backend", backend,
+                            "--timeout", "60"], capsys)
+        assert code == 0 and out.strip().splitlines()[-1] == "sat"
+
+
+def test_encode_formats(tmp_path, capsys):
+    for fmt in ("mps", "lp", "smt2"):
+        target = tmp_path / f"tiny.{fmt}"
+        code, out, err = run(["encode", str(EXAMPLES / "tiny_relu.onnx"),
+                              str(EXAMPLES / "tiny_relu.vnnlib"), "--format", fmt, "-o",
+                              str(target)], capsys)
+        assert code == 0, err
+        assert target.stat().st_size > 100
+
+
+def test_bounds_command_json(tmp_path, capsys):
+    report = tmp_path / "b.json"
+    code, out, _ = run(["bounds", RELU, SMALL, "--method", "crown", "--json", str(report)],
+                       capsys)
+    assert code == 0
+    data = json.loads(report.read_text())
+    assert data["method"] == "crown" and len(data["lower"]) == 10 and len(data["spec_lower"]) == 9
+    assert all(lo <= hi for lo, hi in zip(data["lower"], data["upper"]))
+    assert min(data["spec_lower"]) > 0  # CROWN proves the small-eps property
