@@ -29,45 +29,24 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from hybridver.backends.base import Capabilities, Limits, Outcome, Status, register_backend
-from hybridver.backends.options import MilpOptions, milp_outcome
-from hybridver.encode.milp import (MilpModel, NotEncodableError, encode_milp,
-                                   safe_lp_lower_bound)
+from hybridver.backends.base import Capabilities, Limits, Outcome, register_backend
+from hybridver.backends.milp_backend import MilpBackend
+from hybridver.backends.options import milp_outcome
+from hybridver.encode.milp import MilpModel, encode_milp, safe_lp_lower_bound
 from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
 
 
 @register_backend
-class HighsBackend:
+class HighsBackend(MilpBackend):
     """MILP with HiGHS.  ``options``: tolerances, ``delta`` and envelope pieces."""
 
     name = "highs"
     capabilities = Capabilities(exact_piecewise_linear=True, smooth_envelopes=True,
                                 exact_arithmetic=False, max_binaries_hint=2000)
 
-    def __init__(self, options: MilpOptions = MilpOptions()):
-        self.options = options
-
-    def configure(self, options: MilpOptions) -> "HighsBackend":
-        """A copy with other options."""
-        return type(self)(options)
-
     def is_available(self) -> bool:
         return importlib.util.find_spec("highspy") is not None
-
-    def encode(self, problem: Subproblem, breakpoints=None) -> MilpModel:
-        return encode_milp(problem, self.options.envelope_pieces, breakpoints)
-
-    def solve(self, problem: Subproblem, limits: Limits) -> Outcome:
-        start = time.monotonic()
-        try:
-            model = self.encode(problem)
-        except NotEncodableError as exc:
-            return Outcome(Status.UNKNOWN, time.monotonic() - start, solver_status="not encodable",
-                           message=str(exc))
-        outcome = self.solve_model(model, dataclasses.replace(
-            limits, time_s=max(0.0, limits.time_s - (time.monotonic() - start))))
-        return dataclasses.replace(outcome, time_s=time.monotonic() - start)
 
     def solve_model(self, model: MilpModel, limits: Limits,
                     stop_at_candidate: bool | None = None) -> Outcome:

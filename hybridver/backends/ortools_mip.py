@@ -21,7 +21,6 @@ is UNKNOWN/TIMEOUT.  OR-Tools is imported only in :meth:`OrtoolsBackend.is_avail
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
 import time
@@ -29,46 +28,26 @@ import time
 import numpy as np
 
 from hybridver.backends.base import Capabilities, Limits, Outcome, Status, register_backend
-from hybridver.backends.options import MilpOptions, milp_outcome
-from hybridver.encode.milp import MilpModel, NotEncodableError, encode_milp
-from hybridver.problem import Subproblem
+from hybridver.backends.milp_backend import MilpBackend
+from hybridver.backends.options import milp_outcome
+from hybridver.encode.milp import MilpModel
 
 SOLVER_ID = "SCIP"
 
 
 @register_backend
-class OrtoolsBackend:
+class OrtoolsBackend(MilpBackend):
     """MILP with SCIP through OR-Tools pywraplp.  ``options``: see :class:`MilpOptions`."""
 
     name = "ortools"
     capabilities = Capabilities(exact_piecewise_linear=True, smooth_envelopes=True,
                                 exact_arithmetic=False, max_binaries_hint=2000)
 
-    def __init__(self, options: MilpOptions = MilpOptions()):
-        self.options = options
-
-    def configure(self, options: MilpOptions) -> "OrtoolsBackend":
-        return type(self)(options)
-
     def is_available(self) -> bool:
         if importlib.util.find_spec("ortools") is None:
             return False
         from ortools.linear_solver import pywraplp
         return pywraplp.Solver.CreateSolver(SOLVER_ID) is not None
-
-    def encode(self, problem: Subproblem, breakpoints=None) -> MilpModel:
-        return encode_milp(problem, self.options.envelope_pieces, breakpoints)
-
-    def solve(self, problem: Subproblem, limits: Limits) -> Outcome:
-        start = time.monotonic()
-        try:
-            model = self.encode(problem)
-        except NotEncodableError as exc:
-            return Outcome(Status.UNKNOWN, time.monotonic() - start, solver_status="not encodable",
-                           message=str(exc))
-        outcome = self.solve_model(model, dataclasses.replace(
-            limits, time_s=max(0.0, limits.time_s - (time.monotonic() - start))))
-        return dataclasses.replace(outcome, time_s=time.monotonic() - start)
 
     def solve_model(self, model: MilpModel, limits: Limits,
                     stop_at_candidate: bool | None = None) -> Outcome:
