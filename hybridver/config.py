@@ -42,8 +42,9 @@ class VerifyConfig:
 
     ``backend``: the exact back end of ``Mode.EXACT``; ``bound_methods``: whole-box bound
     methods tried in order; ``input_split_max_dim``:
-    inputs up to this size are branched on by input splitting; ``split_batch``: sub-boxes
-    bounded per call.
+    inputs up to this size are branched on by input splitting, larger ones by splitting
+    activations (``activation_split``; off: whole-box bounds only); ``split_batch``:
+    subdomains bounded per call.
     """
 
     timeout_s: float = 300.0
@@ -53,4 +54,5 @@ class VerifyConfig:
     backend: str = "highs"
     bound_methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
     input_split_max_dim: int = 8
+    activation_split: bool = True
     split_batch: int = 256

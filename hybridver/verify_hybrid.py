@@ -6,8 +6,9 @@ Phases, cheapest first, all bounded by one deadline:
 2. bounds on each case's whole box: IBP, CROWN, then alpha-CROWN; a case is proven when
    every disjunct has a row whose lower bound is positive;
 3. PGD on the cases the bounds left open;
-4. for cases still open with a low-dimensional input, branch-and-bound by input
-   splitting with CROWN bounds, probing the centres of the hardest sub-boxes.
+4. for cases still open: branch-and-bound by input splitting with CROWN bounds, probing
+   the centres of the hardest sub-boxes (low-dimensional inputs), or by splitting the
+   pre-activation intervals of the nonlinear nodes (``bab/activation_split.py``).
 
 Every candidate counterexample is confirmed on the real model before anything is claimed.
 
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
 from hybridver.bab.attack import pgd_attack, sample_candidates
 from hybridver.bab.input_split import InputSplitConfig, disjunct_margins, input_split_bab
 from hybridver.bounds.engine import compute_bounds
@@ -118,11 +120,14 @@ def verify_hybrid(model, spec, config: VerifyConfig) -> VerificationResult:
                                   "found yet")
     if not open_cases:
         return run.result(Verdict.UNSAT)
-    if model.graph.input_node.size > config.input_split_max_dim:
-        return run.result(Verdict.UNKNOWN, message="bounds on the whole box do not prove it; "
-                          "branch-and-bound over this input dimension is not available yet")
+    if model.graph.input_node.size > config.input_split_max_dim and not config.activation_split:
+        return run.result(Verdict.UNKNOWN, message="bounds on the whole box do not prove it "
+                          "and activation splitting is off")
     try:
-        verdict, cex, message = _split_cases(run, open_cases)
+        if model.graph.input_node.size > config.input_split_max_dim:
+            verdict, cex, message = _activation_split_cases(run, open_cases)
+        else:
+            verdict, cex, message = _split_cases(run, open_cases)
     except UnsupportedBoundError as exc:
         return run.result(Verdict.UNKNOWN, message=f"bounds unavailable: {exc}")
     return run.result(verdict, cex, message)
@@ -238,6 +243,35 @@ def _split_cases(run: _Run, open_cases: list[int]):
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["input_split"] = time.monotonic() - t0
+
+
+def _activation_split_cases(run: _Run, open_cases: list[int]):
+    """Activation-splitting BaB per open case: proves cases; never claims a counterexample
+    (it does not search for one), so it ends in unsat, timeout or unknown."""
+    t0 = time.monotonic()
+    run.stats.setdefault("activation_split", {"cases": 0, "domains_bounded": 0,
+                                              "infeasible": 0})
+    stats = run.stats["activation_split"]
+    try:
+        for index in open_cases:
+            case = run.spec.cases[index]
+            stacked = StackedCase.of(case)
+            stats["cases"] += 1
+            outcome = activation_split_bab(run.model.graph, case.region.lower,
+                                           case.region.upper, stacked.C, stacked.d,
+                                           stacked.groups, run.deadline,
+                                           config=ActivationSplitConfig(
+                                               batch_size=run.config.split_batch),
+                                           device=run.config.device)
+            stats["domains_bounded"] += outcome.stats.get("domains_bounded", 0)
+            stats["infeasible"] += outcome.stats.get("infeasible", 0)
+            if outcome.status == "timeout":
+                return Verdict.TIMEOUT, None, "time limit reached in branch-and-bound"
+            if outcome.status != "proven":
+                return Verdict.UNKNOWN, None, "branch-and-bound reached its domain limit"
+        return Verdict.UNSAT, None, ""
+    finally:
+        run.phases["activation_split"] = time.monotonic() - t0
 
 
 def _input_sensitivity(graph, lo: torch.Tensor, hi: torch.Tensor, C: torch.Tensor,

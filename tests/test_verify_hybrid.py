@@ -83,8 +83,24 @@ def test_separated_bumps_below_threshold_are_proven_by_branch_and_bound():
 
 
 def test_whole_box_bounds_path_is_not_fooled():
-    """Inputs above the split limit: only whole-box bounds can answer; never unsat."""
-    model = _model([P], threshold=0.5)
-    config = VerifyConfig(timeout_s=30, attack=NO_ATTACK, input_split_max_dim=1)
-    result = hybridver.verify(model, _spec(), config)
+    """Whole-box bounds only: never unsat on the hidden counterexample."""
+    config = VerifyConfig(timeout_s=30, attack=NO_ATTACK, input_split_max_dim=1,
+                          activation_split=False)
+    result = hybridver.verify(_model([P], threshold=0.5), _spec(), config)
     assert result.verdict is Verdict.UNKNOWN
+
+
+def test_activation_split_path_is_not_fooled():
+    """Activation splitting (forced by a low input-split limit): never unsat on the hidden
+    counterexample; it does not search for counterexamples, so it times out."""
+    config = VerifyConfig(timeout_s=5, attack=NO_ATTACK, input_split_max_dim=1)
+    result = hybridver.verify(_model([P], threshold=0.5), _spec(), config)
+    assert result.verdict in (Verdict.TIMEOUT, Verdict.UNKNOWN)
+    assert result.stats["activation_split"]["domains_bounded"] > 1
+
+
+def test_activation_split_path_proves_separated_bumps():
+    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK, input_split_max_dim=1)
+    result = hybridver.verify(_model([P, Q], threshold=1.5), _spec(), config)
+    assert result.verdict is Verdict.UNSAT
+    assert result.stats["activation_split"]["domains_bounded"] > 1

@@ -1,0 +1,425 @@
+"""Branch-and-bound by splitting the pre-activation intervals of nonlinear neurons.
+
+For high-dimensional inputs (MNIST: 784) splitting the input box is hopeless; instead a
+domain is the case's (fixed) input box plus a restriction ``[lo, hi]`` on some neurons of
+the pre-activation nodes (the inputs of ReLU-like and general elementwise nonlinearities
+with a registered :class:`~hybridver.relaxations.base.UnaryRelaxation`).  The bound engine
+intersects each restriction with the node's interval wherever it is used, so a split
+makes the relaxation of the split neuron tighter (ReLU: exactly linear on each side) and,
+through CROWN's intermediate bounds, the intervals of later neurons too.
+
+Loop: bound a batch of domains (CROWN, lower bounds only); drop the proven ones (every
+disjunct refuted) and the infeasible ones (contradictory restrictions: no input of the box
+reaches them); for each open domain choose ONE neuron and split it at
+``relaxation.branch_point`` (0 for ReLU-like ops, the tabulated point for sigmoid/tanh,
+the midpoint otherwise) into ``hi := p`` and ``lo := p``; hardest (lowest margin) first.
+
+Fallback: the engine uses the restrictions only through intervals (no beta multipliers),
+so a domain can end with every neuron stable yet unproven (the bound ignores the split
+constraints).  Such a domain's input box is then split in two (midpoint of the dimension
+with the largest ``|lambda_input| * width``), which also lets contradictory restrictions
+show up as infeasible sub-boxes.  Domains keep their own box only once this happens.
+
+Box tightening: decisions on neurons that are affine in the input (a LINEAR layer reading
+the input through flattening reshapes: the first layer of an MLP) are turned into a
+smaller input box per batch by one-dimension-at-a-time bound propagation (outward
+rounded), so that first-layer splits also shrink the box the engine bounds over; an empty
+box marks the domain infeasible.
+
+Heuristic (BaBSR-like, cheap): one extra CROWN-style backward pass of the domain's
+*critical row* (the row that decides the domain's margin) through the relaxations of the
+domain, using the plan's transposed linear rules and the relaxation slopes
+(``lambda+ * lower_slope + lambda- * upper_slope``), gives each nonlinear output a
+coefficient ``lambda``.  The score of an unstable neuron (its interval strictly contains
+its branch point, and for piecewise-linear ops a breakpoint) is
+``|lambda| * (upper_line(p) - lower_line(p))``: the relaxation gap at the split point
+weighted by how much the bound depends on that neuron (BaBSR's ``|lambda| * intercept``
+for ReLU).  When the backward pass is unavailable (unsupported node kinds) the score is
+the gap alone.  The heuristic has no soundness role.
+
+Soundness: the two children of a split share the point ``p``, so together they cover the
+parent's set of inputs; a domain is dropped only when sound bounds prove every disjunct on
+it, or when its restrictions are contradictory (then it contains no input at all).  The
+result is "proven" only when the queue is empty and no domain was left unsplittable.
+
+Binary nonlinearities (products) are relaxed but not split here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from hybridver.bab.input_split import InputSplitOutcome, ProbeFn, disjunct_margins
+from hybridver.bounds.crown import get_plan
+from hybridver.bounds.engine import compute_bounds
+from hybridver.bounds.linear_ops import unbroadcast
+from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.ir.ops import OpKind
+
+Tensor = torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class ActivationSplitConfig:
+    batch_size: int = 256          # domains per compute_bounds call
+    max_domains: int = 2_000_000   # domains bounded before giving up ("exhausted")
+    method: BoundMethod = BoundMethod.CROWN
+    min_width: float = 1e-9        # smooth neurons narrower than this are not split
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    """A splittable nonlinear node: ``act`` (the nonlinearity) reading pre-activation
+    ``pre``."""
+
+    act: str
+    pre: str
+    size: int
+    shape: tuple[int, ...]
+
+
+#: one split decision: (candidate index, flat neuron index, is_upper, point)
+#: ``is_upper``: the decision sets the restriction's upper end (``hi := point``).
+Decision = tuple[int, int, bool, float]
+
+
+def _candidates(graph, plan) -> list[_Candidate]:
+    out, seen = [], set()
+    for name in plan.order:
+        if plan.kind.get(name) != "unary":
+            continue
+        pre = plan.graph.node(name).inputs[0]
+        if pre not in plan.pre_activations or pre not in graph or pre in seen:
+            continue  # an input node, or a node created by decomposition
+        seen.add(pre)
+        node = plan.graph.node(pre)
+        out.append(_Candidate(name, pre, node.size, tuple(node.shape)))
+    return out
+
+
+def _affine_rows(graph, cands: list[_Candidate]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Candidates whose pre-activation is an affine function of the input: a LINEAR node
+    reading the input through size-preserving reshapes only (row-major, so the flat
+    order is kept), with all leading dimensions 1.  Candidate index -> (W (out, n_in),
+    b (out,)): neuron ``f`` is ``W[f] @ x_flat + b[f]``."""
+    out = {}
+    n_in = graph.input_node.size
+    for ci, cand in enumerate(cands):
+        node = graph.node(cand.pre)
+        if node.op is not OpKind.LINEAR or any(s != 1 for s in node.shape[:-1]):
+            continue
+        src = graph.node(node.inputs[0])
+        while src.op is OpKind.RESHAPE and src.size == n_in:
+            src = graph.node(src.inputs[0])
+        weight = np.asarray(node.consts["weight"], dtype=np.float64)
+        if src.op is not OpKind.INPUT or weight.shape[1] != n_in:
+            continue
+        bias = node.consts.get("bias")
+        bias = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, np.float64)
+        out[ci] = (weight, bias)
+    return out
+
+
+def _tighten_boxes(lo: Tensor, hi: Tensor, domains: list[tuple[Decision, ...]],
+                   affine: dict[int, tuple[Tensor, Tensor]], passes: int = 2
+                   ) -> tuple[Tensor, Tensor]:
+    """Shrink each domain's input box ``(N, n_in)`` with its decisions on affine neurons
+    (``w @ x + b <= p`` or ``>= p``): bound propagation, one input dimension at a time,
+    rounded outward.  Sound: every input of the box satisfying the decisions stays in the
+    shrunk box (an empty box, lower > upper, means no input satisfies them)."""
+    rows = [[(ci, f, up, p) for ci, f, up, p in dec if ci in affine] for dec in domains]
+    k = max((len(r) for r in rows), default=0)
+    if k == 0:
+        return lo, hi
+    n, n_in = lo.shape
+    A = torch.zeros((n, k, n_in), dtype=torch.float64, device=lo.device)
+    c = torch.full((n, k), np.inf, dtype=torch.float64, device=lo.device)
+    for i, r in enumerate(rows):
+        for j, (ci, f, up, p) in enumerate(r):
+            w, b = affine[ci]
+            sign = 1.0 if up else -1.0      # A x <= c:  sign * (w x + b) <= sign * p
+            A[i, j] = sign * w[f]
+            c[i, j] = sign * (p - float(b[f]))
+    tol = 4 * (n_in + 4) * 2.0 ** -53
+    for _ in range(passes):
+        low_terms = torch.minimum(A * lo[:, None], A * hi[:, None])        # (N, K, n_in)
+        total = low_terms.sum(-1, keepdim=True)
+        mag = (A.abs() * torch.maximum(lo.abs(), hi.abs())[:, None]).sum(-1, keepdim=True)
+        slack = c[..., None] - (total - low_terms) + tol * (mag + c.abs()[..., None]) + 1e-300
+        bound = slack / A                                                  # x_j on one side
+        bound = bound + (bound.abs() * 1e-12 + 1e-300) * torch.sign(A)    # widen outward
+        pos, neg = A > 0, A < 0
+        inf = torch.full_like(bound, np.inf)
+        new_hi = torch.where(pos, bound, inf).amin(1)
+        new_lo = torch.where(neg, bound, -inf).amax(1)
+        lo, hi = torch.maximum(lo, new_lo.nan_to_num(nan=-np.inf)), \
+            torch.minimum(hi, new_hi.nan_to_num(nan=np.inf))
+    return lo, hi
+
+
+def _restrictions(cands: list[_Candidate], domains: list[tuple[Decision, ...]],
+                  device) -> dict[str, tuple[Tensor, Tensor]]:
+    """Restriction tensors ``(N, *shape)`` rebuilt from each domain's decisions."""
+    n = len(domains)
+    per = [([], [], [], []) for _ in cands]  # rows, flat, value, is_upper
+    for row, decisions in enumerate(domains):
+        for ci, flat, upper, point in decisions:
+            rows, flats, vals, ups = per[ci]
+            rows.append(row)
+            flats.append(flat)
+            vals.append(point)
+            ups.append(upper)
+    out = {}
+    for cand, (rows, flats, vals, ups) in zip(cands, per):
+        if not rows:
+            continue
+        lo = torch.full((n, cand.size), -np.inf, dtype=torch.float64, device=device)
+        hi = torch.full((n, cand.size), np.inf, dtype=torch.float64, device=device)
+        r = torch.as_tensor(rows, device=device)
+        f = torch.as_tensor(flats, device=device)
+        v = torch.as_tensor(vals, dtype=torch.float64, device=device)
+        u = torch.as_tensor(ups, device=device)
+        idx = r * cand.size + f
+        # decisions along a path are nested, but reduce anyway (tightest wins)
+        hi.view(-1).scatter_reduce_(0, idx[u], v[u], reduce="amin")
+        lo.view(-1).scatter_reduce_(0, idx[~u], v[~u], reduce="amax")
+        out[cand.pre] = (lo.reshape(n, *cand.shape), hi.reshape(n, *cand.shape))
+    return out
+
+
+def _sensitivities(plan, intervals, rows_C: Tensor, cands: list[_Candidate]
+                   ) -> dict[str, Tensor] | None:
+    """``|lambda|`` ``(N, size)`` at each candidate's nonlinear output, from one
+    CROWN-style backward pass of ``rows_C (N, n_out)`` with the slopes of the relaxations
+    on the domains' intervals (no biases, no rounding: a heuristic only).  None when a node
+    kind on the way has no backward rule here."""
+    graph = plan.graph
+    n = rows_C.shape[0]
+    wanted = {c.act for c in cands} | {plan.input}
+    pending = {plan.output: rows_C.reshape(1, n, *graph.output_node.shape).to(plan.dtype)}
+    found: dict[str, Tensor] = {}
+    for name in plan.cone(plan.output):
+        lam = pending.pop(name, None)
+        if lam is None:
+            continue
+        if name in wanted:
+            found[name] = lam.abs().reshape(n, -1)
+        kind = plan.kind.get(name)
+        node = graph.node(name)
+        if kind == "input":
+            continue  # (its |lambda| was recorded above: steers input splits)
+        if kind == "linear":
+            rule = plan.rules[name]
+            for pos, contrib in zip(rule.var_pos, rule.backward(lam)):
+                src = node.inputs[pos]
+                pending[src] = pending[src] + contrib if src in pending else contrib
+        elif kind in ("unary", "binary"):
+            relax = plan.relaxations[name]
+            attrs = plan.attrs[name]
+            pos_l, neg_l = lam.clamp(min=0), lam.clamp(max=0)
+            if kind == "unary":
+                src = node.inputs[0]
+                itv = intervals[src]
+                lb = relax.bounds(itv.lower, itv.upper, attrs)
+                contribs = {src: pos_l * lb.lower_slope + neg_l * lb.upper_slope}
+            else:
+                ops = []
+                for s in node.inputs:
+                    itv = intervals[s]
+                    ops.append((torch.broadcast_to(itv.lower, (n, *node.shape)),
+                                torch.broadcast_to(itv.upper, (n, *node.shape))))
+                bb = relax.bounds(ops[0][0], ops[0][1], ops[1][0], ops[1][1], attrs)
+                contribs = {}
+                for s, lo_s, up_s in ((node.inputs[0], bb.lower_x, bb.upper_x),
+                                      (node.inputs[1], bb.lower_y, bb.upper_y)):
+                    if s in plan.variable:
+                        c = unbroadcast(pos_l * lo_s + neg_l * up_s, graph.node(s).shape)
+                        contribs[s] = contribs[s] + c if s in contribs else c
+            for src, c in contribs.items():
+                c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)
+                pending[src] = pending[src] + c if src in pending else c
+        else:
+            return None
+    return found
+
+
+def _choose_splits(plan, intervals, cands, sens, n: int, min_width: float
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per domain ``(candidate index, flat index, point)``; candidate index -1 where no
+    neuron can be split."""
+    best_score = torch.full((n,), -1.0, dtype=torch.float64)
+    best_c = torch.full((n,), -1, dtype=torch.long)
+    best_f = torch.zeros(n, dtype=torch.long)
+    best_p = torch.zeros(n, dtype=torch.float64)
+    for ci, cand in enumerate(cands):
+        relax = plan.relaxations[cand.act]
+        attrs = plan.attrs[cand.act]
+        itv = intervals[cand.pre]
+        lo = itv.lower.reshape(n, -1).to(torch.float64)
+        hi = itv.upper.reshape(n, -1).to(torch.float64)
+        finite = torch.isfinite(lo) & torch.isfinite(hi) & (hi - lo > min_width)
+        safe_lo = torch.where(finite, lo, torch.zeros_like(lo))
+        safe_hi = torch.where(finite, hi, torch.ones_like(hi))
+        point = relax.branch_point(safe_lo, safe_hi, attrs)
+        ok = finite & (safe_lo < point) & (point < safe_hi)
+        bps = relax.traits.breakpoints
+        if relax.traits.piecewise_linear and bps:
+            crosses = torch.zeros_like(ok)
+            for b in bps:
+                crosses |= (safe_lo < b) & (b < safe_hi)
+            ok &= crosses
+        lb = relax.bounds(safe_lo, safe_hi, attrs)
+        gap = (lb.upper_slope - lb.lower_slope) * point + (lb.upper_bias - lb.lower_bias)
+        gap = torch.broadcast_to(gap, lo.shape)
+        gap = torch.nan_to_num(gap, nan=0.0, posinf=0.0, neginf=0.0).clamp(min=0)
+        # a tiny width term breaks ties among zero-gap (e.g. zero-sensitivity) neurons
+        score = gap + 1e-12 * (safe_hi - safe_lo)
+        if sens is not None and cand.act in sens:
+            score = score * (sens[cand.act].to(torch.float64).cpu() + 1e-9)
+        score = torch.where(ok.cpu(), score.cpu(), torch.full_like(score.cpu(), -1.0))
+        val, arg = score.max(dim=1)
+        better = val > best_score
+        best_score = torch.where(better, val, best_score)
+        best_c = torch.where(better, torch.full_like(best_c, ci), best_c)
+        best_f = torch.where(better, arg, best_f)
+        best_p = torch.where(better, point.cpu().gather(1, arg[:, None])[:, 0], best_p)
+    best_c = torch.where(best_score > 0, best_c, torch.full_like(best_c, -1))
+    return best_c, best_f, best_p
+
+
+def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndarray,
+                         d: np.ndarray, groups: Sequence[slice], deadline: float,
+                         probe: ProbeFn | None = None,
+                         config: ActivationSplitConfig = ActivationSplitConfig(),
+                         device: str | torch.device = "cpu") -> InputSplitOutcome:
+    """Prove ``C y + d`` (disjuncts ``groups``, each refuted when one of its rows has a
+    positive lower bound) on the box ``[lower, upper]`` by splitting neurons.
+
+    Status: "proven" (every domain proven or infeasible), "timeout" (``deadline``, a
+    ``time.monotonic()`` value), or "exhausted" (``config.max_domains`` reached, or a
+    domain left open with no neuron to split).  Never "counterexample": ``probe`` is
+    accepted for symmetry with :func:`input_split_bab` but not used (domain centres mean
+    nothing here; the caller's attacks already ran).
+    """
+    del probe
+    start = time.monotonic()
+    stats = {"domains_bounded": 0, "batches": 0, "max_queue": 0, "infeasible": 0,
+             "proven_domains": 0, "stuck": 0, "max_depth": 0, "input_splits": 0,
+             "probes": 0}
+    bconfig = BoundConfig(method=config.method)
+    plan = get_plan(graph, bconfig.torch_dtype, torch.device(device))
+    cands = _candidates(graph, plan)
+    affine = {ci: (torch.as_tensor(w, device=device), b)
+              for ci, (w, b) in _affine_rows(graph, cands).items()}
+    lo_in = np.asarray(lower, dtype=np.float64).reshape(1, -1)
+    hi_in = np.asarray(upper, dtype=np.float64).reshape(1, -1)
+    C = np.asarray(C, dtype=np.float64)
+    d = np.asarray(d, dtype=np.float64)
+    C_t = torch.as_tensor(C, device=device)
+    #: (margin, tie-break, decisions, input box or None for the case's whole box)
+    queue: list[tuple[float, int, tuple[Decision, ...], tuple | None]] = []
+    counter = 0
+    use_sens = True
+
+    def bound(domains: list[tuple[Decision, ...]], boxes: list[tuple | None]) -> None:
+        nonlocal counter, use_sens
+        n = len(domains)
+        restr = _restrictions(cands, domains, device)
+        blo = np.repeat(lo_in, n, 0)
+        bhi = np.repeat(hi_in, n, 0)
+        for i, box in enumerate(boxes):
+            if box is not None:
+                blo[i], bhi[i] = box
+        tlo, thi = _tighten_boxes(torch.as_tensor(blo, device=device),
+                                  torch.as_tensor(bhi, device=device), domains, affine)
+        empty = (tlo > thi).any(1).cpu()
+        tlo = torch.where(empty[:, None].to(tlo.device), torch.as_tensor(blo, device=device), tlo)
+        thi = torch.where(empty[:, None].to(thi.device), torch.as_tensor(bhi, device=device), thi)
+        blo, bhi = tlo.cpu().numpy(), thi.cpu().numpy()
+        res = compute_bounds(graph, blo, bhi, C, d,
+                             config=bconfig, restrictions=restr or None,
+                             bound_upper=False, device=device)
+        stats["domains_bounded"] += n
+        stats["batches"] += 1
+        infeasible = res.infeasible.cpu() | empty
+        margin = disjunct_margins(res.lower, groups).cpu()
+        proven = (margin > 0) & ~infeasible
+        stats["infeasible"] += int(infeasible.sum())
+        stats["proven_domains"] += int(proven.sum())
+        open_idx = torch.nonzero(~(margin > 0) & ~infeasible).reshape(-1)
+        if open_idx.numel() == 0:
+            return
+        # the critical row of each open domain: best row of its worst disjunct
+        low = res.lower.cpu()
+        per_dj = torch.stack([low[:, g].max(dim=1).values for g in groups], 1)
+        worst = per_dj.argmin(dim=1)
+        row_in_g = torch.stack([low[:, g].argmax(dim=1) + g.start for g in groups], 1)
+        crit = row_in_g.gather(1, worst[:, None])[:, 0]
+        sens = None
+        if use_sens:
+            try:
+                with torch.no_grad():
+                    sens = _sensitivities(plan, res.intervals, C_t[crit.to(C_t.device)], cands)
+            except Exception:  # heuristic only: fall back to the gap alone
+                sens = None
+            if sens is None:
+                use_sens = False
+        ci, fi, pt = _choose_splits(plan, res.intervals, cands, sens, n, config.min_width)
+        for i in open_idx.tolist():
+            parent = domains[i]
+            if int(ci[i]) < 0:
+                # nothing left to split among the neurons (all stable on the domain's
+                # intervals, yet the bound ignores the split constraints): split the input
+                # box instead, along the dimension with the largest |lambda| * width
+                width = bhi[i] - blo[i]
+                score = width.copy()
+                if sens is not None and plan.input in sens:
+                    score = width * (sens[plan.input][i].to(torch.float64).cpu().numpy() + 1e-12)
+                score[width <= 0] = -1.0
+                dim = int(np.argmax(score))
+                if width[dim] <= 0 or not (blo[i][dim] < (blo[i][dim] + bhi[i][dim]) / 2
+                                           < bhi[i][dim]):
+                    stats["stuck"] += 1
+                    continue
+                stats["input_splits"] += 1
+                mid = (blo[i][dim] + bhi[i][dim]) / 2
+                left_hi, right_lo = bhi[i].copy(), blo[i].copy()
+                left_hi[dim] = mid
+                right_lo[dim] = mid
+                for box in ((blo[i].copy(), left_hi), (right_lo, bhi[i].copy())):
+                    counter += 1
+                    heapq.heappush(queue, (float(margin[i]), counter, parent, box))
+                continue
+            c, f, p = int(ci[i]), int(fi[i]), float(pt[i])
+            stats["max_depth"] = max(stats["max_depth"], len(parent) + 1)
+            for side in (True, False):
+                counter += 1
+                heapq.heappush(queue, (float(margin[i]), counter,
+                                       parent + ((c, f, side, p),), boxes[i]))
+
+    bound([()], [None])
+    while queue:
+        stats["max_queue"] = max(stats["max_queue"], len(queue))
+        if time.monotonic() > deadline:
+            return _finish(InputSplitOutcome("timeout", stats=stats), start)
+        if stats["domains_bounded"] >= config.max_domains:
+            return _finish(InputSplitOutcome("exhausted", stats=stats), start)
+        take = [heapq.heappop(queue) for _ in range(min(config.batch_size, len(queue)))]
+        bound([t[2] for t in take], [t[3] for t in take])
+        if stats["stuck"]:  # an open domain with nothing left to split: cannot prove it
+            return _finish(InputSplitOutcome("exhausted", stats=stats), start)
+    status = "exhausted" if stats["stuck"] else "proven"
+    return _finish(InputSplitOutcome(status, stats=stats), start)
+
+
+def _finish(outcome: InputSplitOutcome, start: float) -> InputSplitOutcome:
+    elapsed = time.monotonic() - start
+    outcome.stats["time_s"] = elapsed
+    outcome.stats["domains_per_s"] = outcome.stats["domains_bounded"] / max(elapsed, 1e-9)
+    return outcome

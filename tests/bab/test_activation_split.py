@@ -1,0 +1,208 @@
+"""Activation-splitting branch-and-bound: soundness on properties with known
+counterexamples (ReLU and sigmoid), completeness on a property whole-box CROWN cannot
+prove, sigmoid split points, and the dropping of infeasible domains."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hybridver.bab.activation_split import (ActivationSplitConfig, _affine_rows, _candidates,
+                                            _choose_splits, _restrictions, _tighten_boxes,
+                                            activation_split_bab)
+from hybridver.bab.input_split import disjunct_margins
+from hybridver.bounds import BoundConfig, compute_bounds
+from hybridver.bounds.crown import get_plan
+from hybridver.bounds.options import BoundMethod
+from hybridver.ir import NetworkGraph, Node, OpKind, evaluate
+from hybridver.relaxations.base import get_relaxation
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+CROWN = BoundConfig(method=BoundMethod.CROWN)
+
+
+def mlp(widths: list[int], seed: int, act: OpKind = OpKind.RELU) -> NetworkGraph:
+    rng = np.random.default_rng(seed)
+    nodes = [Node("x", OpKind.INPUT, shape=(1, widths[0]))]
+    prev = "x"
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        nodes.append(Node(f"l{i}", OpKind.LINEAR, (prev,), consts={
+            "weight": rng.normal(size=(b, a)) * 1.5 / np.sqrt(a),
+            "bias": rng.normal(size=b) * 0.3}, shape=(1, b)))
+        prev = f"l{i}"
+        if i < len(widths) - 2:
+            nodes.append(Node(f"a{i}", act, (prev,), shape=(1, b)))
+            prev = f"a{i}"
+    return NetworkGraph(nodes, ["x"], [prev])
+
+
+def outputs(graph: NetworkGraph, points: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        y = evaluate(graph, torch.as_tensor(points.reshape(len(points), 1, -1)),
+                     dtype=torch.float64)
+    return y.reshape(len(points), -1).numpy()
+
+
+def violated_property(graph: NetworkGraph, n_in: int, seed: int):
+    """A box and ``y0 - y1 - t > 0`` with a known counterexample inside the box: the
+    sampled point minimizing ``y0 - y1`` violates it by 1e-3."""
+    rng = np.random.default_rng(seed)
+    pts = rng.uniform(-1, 1, size=(20000, n_in))
+    y = outputs(graph, pts)
+    k = int(np.argmin(y[:, 0] - y[:, 1]))
+    t = float(y[k, 0] - y[k, 1]) + 1e-3
+    lower, upper = pts[k] - 0.15, pts[k] + 0.15
+    C = np.array([[1.0, -1.0, 0.0]])
+    d = np.array([-t])
+    assert float((outputs(graph, pts[k:k + 1]) @ C.T + d)[0, 0]) < 0  # the counterexample
+    return lower, upper, C, d
+
+
+def test_relu_counterexample_never_proven():
+    for seed in range(3):
+        graph = mlp([10, 16, 16, 3], seed)
+        lower, upper, C, d = violated_property(graph, 10, seed)
+        out = activation_split_bab(graph, lower, upper, C, d, [slice(0, 1)],
+                                   time.monotonic() + 2.5,
+                                   config=ActivationSplitConfig(batch_size=64,
+                                                                max_domains=20000))
+        assert out.status != "proven"
+        assert out.status in ("timeout", "exhausted")
+        assert out.stats["domains_bounded"] > 1
+
+
+def test_sigmoid_counterexample_never_proven():
+    for seed in range(2):
+        graph = mlp([10, 12, 12, 3], seed, OpKind.SIGMOID)
+        lower, upper, C, d = violated_property(graph, 10, seed)
+        out = activation_split_bab(graph, lower, upper, C, d, [slice(0, 1)],
+                                   time.monotonic() + 2.5,
+                                   config=ActivationSplitConfig(batch_size=64,
+                                                                max_domains=5000))
+        assert out.status != "proven"
+        assert out.stats["domains_bounded"] > 1
+
+
+def test_proofs_agree_with_dense_sampling():
+    """On 2-input nets, thresholds around the sampled minimum: whenever the BaB proves,
+    the dense grid must agree (a Lipschitz margin is not needed for this direction)."""
+    proven = 0
+    for seed in range(4):
+        graph = mlp([2, 8, 8, 3], seed)
+        g = np.linspace(-1, 1, 301)
+        pts = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+        y = outputs(graph, pts)
+        true_min = float((y[:, 0] - y[:, 1]).min())
+        for t in (true_min - 0.05, true_min + 1e-3):
+            out = activation_split_bab(graph, -np.ones(2), np.ones(2),
+                                       np.array([[1.0, -1.0, 0.0]]), np.array([-t]),
+                                       [slice(0, 1)], time.monotonic() + 1.5)
+            if out.status == "proven":
+                proven += 1
+                assert true_min > t
+    assert proven >= 1
+
+
+def test_tiny_relu_needs_branching_and_is_proven():
+    from hybridver.api import load_model, load_spec
+    from hybridver.verify_hybrid import StackedCase
+
+    model = load_model(EXAMPLES / "tiny_relu.onnx")
+    spec = load_spec(EXAMPLES / "tiny_relu.vnnlib", model)
+    case = spec.cases[0]
+    st = StackedCase.of(case)
+    whole = compute_bounds(model.graph, case.region.lower[None], case.region.upper[None], st.C,
+                           st.d, config=CROWN, bound_upper=False)
+    assert float(disjunct_margins(whole.lower, st.groups)[0]) <= 0  # CROWN alone fails
+    out = activation_split_bab(model.graph, case.region.lower, case.region.upper, st.C, st.d,
+                               st.groups, time.monotonic() + 30.0)
+    assert out.status == "proven"
+    assert out.stats["domains_bounded"] > 1
+    assert out.stats["max_depth"] >= 1       # neurons were split
+    assert out.stats["infeasible"] > 0       # contradictory domains were dropped
+
+
+def test_sigmoid_split_uses_table_point_inside_interval():
+    graph = mlp([4, 10, 10, 3], 5, OpKind.SIGMOID)
+    plan = get_plan(graph, torch.float64, torch.device("cpu"))
+    cands = _candidates(graph, plan)
+    assert [c.pre for c in cands] == ["l0", "l1"]
+    lower, upper = -np.ones((1, 4)) * 1.5, np.ones((1, 4))
+    res = compute_bounds(graph, lower, upper, np.array([[1.0, -1.0, 0.0]]), np.zeros(1),
+                         config=CROWN, bound_upper=False)
+    ci, fi, pt = _choose_splits(plan, res.intervals, cands, None, 1, 1e-9)
+    assert int(ci[0]) >= 0
+    cand = cands[int(ci[0])]
+    itv = res.intervals[cand.pre]
+    lo = itv.lower.reshape(-1)[int(fi[0])]
+    hi = itv.upper.reshape(-1)[int(fi[0])]
+    p = float(pt[0])
+    assert float(lo) < p < float(hi)
+    relax = get_relaxation(OpKind.SIGMOID)
+    expected = float(relax.branch_point(lo[None], hi[None], {})[0])
+    assert p == expected
+    # over all neurons, the table point differs from the midpoint somewhere
+    all_lo, all_hi = itv.lower.reshape(-1), itv.upper.reshape(-1)
+    pts = relax.branch_point(all_lo, all_hi, {})
+    assert bool(((all_lo < pts) & (pts < all_hi)).all())
+    assert bool((pts - (all_lo + all_hi) / 2).abs().max() > 1e-6)
+
+
+def test_contradictory_restrictions_are_infeasible_and_dropped():
+    """x in [-1, 1]; h0 = x, h1 = relu(h0) - 0.5.  The domain {h0 <= 0, h1 >= 0} is empty."""
+    nodes = [Node("x", OpKind.INPUT, shape=(1, 1)),
+             Node("h0", OpKind.LINEAR, ("x",), consts={"weight": np.array([[1.0]]),
+                                                         "bias": np.zeros(1)}, shape=(1, 1)),
+             Node("r0", OpKind.RELU, ("h0",), shape=(1, 1)),
+             Node("h1", OpKind.LINEAR, ("r0",), consts={"weight": np.array([[1.0]]),
+                                                         "bias": np.array([-0.5])}, shape=(1, 1)),
+             Node("r1", OpKind.RELU, ("h1",), shape=(1, 1)),
+             Node("y", OpKind.LINEAR, ("r1",), consts={"weight": np.array([[1.0], [-1.0]]),
+                                                        "bias": np.zeros(2)}, shape=(1, 2))]
+    graph = NetworkGraph(nodes, ["x"], ["y"])
+    plan = get_plan(graph, torch.float64, torch.device("cpu"))
+    cands = _candidates(graph, plan)
+    assert [c.pre for c in cands] == ["h0", "h1"]
+    domains = [((0, 0, True, 0.0), (1, 0, False, 0.0)),   # h0 <= 0 and h1 >= 0: empty
+               ((0, 0, False, 0.0), (1, 0, False, 0.0))]  # h0 >= 0 and h1 >= 0: x >= 0.5
+    restr = _restrictions(cands, domains, "cpu")
+    res = compute_bounds(graph, -np.ones((2, 1)), np.ones((2, 1)), np.array([[1.0, 0.0]]),
+                         np.zeros(1), config=CROWN, restrictions=restr, bound_upper=False)
+    assert res.infeasible.tolist() == [True, False]
+    # the full loop drops such domains: y0 = relu(relu(x) - 0.5) >= -t holds for t > 0
+    out = activation_split_bab(graph, -np.ones(1), np.ones(1), np.array([[1.0, 0.0]]),
+                               np.array([1e-3]), [slice(0, 1)], time.monotonic() + 10.0)
+    assert out.status == "proven"
+
+
+def test_box_tightening_keeps_every_satisfying_input():
+    """Decisions on first-layer neurons shrink the input box; sampled inputs of the box
+    that satisfy the decisions must stay inside, and the box must really shrink."""
+    graph = mlp([6, 12, 8, 3], 3)
+    plan = get_plan(graph, torch.float64, torch.device("cpu"))
+    cands = _candidates(graph, plan)
+    affine = _affine_rows(graph, cands)
+    assert list(affine) == [0]  # only the first layer is affine in the input
+    w, b = affine[0]
+    rng = np.random.default_rng(0)
+    lo, hi = -np.ones((1, 6)), np.ones((1, 6))
+    pts = rng.uniform(-1, 1, size=(200000, 6))
+    pre = pts @ w.T + b
+    shrunk = 0
+    for trial in range(20):
+        picks = rng.choice(12, size=3, replace=False)
+        dec = tuple((0, int(f), bool(rng.random() < 0.5), float(rng.normal() * 0.3))
+                    for f in picks)
+        tlo, thi = _tighten_boxes(torch.as_tensor(lo), torch.as_tensor(hi), [dec],
+                                  {0: (torch.as_tensor(w), b)})
+        tlo, thi = tlo.numpy()[0], thi.numpy()[0]
+        keep = np.ones(len(pts), dtype=bool)
+        for _, f, up, p in dec:
+            keep &= (pre[:, f] <= p) if up else (pre[:, f] >= p)
+        if keep.any():
+            assert (pts[keep] >= tlo).all() and (pts[keep] <= thi).all()
+        shrunk += int((tlo > -1).any() or (thi < 1).any())
+    assert shrunk > 0
