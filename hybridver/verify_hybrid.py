@@ -205,6 +205,7 @@ def _split_cases(run: _Run, open_cases: list[int]):
             case = run.spec.cases[index]
             stacked = StackedCase.of(case)
             C = torch.as_tensor(stacked.C)
+            found: list[ConfirmedCounterexample] = []  # filled by probe()
 
             def bound_fn(lo: torch.Tensor, hi: torch.Tensor):
                 result = compute_bounds(graph, lo, hi, stacked.C, stacked.d, config=config,
@@ -217,8 +218,10 @@ def _split_cases(run: _Run, open_cases: list[int]):
                 margins = case.violation_margin(y.cpu().numpy())
                 for k in np.argsort(margins)[:2]:
                     if margins[k] <= 1e-6:
-                        cand = CandidateCounterexample(points[k], y[k].cpu().numpy(), "bab")
-                        if run.confirm(cand) is not None:
+                        cex = run.confirm(CandidateCounterexample(points[k], y[k].cpu().numpy(),
+                                                                  "bab"))
+                        if cex is not None:
+                            found.append(cex)
                             return int(k)
                 return None
 
@@ -229,20 +232,21 @@ def _split_cases(run: _Run, open_cases: list[int]):
                                       run.config.device)
             for key in ("domains_bounded", "probes"):
                 run.stats["input_split"][key] += outcome.stats.get(key, 0)
-            if outcome.status == "counterexample":
-                cand = CandidateCounterexample(outcome.counterexample_point,
-                                               np.zeros(graph.output_node.size), "bab")
-                cex = run.confirm(cand)
-                if cex is not None:
-                    return Verdict.SAT, cex, ""
-                return Verdict.UNKNOWN, None, "a probed counterexample failed confirmation"
-            if outcome.status == "timeout":
-                return Verdict.TIMEOUT, None, "time limit reached in branch-and-bound"
+            if outcome.status == "counterexample" and found:
+                return Verdict.SAT, found[0], ""
             if outcome.status != "proven":
-                return Verdict.UNKNOWN, None, "branch-and-bound reached its domain limit"
+                return _unfinished(outcome.status)
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["input_split"] = time.monotonic() - t0
+
+
+def _unfinished(status: str) -> tuple[Verdict, None, str]:
+    """The verdict of a branch-and-bound that neither proved the case nor found a
+    confirmed counterexample."""
+    if status == "timeout":
+        return Verdict.TIMEOUT, None, "time limit reached in branch-and-bound"
+    return Verdict.UNKNOWN, None, f"branch-and-bound stopped: {status}"
 
 
 def _activation_split_cases(run: _Run, open_cases: list[int]):
@@ -265,10 +269,8 @@ def _activation_split_cases(run: _Run, open_cases: list[int]):
                                            device=run.config.device)
             stats["domains_bounded"] += outcome.stats.get("domains_bounded", 0)
             stats["infeasible"] += outcome.stats.get("infeasible", 0)
-            if outcome.status == "timeout":
-                return Verdict.TIMEOUT, None, "time limit reached in branch-and-bound"
             if outcome.status != "proven":
-                return Verdict.UNKNOWN, None, "branch-and-bound reached its domain limit"
+                return _unfinished(outcome.status)
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["activation_split"] = time.monotonic() - t0
