@@ -45,6 +45,7 @@ import scipy.sparse as sp
 
 from hybridver.encode.affine_form import (Affine, NonlinearSite, NotEncodableError,
                                           build_network_form, interval_node_bounds)
+from hybridver.ir.decompose import decompose_max_pool
 from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
 from hybridver.result import CandidateCounterexample
@@ -313,7 +314,7 @@ def encode_milp(problem: Subproblem, envelope_pieces: int = 4,
     op without an exact encoding or a registered relaxation, or for missing/infinite bounds
     a big-M needs.
     """
-    graph = _expand_max_pools(problem.graph)
+    graph = decompose_max_pool(problem.graph)  # exact: max(a, b) = a + relu(b - a)
     if graph is not problem.graph:
         problem = dataclasses.replace(problem, graph=graph)
     bounds = merged_bounds(problem)
@@ -460,53 +461,6 @@ def _encode_two_lines(b: ModelBuilder, s: int, site: NonlinearSite, alpha: float
     return z
 
 
-def _expand_max_pools(graph):
-    """Rewrite every MaxPool as gathers and pairwise maxima ``max(a, b) = a + relu(b - a)``.
-
-    Exact over the reals, so the MILP/SMT encodings of ReLU (one binary per unstable
-    pairwise maximum) encode the pool exactly.  The last node keeps the pool's name, so
-    consumers and bounds keyed by it are unchanged.  Windows come from evaluating the pool
-    on unit vectors (padding never wins a max).
-    """
-    from hybridver.ir.evaluate import EVALUATORS  # noqa: PLC0415
-    from hybridver.ir.graph import Node  # noqa: PLC0415
-    import torch  # noqa: PLC0415
-
-    pools = [n for n in graph.nodes() if n.op is OpKind.MAX_POOL]
-    if not pools:
-        return graph
-    nodes = {n.name: n for n in graph.nodes()}
-    for pool in pools:
-        src = graph.node(pool.inputs[0])
-        n_in, n_out = src.size, pool.size
-        eye = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *src.shape)
-        with torch.no_grad():
-            member = EVALUATORS[OpKind.MAX_POOL](pool, [eye]).reshape(n_in, n_out).numpy() > 0.5
-        windows = [np.nonzero(member[:, j])[0] for j in range(n_out)]
-        width = max(len(w) for w in windows)
-        flat = Node(f"{pool.name}__flat", OpKind.RESHAPE, (src.name,), shape=(1, n_in))
-        new = [flat]
-        current = None
-        for p in range(width):
-            index = np.array([w[min(p, len(w) - 1)] for w in windows], dtype=np.int64)
-            g = Node(f"{pool.name}__g{p}", OpKind.GATHER, (flat.name,), {"axis": 1},
-                     {"indices": index}, shape=(1, n_out))
-            new.append(g)
-            if current is None:
-                current = g.name
-                continue
-            diff = Node(f"{pool.name}__d{p}", OpKind.SUB, (g.name, current), shape=(1, n_out))
-            relu = Node(f"{pool.name}__r{p}", OpKind.RELU, (diff.name,), shape=(1, n_out))
-            acc = Node(f"{pool.name}__m{p}", OpKind.ADD, (current, relu.name), shape=(1, n_out))
-            new += [diff, relu, acc]
-            current = acc.name
-        new.append(Node(pool.name, OpKind.RESHAPE, (current,), shape=pool.shape))
-        del nodes[pool.name]
-        nodes.update({n.name: n for n in new})
-    return graph.with_nodes(list(nodes.values()), check_shapes=True)
-
-
-# ---------------------------------------------------------------------- writers
 def _num(v: float) -> str:
     """Shortest text that reads back as exactly the same float64."""
     return repr(float(v))

@@ -329,9 +329,9 @@ def smt_script(problem: Subproblem) -> SmtScript:
 
     Raises :class:`NotEncodableError` for ops without an exact encoding or a registered
     relaxation (softmax, ``Where`` on a variable condition, ...)."""
-    from hybridver.encode.milp import _expand_max_pools
+    from hybridver.ir.decompose import decompose_max_pool
 
-    graph = _expand_max_pools(problem.graph)
+    graph = decompose_max_pool(problem.graph)
     if graph is not problem.graph:
         problem = dataclasses.replace(problem, graph=graph)
     form = _network_form(problem)

@@ -16,8 +16,9 @@ import torch
 from hybridver.api import from_module
 from hybridver.encode import envelopes
 from hybridver.encode.affine_form import NotEncodableError
-from hybridver.encode.milp import (_expand_max_pools, encode_milp, format_lp, format_mps,
-                                   merged_bounds, safe_lp_lower_bound)
+from hybridver.encode.milp import (encode_milp, format_lp, format_mps, merged_bounds,
+                                   safe_lp_lower_bound)
+from hybridver.ir.decompose import decompose_max_pool
 from hybridver.ir.evaluate import evaluate_all
 from hybridver.problem import Subproblem
 from hybridver.specs import InputBox, OutputConstraints
@@ -51,7 +52,7 @@ def _problem(module, n_in, lower=-1.0, upper=1.0, C=None, d=None, shape=None, sp
 
 def _true_assignment(model, problem, x: np.ndarray) -> np.ndarray:
     """The MILP variables at the network's real execution on ``x`` (float64)."""
-    graph = _expand_max_pools(problem.graph)
+    graph = decompose_max_pool(problem.graph)
     values = {k: v[0].reshape(-1).numpy() for k, v in
               evaluate_all(graph, x.reshape(1, *graph.input_node.shape)).items()}
     v = np.zeros(model.n_vars)
