@@ -56,26 +56,8 @@ class HighsBackend(MilpBackend):
         start = time.monotonic()
         opts = self.options
         stop = opts.stop_at_candidate if stop_at_candidate is None else stop_at_candidate
-        h = highspy.Highs()
-        h.setOptionValue("output_flag", False)
-        lp = highspy.HighsLp()
-        lp.num_col_ = model.n_vars
-        lp.num_row_ = model.n_rows
-        lp.col_cost_ = model.objective
-        lp.col_lower_ = model.var_lower
-        lp.col_upper_ = model.var_upper
-        lp.row_lower_ = model.row_lower
-        lp.row_upper_ = model.row_upper
-        A = model.A.tocsr()
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-        lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-        lp.a_matrix_.index_ = A.indices.astype(np.int32)
-        lp.a_matrix_.value_ = A.data.astype(np.float64)
         is_mip = model.n_integer > 0
-        if is_mip:
-            lp.integrality_ = [highspy.HighsVarType.kInteger if v else
-                               highspy.HighsVarType.kContinuous for v in model.integer]
-        h.passModel(lp)
+        h = _load_lp(highspy, model, model.objective, integer=is_mip)
         remaining = max(limits.time_s - (time.monotonic() - start), 0.01)
         settings = {
             "time_limit": float(remaining),
@@ -127,14 +109,15 @@ class HighsBackend(MilpBackend):
 
 
 # ---------------------------------------------------------------------- LP bound tightening
-def _load_lp(highspy, model: MilpModel):
-    """A Highs object holding the LP relaxation of ``model`` with a zero objective."""
+def _load_lp(highspy, model: MilpModel, objective=None, integer: bool = False):
+    """A Highs object holding ``model`` with the given objective (default zero); the
+    integrality constraints only with ``integer`` (else its LP relaxation)."""
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     lp = highspy.HighsLp()
     lp.num_col_ = model.n_vars
     lp.num_row_ = model.n_rows
-    lp.col_cost_ = np.zeros(model.n_vars)
+    lp.col_cost_ = np.zeros(model.n_vars) if objective is None else objective
     lp.col_lower_ = model.var_lower
     lp.col_upper_ = model.var_upper
     lp.row_lower_ = model.row_lower
@@ -144,6 +127,9 @@ def _load_lp(highspy, model: MilpModel):
     lp.a_matrix_.start_ = A.indptr.astype(np.int32)
     lp.a_matrix_.index_ = A.indices.astype(np.int32)
     lp.a_matrix_.value_ = A.data.astype(np.float64)
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if v else
+                           highspy.HighsVarType.kContinuous for v in model.integer]
     h.passModel(lp)
     return h
 
