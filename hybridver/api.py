@@ -19,6 +19,7 @@ import torch
 from hybridver.config import Mode, VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.ir.graph import NetworkGraph
+from hybridver.progress import NullProgress, Progress
 from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
 
@@ -84,33 +85,42 @@ def load_spec(path: str | Path, model: LoadedModel) -> Spec:
     return load_vnnlib(path, n_inputs=model.n_inputs, n_outputs=model.n_outputs)
 
 
-def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
-           ) -> VerificationResult:
+def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig(),
+           progress: Progress | None = None) -> VerificationResult:
     """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
     model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
-    case (see ``docs/soundness.md``)."""
+    case (see ``docs/soundness.md``).
+
+    ``progress``: where the run reports its phase and counters (``hybridver.progress``);
+    None shows nothing.  The caller owns it and closes it.
+    """
+    progress = NullProgress() if progress is None else progress
     spec.check_dimensions(model.n_inputs, model.n_outputs)
     if config.mode is Mode.EXACT:
         from hybridver.backends.options import ExactConfig
         from hybridver.exact import verify_exact
 
+        progress.phase(f"exact ({config.backend})")
         return verify_exact(model, spec, ExactConfig(backend=config.backend), config.timeout_s)
     from hybridver.verify_hybrid import verify_hybrid
 
-    return verify_hybrid(model, spec, config)
+    return verify_hybrid(model, spec, config, progress=progress)
 
 
 def verify_files(model_path: str | Path, spec_path: str | Path,
-                 config: VerifyConfig = VerifyConfig()) -> VerificationResult:
+                 config: VerifyConfig = VerifyConfig(), progress: Progress | None = None
+                 ) -> VerificationResult:
     """Load, then verify; loading time is reported as the ``load`` phase."""
     t0 = time.monotonic()
     for path in (model_path, spec_path):
         if not Path(path).exists():
             raise HybridverInputError(f"file not found: {path}")
+    if progress is not None:
+        progress.phase("load")
     model = load_model(model_path)
     spec = load_spec(spec_path, model)
     load_time = time.monotonic() - t0
     remaining = dataclasses.replace(config, timeout_s=max(0.0, config.timeout_s - load_time))
-    res = verify(model, spec, remaining)
+    res = verify(model, spec, remaining, progress)
     return dataclasses.replace(res, time_s=res.time_s + load_time,
                                phase_times={"load": load_time, **res.phase_times})

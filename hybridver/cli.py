@@ -12,6 +12,7 @@ import sys
 import traceback
 
 from hybridver.errors import HybridverInputError
+from hybridver.progress import MODES as PROGRESS_MODES
 
 
 def _positive_float(text: str) -> float:
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
     verify.add_argument("--backend", choices=_backend_names(), default="highs",
                         help="exact back end for --mode exact (default: highs)")
+    verify.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                        help="live progress line on stderr: auto (when stderr is a terminal, "
+                             "the default), on, off")
 
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
@@ -83,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
     run.add_argument("--backend", choices=_backend_names(), default="highs",
                      help="exact back end for --mode exact (default: highs)")
+    run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
+                     help="live line per running instance on stderr: auto (when stderr is a "
+                          "terminal, the default), on, off")
     return parser
 
 

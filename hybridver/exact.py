@@ -22,7 +22,8 @@ from hybridver.bounds.intervals import Interval, UnsupportedBoundError, spec_row
 from hybridver.encode.affine_form import interval_node_bounds
 from hybridver.problem import Subproblem
 from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
-                              VerificationResult, Verdict, confirm_counterexample)
+                              VerificationResult, Verdict, confirm_counterexample,
+                              record_backend_call)
 from hybridver.specs import InputBox, Spec
 
 __all__ = ["verify_exact", "subproblem_bounds", "exact_subproblems"]
@@ -98,7 +99,7 @@ def verify_exact(model, spec: Spec, config: ExactConfig = ExactConfig(),
     info: dict[str, Any] = {"backend": backend.name, "subproblems": 0, "infeasible": 0,
                             "refuted_by_intervals": 0, "candidates": 0, "spurious": 0,
                             "refinement_rounds": 0, "solver_time_s": 0.0, "outcomes": []}
-    stats = {"exact": info}
+    stats: dict[str, Any] = {"exact": info, "backends": {}}  # backends: per-call counts
     best_candidate: CandidateCounterexample | None = None
     timed_out = False
     undecided: list[str] = []
@@ -142,6 +143,7 @@ def verify_exact(model, spec: Spec, config: ExactConfig = ExactConfig(),
         info["spurious"] += refinement.get("spurious", 0)
         info["refinement_rounds"] += refinement.get("rounds", 0)
         info["solver_time_s"] += outcome.time_s
+        record_backend_call(stats, backend.name, outcome.status.value, outcome.time_s)
         info["outcomes"].append({"case": ci, "disjunct": di, "status": outcome.status.value,
                                  "solver_status": outcome.solver_status,
                                  "margin_lower_bound": outcome.margin_lower_bound,

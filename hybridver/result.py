@@ -148,24 +148,68 @@ class VerificationResult:
             raise ValueError("only a sat result carries a confirmed counterexample")
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serializable report."""
+        """A JSON-serializable report (see :data:`REPORT_FIELDS`).
+
+        ``phases``: seconds per phase; ``stats``: counters per component, always with
+        ``stats["backends"]`` (``{name: {"calls", "time_s", "outcomes": {status: count}}}``,
+        filled by :func:`record_backend_call`; empty when no back end ran).  Numpy values
+        become plain numbers and lists; infinite or NaN floats become None (strict JSON).
+        """
         def arr(a: np.ndarray | None) -> list[float] | None:
             return None if a is None else [float(v) for v in np.asarray(a).reshape(-1)]
 
         cex = self.counterexample
         cand = self.candidate
-        return {
+        stats = dict(self.stats)
+        stats.setdefault("backends", {})
+        return _jsonable({
             "verdict": self.verdict.value,
             "time_s": self.time_s,
-            "phase_times": dict(self.phase_times),
-            "stats": dict(self.stats),
+            "phases": dict(self.phase_times),
+            "stats": stats,
             "message": self.message,
             "counterexample": None if cex is None else {
                 "x": arr(cex.x), "y": arr(cex.y), "case": cex.case, "disjunct": cex.disjunct,
                 "margin": cex.margin, "checked_by": cex.checked_by, "source": cex.source},
             "unconfirmed_candidate": None if cand is None else {
                 "x": arr(cand.x), "predicted_y": arr(cand.predicted_y), "source": cand.source},
-        }
+        })
+
+
+#: Top-level keys of :meth:`VerificationResult.to_json`, a stable structure: new keys may
+#: be added, these keep their meaning.
+REPORT_FIELDS = ("verdict", "time_s", "phases", "stats", "message", "counterexample",
+                 "unconfirmed_candidate")
+
+
+def record_backend_call(stats: dict[str, Any], backend: str, status: str,
+                        time_s: float) -> None:
+    """Count one call of ``backend`` that ended in ``status`` after ``time_s`` seconds in
+    ``stats["backends"]``: ``{backend: {"calls": n, "time_s": total, "outcomes":
+    {status: count}}}``, the per-back-end block of the JSON report."""
+    entry = stats.setdefault("backends", {}).setdefault(
+        backend, {"calls": 0, "time_s": 0.0, "outcomes": {}})
+    entry["calls"] += 1
+    entry["time_s"] += float(time_s)
+    entry["outcomes"][status] = entry["outcomes"].get(status, 0) + 1
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays, tuples, enums and non-finite floats made
+    into what strict JSON can hold."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------- VNN-COMP results files

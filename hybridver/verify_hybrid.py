@@ -27,12 +27,15 @@ import torch
 
 from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
 from hybridver.bab.attack import pgd_attack, sample_candidates
-from hybridver.bab.input_split import InputSplitConfig, disjunct_margins, input_split_bab
+from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margins,
+                                       input_split_bab)
+from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
 from hybridver.bounds.options import BoundConfig, BoundMethod
 from hybridver.config import VerifyConfig
 from hybridver.ir.evaluate import evaluate
+from hybridver.progress import NullProgress, Progress
 from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
                               VerificationResult, Verdict, confirm_counterexample)
 
@@ -59,8 +62,9 @@ class StackedCase:
 class _Run:
     """State of one verification: timing, statistics and the confirmation step."""
 
-    def __init__(self, model, spec, config: VerifyConfig):
+    def __init__(self, model, spec, config: VerifyConfig, progress: Progress):
         self.model, self.spec, self.config = model, spec, config
+        self.progress = progress
         self.start = time.monotonic()
         self.deadline = self.start + config.timeout_s
         self.phases: dict[str, float] = {}
@@ -93,8 +97,11 @@ class _Run:
                                   dict(self.phases), self.stats, message)
 
 
-def verify_hybrid(model, spec, config: VerifyConfig) -> VerificationResult:
-    run = _Run(model, spec, config)
+def verify_hybrid(model, spec, config: VerifyConfig,
+                  progress: Progress | None = None) -> VerificationResult:
+    """Decide ``spec`` on ``model`` (a :class:`hybridver.api.LoadedModel`) in hybrid mode;
+    ``progress`` receives phase changes and branch-and-bound counters."""
+    run = _Run(model, spec, config, progress or NullProgress())
     all_cases = list(range(len(spec.cases)))
     cex = _falsify(run, all_cases, use_pgd=False)
     if cex is not None:
@@ -138,6 +145,7 @@ def _falsify(run: _Run, cases: list[int], use_pgd: bool) -> ConfirmedCounterexam
     counterexample, or None."""
     t0 = time.monotonic()
     phase = "attack_pgd" if use_pgd else "attack_sampling"
+    run.progress.phase(phase)
     try:
         for index in cases:
             case = run.spec.cases[index]
@@ -163,6 +171,7 @@ def _falsify(run: _Run, cases: list[int], use_pgd: bool) -> ConfirmedCounterexam
 def _bound_cases(run: _Run) -> list[int] | None:
     """Indices of the cases the whole-box bounds do not prove (None on timeout)."""
     t0 = time.monotonic()
+    run.progress.phase("bounds")
     open_cases = []
     methods = run.stats["bounds"]["methods"]
     try:
@@ -200,17 +209,24 @@ def _split_cases(run: _Run, open_cases: list[int]):
     graph = run.model.graph
     input_shape = graph.input_node.shape
     config = BoundConfig(method=BoundMethod.CROWN)
+    reused = sorted(get_plan(graph, config.torch_dtype, torch.device(run.config.device))
+                    .pre_activations)
+    run.progress.phase("input_split")
     try:
-        for index in open_cases:
+        for done, index in enumerate(open_cases):
             case = run.spec.cases[index]
             stacked = StackedCase.of(case)
             C = torch.as_tensor(stacked.C)
             found: list[ConfirmedCounterexample] = []  # filled by probe()
 
-            def bound_fn(lo: torch.Tensor, hi: torch.Tensor):
+            def bound_fn(lo: torch.Tensor, hi: torch.Tensor, restrictions) -> Bounded:
                 result = compute_bounds(graph, lo, hi, stacked.C, stacked.d, config=config,
-                                        bound_upper=False, device=run.config.device)
-                return result.lower, _input_sensitivity(graph, lo, hi, C, input_shape)
+                                        restrictions=restrictions, bound_upper=False,
+                                        device=run.config.device)
+                nodes = {name: (result.intervals[name].lower, result.intervals[name].upper)
+                         for name in reused}
+                return Bounded(result.lower, _input_sensitivity(graph, lo, hi, C, input_shape),
+                               nodes)
 
             def probe(points: np.ndarray) -> int | None:
                 with torch.no_grad():
@@ -229,7 +245,8 @@ def _split_cases(run: _Run, open_cases: list[int]):
             outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                       stacked.groups, run.deadline, probe,
                                       InputSplitConfig(batch_size=run.config.split_batch),
-                                      run.config.device)
+                                      run.config.device,
+                                      progress=_bab_progress(run, done, len(open_cases)))
             for key in ("domains_bounded", "probes"):
                 run.stats["input_split"][key] += outcome.stats.get(key, 0)
             if outcome.status == "counterexample" and found:
@@ -239,6 +256,14 @@ def _split_cases(run: _Run, open_cases: list[int]):
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["input_split"] = time.monotonic() - t0
+
+
+def _bab_progress(run: _Run, done: int, total: int):
+    """A branch-and-bound progress callback feeding ``run.progress``."""
+    def report(stats) -> None:
+        run.progress.update(domains_left=stats["open"], domains_bounded=stats["domains_bounded"],
+                            best_bound=stats["best_margin"], cases_done=done, cases_total=total)
+    return report
 
 
 def _unfinished(status: str) -> tuple[Verdict, None, str]:

@@ -6,35 +6,66 @@ for every row ``r`` of the case's stacked constraints, a lower bound ``row_lower
 a positive lower bound; a domain is proven when every disjunct is refuted.  Unproven
 domains are split in two along one input dimension and bounded again, hardest first, until
 every domain is proven (the case holds), a confirmed counterexample is found, or time runs
-out.  Soundness rests on the bound function and on the split covering the parent box:
-children ``[l, m]`` and ``[m, u]`` share the midpoint, so no point is lost.
+out.
+
+Parent bounds are reused: the bound function may return, per domain, intervals of some
+nodes (the pre-activations); they are sound on the parent box, hence on each child (a
+subset), and are handed to the children's bounding as restrictions, so a neuron stable in
+the parent stays stable without recomputation and tight bounds are never lost.
+
+Hand-off: an optional :class:`Delegate` may take open domains out of the pool after each
+batch (e.g. to an exact back end through the scheduler) and later report each one proven,
+a counterexample, or returned (then it is bounded and split again).  A delegated domain
+counts as open until it is reported proven.
+
+Soundness rests on the bound function and on the split covering the parent box: children
+``[l, m]`` and ``[m, u]`` share the midpoint, so no point is lost; "proven" needs an empty
+pool and no delegated domain outstanding.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 
 Tensor = torch.Tensor
+NodeBounds = dict[str, tuple[Tensor, Tensor]]
 
-#: ``bound_fn(lower (N, n_in), upper (N, n_in)) -> (row_lower (N, m), coef (N, m, n_in) | None)``
-#: where ``coef`` are the input coefficients of the linear lower bounds (CROWN's A), used to
-#: choose split dimensions; None when the method has none (IBP).
-BoundFn = Callable[[Tensor, Tensor], tuple[Tensor, Tensor | None]]
+
+@dataclasses.dataclass
+class Bounded:
+    """What a bound function returns for ``N`` domains.
+
+    ``row_lower``: ``(N, m)`` sound lower bounds of the stacked rows; ``coef``:
+    ``(N, m, n_in)`` input sensitivities of the rows (steers the split dimension; no
+    soundness role) or None; ``node_bounds``: node name -> ``(lower, upper)`` of shape
+    ``(N, *node.shape)``, sound on each domain, passed to its children as restrictions.
+    """
+
+    row_lower: Tensor
+    coef: Tensor | None = None
+    node_bounds: NodeBounds | None = None
+
+
+#: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions NodeBounds | None) -> Bounded``
+BoundFn = Callable[[Tensor, Tensor, NodeBounds | None], Bounded]
 #: ``probe(points (K, n_in)) -> index of a confirmed counterexample among them, or None``.
 ProbeFn = Callable[[np.ndarray], int | None]
+#: ``progress(stats)`` after each batch (stats include "open" and "best_margin").
+ProgressFn = Callable[[Mapping], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class InputSplitConfig:
-    batch_size: int = 512
-    max_domains: int = 2_000_000
-    probe_every: int = 1
+    batch_size: int = 512          # children bounded per call (parents = half)
+    max_domains: int = 20_000_000  # domains bounded before giving up ("exhausted")
+    probes_per_batch: int = 8      # hardest domain centres checked on the model per batch
+    lookahead: int = 0             # >0: bound the children of the top-k dimensions, keep the best
 
 
 @dataclasses.dataclass
@@ -47,6 +78,39 @@ class InputSplitOutcome:
     stats: dict = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass
+class DomainBatch:
+    """Open domains taken out of the pool: boxes ``(K, n_in)``, ``margin (K,)`` (the
+    current proven lower bound of the case's violation margin, negative), ``depth (K,)``
+    (splits from the case's box), ``node_bounds`` as in :class:`Bounded`."""
+
+    lower: Tensor
+    upper: Tensor
+    margin: Tensor
+    depth: Tensor
+    node_bounds: NodeBounds
+
+    def __len__(self) -> int:
+        return self.lower.shape[0]
+
+
+class Delegate(Protocol):
+    """Takes hard domains out of the branch-and-bound and reports on them later."""
+
+    def select(self, pool: "DomainPool", deadline: float) -> DomainBatch | None:
+        """Remove and take over some domains of ``pool`` (or None)."""
+
+    def collect(self) -> tuple[list[DomainBatch], np.ndarray | None, int]:
+        """``(returned, counterexample point or None, proven count)`` since the last call:
+        returned domains go back to the pool."""
+
+    def outstanding(self) -> int:
+        """Domains taken over and not yet reported."""
+
+    def wait(self, deadline: float) -> None:
+        """Block until something may be collected (or ``deadline``)."""
+
+
 def disjunct_margins(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
     """Per domain, the smallest over disjuncts of its best (largest) row lower bound:
     ``(N, m)`` -> ``(N,)``.  Positive means every disjunct is refuted on that domain."""
@@ -54,85 +118,230 @@ def disjunct_margins(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
     return per_disjunct.min(dim=1).values
 
 
-def choose_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None) -> Tensor:
-    """One dimension per domain: the largest ``sum_rows |coef| * width`` (the dimension whose
-    width costs the bound most); the widest dimension where ``coef`` is absent or zero."""
+def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
+                    row_lower: Tensor | None, k: int) -> Tensor:
+    """The ``k`` best dimensions per domain, ``(N, k)``: largest
+    ``sum_rows w_r |coef_r| * width`` first (the dimensions whose width costs the bound
+    most); the widest where ``coef`` is absent or zero.  With ``row_lower``, rows that are
+    already positive get no weight (they no longer decide the margin)."""
     width = upper - lower
     if coef is None:
-        return width.argmax(dim=1)
-    score = coef.abs().sum(dim=1) * width
-    flat = score.max(dim=1, keepdim=True).values <= 0  # no sensitivity info (flat region)
-    score = torch.where(flat, width, score)
+        score = width
+    else:
+        weight = coef.abs()
+        if row_lower is not None:
+            open_rows = (row_lower <= 0).to(coef.dtype)[:, :, None]
+            has_open = open_rows.sum(dim=1, keepdim=True) > 0
+            weight = torch.where(has_open, weight * open_rows, weight)
+        score = weight.sum(dim=1) * width
+        flat = score.max(dim=1, keepdim=True).values <= 0
+        score = torch.where(flat, width, score)
     score = torch.where(width > 0, score, torch.full_like(score, -1.0))
-    return score.argmax(dim=1)
+    top = torch.topk(score, min(k, score.shape[1]), dim=1)
+    # a zero-width dimension is never a candidate: repeat the best one instead
+    return torch.where(top.values < 0, top.indices[:, :1], top.indices)
+
+
+class DomainPool:
+    """Open domains as stacked tensors: boxes, margins, depths, chosen split dimensions and
+    the parent node bounds, popped lowest margin first."""
+
+    def __init__(self, n_in: int, device: torch.device):
+        self.device = device
+        self.lower = torch.empty((0, n_in), dtype=torch.float64, device=device)
+        self.upper = torch.empty_like(self.lower)
+        self.margin = torch.empty((0,), dtype=torch.float64, device=device)
+        self.depth = torch.empty((0,), dtype=torch.long, device=device)
+        self.dims = torch.empty((0, 1), dtype=torch.long, device=device)
+        self.node_bounds: NodeBounds = {}
+
+    def __len__(self) -> int:
+        return self.margin.shape[0]
+
+    def best_margin(self) -> float:
+        return float(self.margin.min()) if len(self) else float("inf")
+
+    def push(self, lower, upper, margin, depth, dims, node_bounds: NodeBounds) -> None:
+        if lower.shape[0] == 0:
+            return
+        if not len(self):
+            self.node_bounds = {k: (lo, hi) for k, (lo, hi) in node_bounds.items()}
+        else:
+            self.node_bounds = {k: (torch.cat([lo, node_bounds[k][0]]),
+                                    torch.cat([hi, node_bounds[k][1]]))
+                                for k, (lo, hi) in self.node_bounds.items()}
+        if not len(self):
+            self.dims = dims[:0]
+        self.lower = torch.cat([self.lower, lower])
+        self.upper = torch.cat([self.upper, upper])
+        self.margin = torch.cat([self.margin, margin])
+        self.depth = torch.cat([self.depth, depth])
+        self.dims = torch.cat([self.dims, dims])
+
+    def pop(self, k: int, lowest: bool = True) -> tuple[DomainBatch, Tensor]:
+        """Remove the ``k`` domains of lowest (or highest) margin: the batch and their
+        chosen split dimensions."""
+        k = min(k, len(self))
+        if k == len(self):
+            take = torch.arange(k, device=self.device)
+        else:
+            take = torch.topk(self.margin, k, largest=not lowest).indices
+        keep = torch.ones(len(self), dtype=torch.bool, device=self.device)
+        keep[take] = False
+        batch = DomainBatch(self.lower[take], self.upper[take], self.margin[take],
+                            self.depth[take],
+                            {n: (lo[take], hi[take]) for n, (lo, hi) in self.node_bounds.items()})
+        dims = self.dims[take]
+        self.lower, self.upper = self.lower[keep], self.upper[keep]
+        self.margin, self.depth, self.dims = self.margin[keep], self.depth[keep], self.dims[keep]
+        self.node_bounds = {n: (lo[keep], hi[keep]) for n, (lo, hi) in self.node_bounds.items()}
+        return batch, dims
+
+
+def split_domains(batch: DomainBatch, dims: Tensor) -> DomainBatch:
+    """Both halves of every domain along ``dims``: ``2K`` domains (left halves first);
+    the children inherit the parent's node bounds (sound on any sub-box)."""
+    rows = torch.arange(len(batch), device=batch.lower.device)
+    mid = (batch.lower[rows, dims] + batch.upper[rows, dims]) / 2
+    left_hi, right_lo = batch.upper.clone(), batch.lower.clone()
+    left_hi[rows, dims] = mid
+    right_lo[rows, dims] = mid
+    twice = {n: (torch.cat([lo, lo]), torch.cat([hi, hi]))
+             for n, (lo, hi) in batch.node_bounds.items()}
+    return DomainBatch(torch.cat([batch.lower, right_lo]), torch.cat([left_hi, batch.upper]),
+                       torch.cat([batch.margin, batch.margin]),
+                       torch.cat([batch.depth, batch.depth]) + 1, twice)
+
+
+def _concat(batches: Sequence[DomainBatch]) -> DomainBatch:
+    return DomainBatch(torch.cat([b.lower for b in batches]), torch.cat([b.upper for b in batches]),
+                       torch.cat([b.margin for b in batches]), torch.cat([b.depth for b in batches]),
+                       {n: (torch.cat([b.node_bounds[n][0] for b in batches]),
+                            torch.cat([b.node_bounds[n][1] for b in batches]))
+                        for n in batches[0].node_bounds})
+
+
+def _take(batch: DomainBatch, rows: Tensor) -> DomainBatch:
+    return DomainBatch(batch.lower[rows], batch.upper[rows], batch.margin[rows],
+                       batch.depth[rows], {n: (lo[rows], hi[rows])
+                                           for n, (lo, hi) in batch.node_bounds.items()})
 
 
 def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
                     groups: Sequence[slice], deadline: float, probe: ProbeFn | None = None,
                     config: InputSplitConfig = InputSplitConfig(),
-                    device: str | torch.device = "cpu") -> InputSplitOutcome:
+                    device: str | torch.device = "cpu", delegate: Delegate | None = None,
+                    progress: ProgressFn | None = None) -> InputSplitOutcome:
     """Prove the case on ``[lower, upper]`` or find a counterexample.
 
     ``groups``: the rows of each disjunct in the stacked constraint matrix the bound
     function uses.  ``probe`` checks candidate points (domain centres of the hardest
-    domains) on the real model.
+    domains) on the real model.  ``delegate``: see :class:`Delegate`.
     """
     start = time.monotonic()
-    stats = {"domains_bounded": 0, "batches": 0, "max_queue": 0, "probes": 0}
-    lo = torch.as_tensor(np.array(lower, dtype=np.float64)[None], device=device)
-    hi = torch.as_tensor(np.array(upper, dtype=np.float64)[None], device=device)
-    queue: list[tuple[float, int, np.ndarray, np.ndarray]] = []
-    counter = 0
+    device = torch.device(device)
+    stats = {"domains_bounded": 0, "batches": 0, "max_queue": 0, "probes": 0,
+             "max_depth": 0, "delegated": 0, "delegated_proven": 0, "delegated_returned": 0}
+    lo = torch.as_tensor(np.array(lower, dtype=np.float64).reshape(1, -1), device=device)
+    hi = torch.as_tensor(np.array(upper, dtype=np.float64).reshape(1, -1), device=device)
+    pool = DomainPool(lo.shape[1], device)
 
-    def bound_and_push(blo: Tensor, bhi: Tensor) -> InputSplitOutcome | None:
-        nonlocal counter
-        row_lower, coef = bound_fn(blo, bhi)
-        stats["domains_bounded"] += blo.shape[0]
+    def finish(status: str, point: np.ndarray | None = None) -> InputSplitOutcome:
+        stats["time_s"] = time.monotonic() - start
+        return InputSplitOutcome(status, counterexample_point=point, stats=stats)
+
+    n_dims = max(1, config.lookahead)
+
+    def bound(batch: DomainBatch) -> Bounded:
+        bounded = bound_fn(batch.lower, batch.upper, batch.node_bounds or None)
+        stats["domains_bounded"] += len(batch)
         stats["batches"] += 1
-        margin = disjunct_margins(row_lower, groups)
+        return bounded
+
+    def push(batch: DomainBatch, bounded: Bounded) -> np.ndarray | None:
+        """Probe the hardest centres of a bounded batch and push its open domains; a
+        confirmed counterexample point or None."""
+        margin = disjunct_margins(bounded.row_lower, groups)
         open_mask = ~(margin > 0)
         if not bool(open_mask.any()):
             return None
         idx = torch.nonzero(open_mask).reshape(-1)
-        dims = choose_split_dims(blo[idx], bhi[idx], None if coef is None else coef[idx])
-        if probe is not None:
-            centres = ((blo[idx] + bhi[idx]) / 2).cpu().numpy()
-            order = torch.argsort(margin[idx])[: 8].cpu().numpy()
+        blo, bhi = batch.lower[idx], batch.upper[idx]
+        coef = None if bounded.coef is None else bounded.coef[idx]
+        dims = rank_split_dims(blo, bhi, coef, bounded.row_lower[idx], n_dims)
+        if probe is not None and config.probes_per_batch > 0:
+            centres = ((blo + bhi) / 2).cpu().numpy()
+            order = torch.argsort(margin[idx])[: config.probes_per_batch].cpu().numpy()
             stats["probes"] += len(order)
             hit = probe(centres[order])
             if hit is not None:
-                return InputSplitOutcome("counterexample", counterexample_point=centres[order][hit],
-                                         stats=stats)
-        for k, i in enumerate(idx.tolist()):
-            counter += 1
-            heapq.heappush(queue, (float(margin[i]), counter, blo[i].cpu().numpy(),
-                                   bhi[i].cpu().numpy(), int(dims[k])))
+                return centres[order][hit]
+        nodes = bounded.node_bounds if bounded.node_bounds is not None else batch.node_bounds
+        nodes = {n: (lo_n[idx], hi_n[idx]) for n, (lo_n, hi_n) in nodes.items()}
+        depth = batch.depth[idx]
+        stats["max_depth"] = max(stats["max_depth"], int(depth.max()))
+        pool.push(blo, bhi, torch.maximum(margin[idx], batch.margin[idx]), depth, dims, nodes)
         return None
 
-    found = bound_and_push(lo, hi)
-    if found is not None:
-        return _finish(found, start)
-    while queue:
-        stats["max_queue"] = max(stats["max_queue"], len(queue))
+    def bound_and_push(batch: DomainBatch) -> np.ndarray | None:
+        return push(batch, bound(batch))
+
+    def split_and_push(parents: DomainBatch, dims: Tensor) -> np.ndarray | None:
+        """Split every parent along its best dimension; with lookahead, bound the
+        children of each candidate dimension and keep those whose worse child is best."""
+        k = dims.shape[1]
+        if k == 1 or len(parents) == 0:
+            return bound_and_push(split_domains(parents, dims[:, 0]))
+        options = [split_domains(parents, dims[:, j]) for j in range(k)]
+        both = _concat(options)
+        bounded = bound(both)
+        n = len(parents)
+        margin = disjunct_margins(bounded.row_lower, groups).reshape(k, 2, n)
+        best = margin.min(dim=1).values.argmax(dim=0)                      # (n,)
+        rows = torch.arange(n, device=device)
+        pick = torch.cat([best * 2 * n + rows, best * 2 * n + n + rows])   # left, right
+        chosen = _take(both, pick)
+        picked = Bounded(bounded.row_lower[pick],
+                         None if bounded.coef is None else bounded.coef[pick],
+                         None if bounded.node_bounds is None else
+                         {nm: (lo_n[pick], hi_n[pick]) for nm, (lo_n, hi_n)
+                          in bounded.node_bounds.items()})
+        return push(chosen, picked)
+
+    root = DomainBatch(lo, hi, torch.full((1,), -np.inf, dtype=torch.float64, device=device),
+                       torch.zeros(1, dtype=torch.long, device=device), {})
+    point = bound_and_push(root)
+    if point is not None:
+        return finish("counterexample", point)
+    while len(pool) or (delegate is not None and delegate.outstanding()):
+        stats["max_queue"] = max(stats["max_queue"], len(pool))
         if time.monotonic() > deadline:
-            return _finish(InputSplitOutcome("timeout", stats=stats), start)
+            return finish("timeout")
         if stats["domains_bounded"] > config.max_domains:
-            return _finish(InputSplitOutcome("exhausted", stats=stats), start)
-        take = [heapq.heappop(queue) for _ in range(min(config.batch_size // 2, len(queue)))]
-        plo = torch.as_tensor(np.stack([t[2] for t in take]), device=device)
-        phi = torch.as_tensor(np.stack([t[3] for t in take]), device=device)
-        dims = torch.as_tensor([t[4] for t in take], device=device)
-        rows = torch.arange(len(take), device=device)
-        mid = (plo[rows, dims] + phi[rows, dims]) / 2
-        left_hi, right_lo = phi.clone(), plo.clone()
-        left_hi[rows, dims] = mid
-        right_lo[rows, dims] = mid
-        found = bound_and_push(torch.cat([plo, right_lo]), torch.cat([left_hi, phi]))
-        if found is not None:
-            return _finish(found, start)
-    return _finish(InputSplitOutcome("proven", stats=stats), start)
-
-
-def _finish(outcome: InputSplitOutcome, start: float) -> InputSplitOutcome:
-    outcome.stats["time_s"] = time.monotonic() - start
-    return outcome
+            return finish("exhausted")
+        if delegate is not None:
+            returned, point, proven = delegate.collect()
+            stats["delegated_proven"] += proven
+            if point is not None:
+                return finish("counterexample", point)
+            for batch in returned:
+                stats["delegated_returned"] += len(batch)
+                found = bound_and_push(batch)  # re-bound: their split dims were not kept
+                if found is not None:
+                    return finish("counterexample", found)
+            if not len(pool):
+                if delegate.outstanding():
+                    delegate.wait(deadline)
+                continue
+        parents, dims = pool.pop(max(1, config.batch_size // (2 * n_dims)))
+        point = split_and_push(parents, dims)
+        if point is not None:
+            return finish("counterexample", point)
+        if delegate is not None and len(pool):
+            taken = delegate.select(pool, deadline)
+            if taken is not None:
+                stats["delegated"] += len(taken)
+        if progress is not None:
+            progress({**stats, "open": len(pool) + (delegate.outstanding() if delegate else 0),
+                      "best_margin": pool.best_margin()})
+    return finish("proven")

@@ -4,6 +4,10 @@ The CSV has rows ``onnx, vnnlib, timeout`` (no header) with paths relative to ``
 (default: the CSV's folder).  Files named without ``.gz`` are read from ``.gz`` copies when
 only those exist.  An ``expected_results.csv`` beside the CSV (header ``onnx, vnnlib, ...,
 expected``) adds the known answer and flags every contradicting verdict as WRONG.
+
+Output: the table on stdout, one row per instance as it finishes; with ``--progress`` on
+(default ``auto``: when stderr is a terminal) a live line on stderr names the running
+instance and its phase, and disappears before the instance's row is printed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import time
 from pathlib import Path
 
 from hybridver.errors import HybridverInputError
+from hybridver.progress import make_progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,21 +93,25 @@ def run_instances(args: argparse.Namespace) -> int:
     rows = []
     header = f"{'instance':<60} {'verdict':<8} {'expected':<8} {'time_s':>8}  check"
     print(header)
-    for inst in instances:
+    for number, inst in enumerate(instances, start=1):
         timeout = min(inst.timeout_s, args.timeout_cap) if args.timeout_cap else inst.timeout_s
+        name = f"{Path(inst.onnx).name} {Path(inst.vnnlib).name}"
         t0 = time.monotonic()
         message = ""
-        try:
-            result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
-                                  VerifyConfig(timeout_s=timeout, mode=Mode(args.mode),
-                                               backend=args.backend))
-            verdict, message = result.verdict.value, result.message
-        except HybridverInputError as exc:
-            verdict, message = "error", str(exc)
+        # a live line while the instance runs (terminal only by default); it is gone
+        # before the instance's row is printed
+        with make_progress(getattr(args, "progress", "auto"),
+                           label=f"[{number}/{len(instances)}] {name}") as progress:
+            try:
+                result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
+                                      VerifyConfig(timeout_s=timeout, mode=Mode(args.mode),
+                                                   backend=args.backend), progress=progress)
+                verdict, message = result.verdict.value, result.message
+            except HybridverInputError as exc:
+                verdict, message = "error", str(exc)
         elapsed = time.monotonic() - t0
         exp = expected.get((_strip_gz(inst.onnx), _strip_gz(inst.vnnlib)))
         check = judge(verdict, exp)
-        name = f"{Path(inst.onnx).name} {Path(inst.vnnlib).name}"
         print(f"{name:<60} {verdict:<8} {exp or '-':<8} {elapsed:>8.2f}  {check}", flush=True)
         if verdict == "error":
             print(f"  error: {message}", file=sys.stderr)

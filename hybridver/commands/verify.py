@@ -1,4 +1,19 @@
-"""``hybridver verify``: verdict word as the last stdout line, results file, JSON report."""
+"""``hybridver verify``: verdict word as the last stdout line, results file, JSON report.
+
+The JSON report (``--json F``) is :meth:`VerificationResult.to_json` with the run's
+settings in front; ``report_version`` changes only when a key changes meaning::
+
+    {"report_version": 1, "hybridver": "0.1.0", "model": ..., "spec": ...,
+     "mode": "hybrid", "backend": null, "timeout_s": 300.0,
+     "verdict": "unsat", "time_s": 1.23, "message": "",
+     "phases": {"load": 0.05, "attack_sampling": 0.01, "bounds": 0.2, ...},
+     "stats": {"bounds": {...}, ...,
+               "backends": {"highs": {"calls": 4, "time_s": 0.8,
+                                      "outcomes": {"infeasible": 4}}}},
+     "counterexample": null | {"x", "y", "case", "disjunct", "margin", "checked_by",
+                               "source"},
+     "unconfirmed_candidate": null | {"x", "predicted_y", "source"}}
+"""
 
 from __future__ import annotations
 
@@ -9,21 +24,27 @@ from pathlib import Path
 
 from hybridver import __version__
 from hybridver.config import Mode, VerifyConfig
+from hybridver.errors import HybridverInputError
+from hybridver.progress import make_progress
 from hybridver.result import Verdict, format_results_file
+
+REPORT_VERSION = 1
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from hybridver.api import verify_files
 
     config = VerifyConfig(timeout_s=args.timeout, mode=Mode(args.mode), backend=args.backend)
-    result = verify_files(args.model, args.spec, config)
+    with make_progress(getattr(args, "progress", "auto")) as progress:
+        result = verify_files(args.model, args.spec, config, progress=progress)
     if args.results_file:
-        Path(args.results_file).write_text(format_results_file(result))
+        _write(args.results_file, format_results_file(result))
     if args.json:
-        report = {"hybridver": __version__, "model": str(args.model), "spec": str(args.spec),
-                  "mode": args.mode, "backend": args.backend if args.mode == "exact" else None,
+        report = {"report_version": REPORT_VERSION, "hybridver": __version__,
+                  "model": str(args.model), "spec": str(args.spec), "mode": args.mode,
+                  "backend": args.backend if args.mode == "exact" else None,
                   "timeout_s": args.timeout, **result.to_json()}
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        _write(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
     detail = f"{result.time_s:.2f}s"
     if result.message:
         detail += f"; {result.message}"
@@ -33,3 +54,10 @@ def run_verify(args: argparse.Namespace) -> int:
     print(f"{Path(args.model).name} {Path(args.spec).name}: {detail}", file=sys.stderr)
     print(result.verdict.value)
     return 0
+
+
+def _write(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise HybridverInputError(f"cannot write {path}: {exc.strerror}") from None

@@ -34,8 +34,54 @@ def test_verify_unsat_with_reports(tmp_path, capsys):
     assert results.read_text() == "unsat\n"
     data = json.loads(report.read_text())
     assert data["verdict"] == "unsat" and data["counterexample"] is None
-    assert set(data["phase_times"]) >= {"load", "attack_sampling", "bounds"}
+    assert set(data["phases"]) >= {"load", "attack_sampling", "bounds"}
     assert data["stats"]["bounds"]["refuted"] == data["stats"]["bounds"]["disjuncts"] == 9
+
+
+def _check_backends_block(backends):
+    """``{name: {"calls": int, "time_s": float, "outcomes": {status: int}}}``."""
+    assert isinstance(backends, dict)
+    for name, entry in backends.items():
+        assert isinstance(name, str) and set(entry) == {"calls", "time_s", "outcomes"}
+        assert isinstance(entry["calls"], int) and entry["time_s"] >= 0
+        assert sum(entry["outcomes"].values()) == entry["calls"]
+
+
+def test_json_report_structure(tmp_path, capsys):
+    """The documented report: settings, verdict, per-phase seconds, per-back-end stats."""
+    report = tmp_path / "report.json"
+    code, out, _ = run(["verify", RELU, SMALL, "--timeout", "60", "--progress", "off",
+                        "--json", str(report)], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "unsat"
+    data = json.loads(report.read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert set(data) >= {"report_version", "hybridver", "model", "spec", "mode", "backend",
+                         "timeout_s", "verdict", "time_s", "phases", "stats", "message",
+                         "counterexample", "unconfirmed_candidate"}
+    assert data["report_version"] == 1 and data["mode"] == "hybrid"
+    assert data["phases"] and all(isinstance(v, float) and v >= 0
+                                  for v in data["phases"].values())
+    assert sum(data["phases"].values()) <= data["time_s"] + 1e-6
+    _check_backends_block(data["stats"]["backends"])
+
+
+def test_json_report_counts_exact_backend_calls(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    code, out, _ = run(["verify", str(EXAMPLES / "tiny_relu.onnx"),
+                        str(EXAMPLES / "tiny_relu.vnnlib"), "--mode", "exact", "--backend",
+                        "highs", "--timeout", "60", "--json", str(report)], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "unsat"
+    data = json.loads(report.read_text())
+    assert set(data["phases"]) >= {"load", "exact"} and data["backend"] == "highs"
+    backends = data["stats"]["backends"]
+    _check_backends_block(backends)
+    assert backends["highs"]["calls"] >= 1
+    assert backends["highs"]["outcomes"].get("infeasible", 0) == backends["highs"]["calls"]
+
+
+def test_json_report_unwritable_path_is_bad_input(tmp_path, capsys):
+    code, _, err = run(["verify", RELU, SMALL, "--json", str(tmp_path / "no" / "r.json")],
+                       capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "cannot write" in err
 
 
 def test_verify_sat_writes_counterexample(tmp_path, capsys):
@@ -112,6 +158,17 @@ def test_run_instances_examples(tmp_path, capsys):
     assert [r["verdict"] for r in rows] == ["unsat", "unsat", "sat"]
     assert all(r["check"] == "ok" for r in rows)
     assert "wrong 0" in out.strip().splitlines()[-1]
+    assert len(out.strip().splitlines()) == 1 + 3 + 1  # header, one row each, summary
+
+
+def test_run_instances_quiet_without_terminal(tmp_path, capsys):
+    """Not a terminal: the table on stdout and nothing on stderr, also with --progress auto."""
+    code, out, err = run(["run-instances", str(EXAMPLES / "instances.csv"), "--output",
+                          str(tmp_path / "r.csv"), "--limit", "1"], capsys)
+    assert code == 0 and err == ""
+    code, out, err = run(["run-instances", str(EXAMPLES / "instances.csv"), "--output",
+                          str(tmp_path / "r.csv"), "--limit", "1", "--progress", "on"], capsys)
+    assert code == 0 and err.startswith("[1/1] ")  # plain progress lines when asked for
 
 
 def test_run_instances_reads_gz_and_flags_nothing_wrong(tmp_path, capsys):
