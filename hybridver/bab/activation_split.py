@@ -8,17 +8,29 @@ intersects each restriction with the node's interval wherever it is used, so a s
 makes the relaxation of the split neuron tighter (ReLU: exactly linear on each side) and,
 through CROWN's intermediate bounds, the intervals of later neurons too.
 
-Loop: bound a batch of domains (CROWN, lower bounds only); drop the proven ones (every
+Loop: bound a batch of domains (lower bounds only; alpha-beta-CROWN for ReLU-like
+networks by default, CROWN otherwise: see :class:`ActivationSplitConfig`); drop the proven
+ones (every
 disjunct refuted) and the infeasible ones (contradictory restrictions: no input of the box
 reaches them); for each open domain choose ONE neuron and split it at
 ``relaxation.branch_point`` (0 for ReLU-like ops, the tabulated point for sigmoid/tanh,
 the midpoint otherwise) into ``hi := p`` and ``lo := p``; hardest (lowest margin) first.
 
-Fallback: the engine uses the restrictions only through intervals (no beta multipliers),
-so a domain can end with every neuron stable yet unproven (the bound ignores the split
-constraints).  Such a domain's input box is then split in two (midpoint of the dimension
-with the largest ``|lambda_input| * width``), which also lets contradictory restrictions
-show up as infeasible sub-boxes.  Domains keep their own box only once this happens.
+Split constraints: with alpha-beta-CROWN every decision is also a linear constraint of
+the final backward pass, with an optimized multiplier (beta-CROWN), so a domain whose
+neurons are all stable is bounded by (close to) the LP over its region.  With CROWN the
+engine uses the restrictions only through intervals, so a domain can end with every
+neuron stable yet unproven (the bound ignores the split constraints).  Either way such a
+domain's input box is then split in two (midpoint of the dimension with the largest
+``|lambda_input| * width``), which also lets contradictory restrictions show up as
+infeasible sub-boxes.  Domains keep their own box only once this happens.
+
+Counterexample search (with a caller's ``probe``): every ``probe_every`` batches the
+hardest open domains are attacked by a few signed-gradient steps inside their (shrunk)
+input boxes, from the box centre and from the corner minimizing the critical row's linear
+bound, on the margin plus the violation of the domain's decisions (which pulls the point
+into the domain's region even where the margin is flat).  The points go to ``probe``;
+only a point it confirms ends the search as "counterexample".
 
 Box tightening: decisions on neurons that are affine in the input (a LINEAR layer reading
 the input through flattening reshapes: the first layer of an MLP) are turned into a
@@ -55,22 +67,48 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from hybridver.bab.input_split import InputSplitOutcome, ProbeFn, disjunct_margins
+from hybridver.bab.input_split import InputSplitOutcome, ProbeFn, ProgressFn, disjunct_margins
 from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.linear_ops import unbroadcast
-from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.bounds.options import AlphaConfig, BoundConfig, BoundMethod
+from hybridver.ir.evaluate import evaluate_all
 from hybridver.ir.ops import OpKind
 
 Tensor = torch.Tensor
 
 
+#: alpha/beta optimization per batch of domains: short, as BaB bounds many batches
+BAB_ALPHA = AlphaConfig(iterations=20, lr=0.3, lr_decay=0.95, patience=3, beta_lr=0.3)
+
+
 @dataclasses.dataclass(frozen=True)
 class ActivationSplitConfig:
+    """Settings of :func:`activation_split_bab`.
+
+    ``method``: the bound method per batch; None (default) picks ``alpha-beta-crown`` when
+    every splittable nonlinearity is piecewise linear (ReLU-like: a split makes the neuron
+    exactly linear, and the split constraint's multiplier is what turns that into
+    progress), else ``crown``.  ``alpha``: the optimization of the optimized methods.
+    Counterexample search (only with a ``probe``): every ``probe_every`` batches (and on
+    the first), the ``probe_domains`` open domains with the lowest margin are attacked by
+    ``attack_steps`` signed-gradient steps inside their input box; ``probe_every=0`` never.
+    """
+
     batch_size: int = 256          # domains per compute_bounds call
     max_domains: int = 2_000_000   # domains bounded before giving up ("exhausted")
-    method: BoundMethod = BoundMethod.CROWN
+    method: BoundMethod | None = None
     min_width: float = 1e-9        # smooth neurons narrower than this are not split
+    alpha: AlphaConfig = BAB_ALPHA
+    probe_every: int = 4
+    probe_domains: int = 8
+    attack_steps: int = 12
+
+    def bound_method(self, plan, cands: "list[_Candidate]") -> BoundMethod:
+        if self.method is not None:
+            return BoundMethod(self.method)
+        linear_pieces = all(plan.relaxations[c.act].traits.piecewise_linear for c in cands)
+        return BoundMethod.ALPHA_BETA_CROWN if cands and linear_pieces else BoundMethod.CROWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,10 +233,11 @@ def _restrictions(cands: list[_Candidate], domains: list[tuple[Decision, ...]],
 
 def _sensitivities(plan, intervals, rows_C: Tensor, cands: list[_Candidate]
                    ) -> dict[str, Tensor] | None:
-    """``|lambda|`` ``(N, size)`` at each candidate's nonlinear output, from one
-    CROWN-style backward pass of ``rows_C (N, n_out)`` with the slopes of the relaxations
-    on the domains' intervals (no biases, no rounding: a heuristic only).  None when a node
-    kind on the way has no backward rule here."""
+    """``|lambda|`` ``(N, size)`` at each candidate's nonlinear output and at the input,
+    from one CROWN-style backward pass of ``rows_C (N, n_out)`` with the slopes of the
+    relaxations on the domains' intervals (no biases, no rounding: a heuristic only); the
+    signed input coefficients under the key :data:`SIGNED_INPUT`.  None when a node kind
+    on the way has no backward rule here."""
     graph = plan.graph
     n = rows_C.shape[0]
     wanted = {c.act for c in cands} | {plan.input}
@@ -210,6 +249,8 @@ def _sensitivities(plan, intervals, rows_C: Tensor, cands: list[_Candidate]
             continue
         if name in wanted:
             found[name] = lam.abs().reshape(n, -1)
+        if name == plan.input:
+            found[SIGNED_INPUT] = lam.reshape(n, -1)
         kind = plan.kind.get(name)
         node = graph.node(name)
         if kind == "input":
@@ -247,6 +288,10 @@ def _sensitivities(plan, intervals, rows_C: Tensor, cands: list[_Candidate]
         else:
             return None
     return found
+
+
+#: key of the signed input coefficients in :func:`_sensitivities`' answer
+SIGNED_INPUT = "<signed input>"
 
 
 def _choose_splits(plan, intervals, cands, sens, n: int, min_width: float
@@ -293,28 +338,84 @@ def _choose_splits(plan, intervals, cands, sens, n: int, min_width: float
     return best_c, best_f, best_p
 
 
+def _attack_margin(y: Tensor, C: Tensor, d: Tensor, groups: Sequence[slice]) -> Tensor:
+    """Violation margin ``(K,)`` of outputs ``y (K, n_out)``: min over disjuncts of max
+    over their rows of ``C y + d``; <= 0 means the point violates the property."""
+    rows = y @ C.T + d
+    return torch.stack([rows[:, g].max(dim=1).values for g in groups], 1).min(dim=1).values
+
+
+def _domain_attack(graph, lo: Tensor, hi: Tensor, starts: Tensor, C: Tensor, d: Tensor,
+                   groups: Sequence[slice], steps: int,
+                   restrictions: dict[str, tuple[Tensor, Tensor]] | None = None
+                   ) -> tuple[Tensor, Tensor]:
+    """Signed-gradient descent from ``starts (K, n_in)``, each kept inside its box
+    ``[lo, hi] (K, n_in)``, of the violation margin plus the violation of the domain's
+    decisions (``restrictions``: node -> ``(lo, hi) (K, *shape)``, +-inf where free): the
+    decisions pull the point into the domain's region, where the bounds say a violation
+    may hide, even where the margin is flat.  Steps shrink geometrically from a quarter
+    of the box width.  float64 IR evaluation: a guide only.  Returns the best point of each
+    start (lowest margin) and its margin."""
+    shape = graph.input_node.shape
+    width = hi - lo
+    x = torch.minimum(torch.maximum(starts, lo), hi)
+    best_x, best_m = x.clone(), torch.full((len(x),), np.inf, dtype=torch.float64)
+    names = [k for k in (restrictions or {}) if k in graph]
+    for step in range(steps + 1):
+        last = step == steps
+        x = x.detach().requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            values = evaluate_all(graph, x.reshape(-1, *shape), dtype=torch.float64)
+            y = values[graph.output_node.name].reshape(len(x), -1)
+            margin = _attack_margin(y, C, d, groups)
+            objective = margin
+            for name in names:
+                rl, ru = restrictions[name]
+                z = values[name].reshape(len(x), -1)
+                gap = (torch.where(torch.isfinite(rl), rl - z, 0.0).clamp(min=0)
+                       + torch.where(torch.isfinite(ru), z - ru, 0.0).clamp(min=0))
+                objective = objective + gap.sum(1)
+        better = margin.detach() < best_m
+        best_x = torch.where(better[:, None], x.detach(), best_x)
+        best_m = torch.where(better, margin.detach(), best_m)
+        if last or bool((best_m <= 0).any()):
+            break
+        (grad,) = torch.autograd.grad(objective.sum(), x)
+        size = 0.25 * 0.6 ** step
+        x = torch.minimum(torch.maximum(x - size * width * grad.sign(), lo), hi)
+    return best_x, best_m
+
+
 def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndarray,
                          d: np.ndarray, groups: Sequence[slice], deadline: float,
                          probe: ProbeFn | None = None,
                          config: ActivationSplitConfig = ActivationSplitConfig(),
-                         device: str | torch.device = "cpu") -> InputSplitOutcome:
+                         device: str | torch.device = "cpu",
+                         progress: ProgressFn | None = None) -> InputSplitOutcome:
     """Prove ``C y + d`` (disjuncts ``groups``, each refuted when one of its rows has a
-    positive lower bound) on the box ``[lower, upper]`` by splitting neurons.
+    positive lower bound) on the box ``[lower, upper]`` by splitting neurons, or find a
+    counterexample.
 
-    Status: "proven" (every domain proven or infeasible), "timeout" (``deadline``, a
-    ``time.monotonic()`` value), or "exhausted" (``config.max_domains`` reached, or a
-    domain left open with no neuron to split).  Never "counterexample": ``probe`` is
-    accepted for symmetry with :func:`input_split_bab` but not used (domain centres mean
-    nothing here; the caller's attacks already ran).
+    Status: "proven" (every domain proven or infeasible), "counterexample" (``probe``
+    confirmed a point: ``counterexample_point (n_in,)``, flat, inside ``[lower, upper]``),
+    "timeout" (``deadline``, a ``time.monotonic()`` value), or "exhausted"
+    (``config.max_domains`` reached, or a domain left open with no neuron to split).
+    ``probe(points (K, n_in)) -> index of a confirmed counterexample or None``: the caller
+    checks candidates on the real model; without it no attack runs and the search never
+    claims a counterexample.  The candidates come from short PGD runs inside the input
+    boxes of the hardest open domains (``config.probe_every``), started at the corner
+    minimizing the domain's critical row's linear bound and at the box centre.
     """
-    del probe
     start = time.monotonic()
     stats = {"domains_bounded": 0, "batches": 0, "max_queue": 0, "infeasible": 0,
              "proven_domains": 0, "stuck": 0, "max_depth": 0, "input_splits": 0,
-             "probes": 0}
-    bconfig = BoundConfig(method=config.method)
+             "probes": 0, "attacks": 0, "attack_s": 0.0}
+    bconfig = BoundConfig(alpha=config.alpha)
     plan = get_plan(graph, bconfig.torch_dtype, torch.device(device))
     cands = _candidates(graph, plan)
+    method = config.bound_method(plan, cands)
+    bconfig = dataclasses.replace(bconfig, method=method)
+    stats["method"] = method.value
     affine = {ci: (torch.as_tensor(w, device=device), b)
               for ci, (w, b) in _affine_rows(graph, cands).items()}
     lo_in = np.asarray(lower, dtype=np.float64).reshape(1, -1)
@@ -322,12 +423,41 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
     C = np.asarray(C, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
     C_t = torch.as_tensor(C, device=device)
+    C64, d64 = torch.as_tensor(C), torch.as_tensor(d)
     #: (margin, tie-break, decisions, input box or None for the case's whole box)
     queue: list[tuple[float, int, tuple[Decision, ...], tuple | None]] = []
     counter = 0
     use_sens = True
 
-    def bound(domains: list[tuple[Decision, ...]], boxes: list[tuple | None]) -> None:
+    def attack(blo: np.ndarray, bhi: np.ndarray, idx: Tensor, margin: Tensor, sens, restr
+               ) -> InputSplitOutcome | None:
+        """PGD in the boxes of the lowest-margin open domains; candidates to ``probe``."""
+        t0 = time.monotonic()
+        pick = idx[torch.argsort(margin[idx])[:config.probe_domains]]
+        lo = torch.as_tensor(blo[pick.numpy()])
+        hi = torch.as_tensor(bhi[pick.numpy()])
+        starts = [(lo + hi) / 2]
+        if sens is not None and SIGNED_INPUT in sens:
+            coef = sens[SIGNED_INPUT][pick.to(sens[SIGNED_INPUT].device)].cpu().double()
+            starts.append(torch.where(coef > 0, lo, hi))  # minimizes the linear bound
+        k = len(starts)
+        sub = {name: (rl[pick.to(rl.device)].cpu().reshape(len(pick), -1).repeat(k, 1),
+                      ru[pick.to(ru.device)].cpu().reshape(len(pick), -1).repeat(k, 1))
+               for name, (rl, ru) in restr.items()}
+        x, m = _domain_attack(graph, lo.repeat(k, 1), hi.repeat(k, 1), torch.cat(starts),
+                              C64, d64, groups, config.attack_steps, sub)
+        stats["attacks"] += 1
+        points = x[torch.argsort(m)].numpy()  # every start's best point, lowest margin first
+        stats["probes"] += len(points)
+        hit = probe(points)
+        stats["attack_s"] += time.monotonic() - t0
+        if hit is not None:
+            return InputSplitOutcome("counterexample", counterexample_index=None,
+                                     counterexample_point=points[hit], stats=stats)
+        return None
+
+    def bound(domains: list[tuple[Decision, ...]], boxes: list[tuple | None]
+              ) -> InputSplitOutcome | None:
         nonlocal counter, use_sens
         n = len(domains)
         restr = _restrictions(cands, domains, device)
@@ -354,7 +484,7 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
         stats["proven_domains"] += int(proven.sum())
         open_idx = torch.nonzero(~(margin > 0) & ~infeasible).reshape(-1)
         if open_idx.numel() == 0:
-            return
+            return None
         # the critical row of each open domain: best row of its worst disjunct
         low = res.lower.cpu()
         per_dj = torch.stack([low[:, g].max(dim=1).values for g in groups], 1)
@@ -370,13 +500,18 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
                 sens = None
             if sens is None:
                 use_sens = False
+        if probe is not None and config.probe_every > 0 \
+                and (stats["batches"] - 1) % config.probe_every == 0:
+            found = attack(blo, bhi, open_idx, margin, sens, restr)
+            if found is not None:
+                return found
         ci, fi, pt = _choose_splits(plan, res.intervals, cands, sens, n, config.min_width)
         for i in open_idx.tolist():
             parent = domains[i]
             if int(ci[i]) < 0:
                 # nothing left to split among the neurons (all stable on the domain's
-                # intervals, yet the bound ignores the split constraints): split the input
-                # box instead, along the dimension with the largest |lambda| * width
+                # intervals, yet the bound is not positive): split the input box instead,
+                # along the dimension with the largest |lambda| * width
                 width = bhi[i] - blo[i]
                 score = width.copy()
                 if sens is not None and plan.input in sens:
@@ -402,8 +537,11 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
                 counter += 1
                 heapq.heappush(queue, (float(margin[i]), counter,
                                        parent + ((c, f, side, p),), boxes[i]))
+        return None
 
-    bound([()], [None])
+    found = bound([()], [None])
+    if found is not None:
+        return _finish(found, start)
     while queue:
         stats["max_queue"] = max(stats["max_queue"], len(queue))
         if time.monotonic() > deadline:
@@ -411,7 +549,12 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
         if stats["domains_bounded"] >= config.max_domains:
             return _finish(InputSplitOutcome("exhausted", stats=stats), start)
         take = [heapq.heappop(queue) for _ in range(min(config.batch_size, len(queue)))]
-        bound([t[2] for t in take], [t[3] for t in take])
+        found = bound([t[2] for t in take], [t[3] for t in take])
+        if found is not None:
+            return _finish(found, start)
+        if progress is not None:
+            progress({**stats, "open": len(queue),
+                      "best_margin": queue[0][0] if queue else float("inf")})
         if stats["stuck"]:  # an open domain with nothing left to split: cannot prove it
             return _finish(InputSplitOutcome("exhausted", stats=stats), start)
     status = "exhausted" if stats["stuck"] else "proven"

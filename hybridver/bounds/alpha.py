@@ -15,6 +15,12 @@ Adam maximizes the sum of the rows' lower bounds.
   returning ``(alpha_lower, alpha_upper)``; otherwise, per neuron, the value of a grid
   (0, 1/4, 1/2, 3/4, 1) whose lower line is highest (upper line lowest) at the centre of
   the input box.
+* beta-CROWN (``splits``): each restricted node ``z`` also gets signed multipliers
+  ``beta: (m, N, *z.shape)``, starting at 0 (the alpha-CROWN bound) and projected after
+  every step onto their sign constraints (:meth:`SplitConstraints.project`; the backward
+  pass projects again, so soundness never depends on the optimizer).  They are optimized
+  jointly with the alphas by the same Adam (learning rate ``config.beta_lr``); every
+  iterate is a sound bound (:mod:`hybridver.bounds.crown`), so the elementwise best is.
 * Intermediate bounds are NOT optimized: they come from CROWN (or IBP) and stay fixed,
   so one iteration costs one backward pass of the spec rows (documented limitation; the
   usual full alpha-CROWN also optimizes one alpha set per intermediate node).
@@ -26,7 +32,7 @@ from typing import Any
 
 import torch
 
-from hybridver.bounds.crown import BoundState, Relaxed, backward
+from hybridver.bounds.crown import BoundState, Relaxed, SplitConstraints, backward
 from hybridver.bounds.linear_ops import broadcast_operand
 from hybridver.bounds.options import AlphaConfig
 
@@ -81,16 +87,54 @@ def initial_alphas(state: BoundState, name: str) -> tuple[Tensor, Tensor]:
     return alpha_l, alpha_u
 
 
+class _Adam:
+    """Adam (Kingma and Ba) over groups of tensors with one learning rate per group, written
+    out because ``torch.optim`` costs seconds of imports on first use.  ``step(grads)``
+    takes the gradients in the order of the flattened groups."""
+
+    def __init__(self, groups: list[tuple[list[Tensor], float]], b1: float = 0.9,
+                 b2: float = 0.999, eps: float = 1e-8):
+        self.groups = [(list(ps), lr) for ps, lr in groups]
+        self.params = [p for ps, _ in self.groups for p in ps]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        self.b1, self.b2, self.eps, self.t = b1, b2, eps, 0
+
+    def step(self, grads: list[Tensor | None]) -> None:
+        self.t += 1
+        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        i = 0
+        with torch.no_grad():
+            for ps, lr in self.groups:
+                for p in ps:
+                    g = grads[i]
+                    if g is not None:
+                        g = g.nan_to_num(0.0, 0.0, 0.0)
+                        self.m[i].mul_(self.b1).add_(g, alpha=1 - self.b1)
+                        self.v[i].mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+                        denom = (self.v[i] / c2).sqrt_().add_(self.eps)
+                        p.addcdiv_(self.m[i], denom, value=-lr / c1)
+                    i += 1
+
+    def decay(self, factor: float) -> None:
+        self.groups = [(ps, lr * factor) for ps, lr in self.groups]
+
+
 def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
-             crown_lower: Tensor, config: AlphaConfig, exact_start: bool = False
+             crown_lower: Tensor, config: AlphaConfig, exact_start: bool = False,
+             splits: dict[str, SplitConstraints] | None = None
              ) -> tuple[Tensor, dict[str, Any]]:
     """Best sound lower bounds ``(m, N)`` of ``<lam, start> + beta`` over the iterations.
 
-    ``crown_lower``: the CROWN bound of the same rows (the starting best).
+    ``crown_lower``: the CROWN bound of the same rows (the starting best).  ``splits``:
+    restricted nodes whose constraints get beta multipliers (none: plain alpha-CROWN).
     """
     names = optimizable_nodes(state, start)
-    stats: dict[str, Any] = {"iterations": 0, "optimized_nodes": len(names)}
-    if not names or config.iterations == 0 or (
+    cone = set(state.plan.cone(start))
+    splits = {k: v for k, v in (splits or {}).items() if k in cone}
+    stats: dict[str, Any] = {"iterations": 0, "optimized_nodes": len(names),
+                             "split_nodes": len(splits)}
+    if (not names and not splits) or config.iterations == 0 or (
             config.stop_when_proven and bool((crown_lower > 0).all())):
         return crown_lower, stats
     m = lam.shape[0]
@@ -102,13 +146,16 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
         au = au.expand(m, *au.shape[1:]).clone().requires_grad_(True)
         alphas[name] = (al, au)
         params += [al, au]
-    optimizer = torch.optim.Adam(params, lr=config.lr)
+    betas = {name: torch.zeros((m, *sc.lower.shape), dtype=state.dtype, device=state.device,
+                               requires_grad=True) for name, sc in splits.items()}
+    optimizer = _Adam([(params, config.lr), (list(betas.values()), config.beta_lr)])
     best = crown_lower.detach().clone()
     stale = 0
     for it in range(config.iterations):
         with torch.enable_grad():
             overrides = {name: state.relax(name, al, au) for name, (al, au) in alphas.items()}
-            lower = backward(state, start, lam, beta, overrides, exact_start)
+            lower = backward(state, start, lam, beta, overrides, exact_start,
+                             {name: (b, splits[name]) for name, b in betas.items()})
         stats["iterations"] = it + 1
         value = lower.detach()
         usable = torch.isfinite(value)
@@ -125,12 +172,12 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
         if it == config.iterations - 1 or not bool(usable.any()):
             break
         loss = -lower[usable].sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        grads = torch.autograd.grad(loss, optimizer.params, allow_unused=True)
+        optimizer.step(list(grads))
         with torch.no_grad():
             for p in params:
                 p.nan_to_num_(0.5).clamp_(0.0, 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] *= config.lr_decay
+            for name, b in betas.items():
+                b.copy_(splits[name].project(b.nan_to_num(0.0, 0.0, 0.0)))
+        optimizer.decay(config.lr_decay)
     return best, stats

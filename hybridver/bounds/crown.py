@@ -37,6 +37,16 @@ Invariant kept by the pass, in exact arithmetic over the floats actually compute
   Casting the spec matrix to the working dtype: ``gamma(1) <|C|, M_out>``.
 * Concretization over a box ``[l, u]`` (rounded outward to the working dtype):
   ``gamma(n + 3) <|lam|, M>``.
+* Split multipliers (beta-CROWN, :class:`SplitConstraints`): on the restricted set
+  ``rl <= z <= ru``, so ``f >= f + b_hi (z - ru) + b_lo (rl - z)`` for ``b_lo, b_hi >= 0``.
+  With one signed multiplier ``delta`` per entry (``b_hi = delta+``, ``b_lo = -delta-``,
+  the optimal pair for a given difference) the coefficient of ``z`` grows by ``delta``
+  and the constant by ``-(<delta+, ru> + <delta-, rl>)``.  ``delta`` is the float value
+  actually added (it *defines* the multipliers, so it carries no error of its own); the
+  addition to ``lam_z`` is covered like a fan-out addition, ``gamma(1) <|sum|, M_z>``;
+  the constant is computed in float64 from the exact float64 values of ``delta`` and the
+  restriction ends, at most ``gamma_64(n + 2) * sum |products|`` off, which is added to
+  ``err``; its value joins ``beta`` (and ``abs_terms``) like any other constant term.
 * ``beta`` and ``err`` are accumulated in float64 from the working-dtype terms; ``err`` is
   doubled (covering the rounding of its own computation, which is relative ``gamma(n)``
   with ``gamma(n) < 1/4`` checked) and the float64 accumulation of ``beta`` is covered by
@@ -254,6 +264,8 @@ class BoundState:
         self.q: dict[str, Tensor] = {}
         self.leaves: set[str] = set()
         self.infeasible = torch.zeros(n_batch, dtype=torch.bool, device=self.device)
+        #: restricted nodes -> their active restriction ends (beta-CROWN multipliers)
+        self.splits: dict[str, SplitConstraints] = {}
         self._work: dict[str, tuple[Tensor, Tensor]] = {}
         self._mag: dict[str, Tensor] = {}
         self._mag_w: dict[str, Tensor] = {}
@@ -397,6 +409,41 @@ def _call_relaxation(name: str, call, bounds: list[Tensor]):
     raise UnsupportedBoundError(f"relaxation of '{name}' is not finite on its interval")
 
 
+# ============================================================================ split constraints
+@dataclasses.dataclass(frozen=True)
+class SplitConstraints:
+    """The restriction ``rl <= z <= ru`` of one node as constraints for beta multipliers.
+
+    ``lower, upper``: float64 ``(N, *shape)``, the restriction's ends with every unused end
+    replaced by 0; ``has_lower, has_upper``: bool ``(N, *shape)``, the ends that are finite
+    and tighter than the node's interval before the restriction (only those get a
+    multiplier; dropping a constraint is always sound).
+    """
+
+    lower: Tensor
+    upper: Tensor
+    has_lower: Tensor
+    has_upper: Tensor
+
+    def project(self, beta: Tensor) -> Tensor:
+        """``beta (m, N, *shape)`` with the sides that have no constraint zeroed: positive
+        entries need ``has_upper`` (``b_hi = beta+``), negative ones ``has_lower``."""
+        beta = torch.where(self.has_upper, beta, beta.clamp(max=0))
+        return torch.where(self.has_lower, beta, beta.clamp(min=0))
+
+
+def _split_constant(delta: Tensor, sc: SplitConstraints) -> tuple[Tensor, Tensor]:
+    """``-(<delta+, ru> + <delta-, rl>)`` in float64 ``(m, N)`` and the bound
+    ``gamma_64(n + 2) * sum |products|`` on its rounding error."""
+    m, n = delta.shape[:2]
+    d64 = delta.double()
+    prod = d64.clamp(min=0) * sc.upper + d64.clamp(max=0) * sc.lower
+    prod = prod.reshape(m, n, -1)
+    value = -prod.sum(-1)
+    error = gamma(prod.shape[-1] + 2, U64) * prod.abs().sum(-1)
+    return value, error
+
+
 # ============================================================================ backward pass
 def _dots(lam: Tensor, *ts: Tensor) -> list[Tensor]:
     """``<lam, t>`` over the node axes for each ``t``: ``lam (m, N, *s)``; ``t (N|1, *s)``
@@ -426,18 +473,22 @@ def _dot(lam: Tensor, t: Tensor) -> Tensor:
 
 
 def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = None,
-             overrides: Mapping[str, Relaxed] | None = None, exact_start: bool = False
+             overrides: Mapping[str, Relaxed] | None = None, exact_start: bool = False,
+             splits: Mapping[str, tuple[Tensor, SplitConstraints]] | None = None
              ) -> Tensor:
     """Sound lower bounds of ``<lam, start> + beta`` over the subdomains.
 
     ``lam: (m, N, *start.shape)`` in the working dtype; ``beta: (m, N)`` float64 (or None);
     ``overrides``: relaxations to use instead of ``state.relaxed`` (alpha-CROWN);
-    ``exact_start``: ``lam`` holds the exact coefficients (no cast error to account for).
+    ``exact_start``: ``lam`` holds the exact coefficients (no cast error to account for);
+    ``splits``: node -> ``(multipliers (m, N, *shape) in the working dtype, constraints)``
+    (beta-CROWN; the multipliers are projected here, so any values are sound).
     Returns float64 ``(m, N)``, rounding accounted for (module docstring).
     """
     plan = state.plan
     graph = plan.graph
     overrides = overrides or {}
+    splits = splits or {}
     m, n = lam.shape[:2]
     zeros = torch.zeros((m, n), dtype=torch.float64, device=state.device)
     total = zeros if beta is None else beta.to(torch.float64)
@@ -458,6 +509,15 @@ def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = N
             pending[key] = contribution
 
     for name in plan.cone(start):
+        if name in splits:  # beta-CROWN: add the split constraints' Lagrangian terms
+            multipliers, sc = splits[name]
+            delta = sc.project(multipliers)
+            push(name, delta)
+            value, error = _split_constant(delta, sc)
+            total = total + value
+            abs_terms = abs_terms + value.abs()
+            err = err + error
+            count += 1
         lam_v = pending.pop(name, None)
         if lam_v is None:
             continue
@@ -531,6 +591,8 @@ def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tens
                            itv.upper.expand(state.n, *node.shape))
         if name in restrictions:
             rl, ru = restrictions[name]
+            if linear_bounds:
+                _record_split(state, name, itv, rl, ru)
             itv = Interval(torch.maximum(itv.lower, rl), torch.minimum(itv.upper, ru))
         state.set_interval(name, itv)
         if linear_bounds:
@@ -546,6 +608,18 @@ def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tens
         if tighten and name in plan.pre_activations and state.kind(name) != "leaf":
             _tighten(state, name, restrictions.get(name))
     return state
+
+
+def _record_split(state: BoundState, name: str, itv: Interval, rl: Tensor, ru: Tensor
+                  ) -> None:
+    """Keep the ends of restriction ``[rl, ru]`` that are finite and tighter than the
+    interval ``itv`` the node has without it, for beta multipliers."""
+    has_lo = torch.isfinite(rl) & (rl > itv.lower)
+    has_hi = torch.isfinite(ru) & (ru < itv.upper)
+    if bool(has_lo.any() or has_hi.any()):
+        zero = torch.zeros((), dtype=torch.float64, device=rl.device)
+        state.splits[name] = SplitConstraints(torch.where(has_lo, rl, zero),
+                                              torch.where(has_hi, ru, zero), has_lo, has_hi)
 
 
 def _breakpoints(plan: GraphPlan, name: str) -> tuple[float, ...] | None:

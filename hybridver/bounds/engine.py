@@ -1,7 +1,8 @@
 """Public entry of the bound engine: :func:`compute_bounds`.
 
 Bounds ``C y + d`` (``y`` the flattened network output) over ``N`` input boxes at once,
-with IBP, CROWN or alpha-CROWN (:class:`~hybridver.bounds.options.BoundConfig`), and
+with IBP, CROWN, alpha-CROWN or alpha-beta-CROWN
+(:class:`~hybridver.bounds.options.BoundConfig`), and
 returns every node's interval too.  Each subdomain is independent of the others in the
 batch (results equal one-by-one runs up to floating-point summation order).
 """
@@ -123,7 +124,8 @@ def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
     m = C.shape[1]
     lam_all = C.permute(1, 0, 2).expand(m, state.n, C.shape[-1]).to(state.dtype)
     beta_all = d.T.expand(m, state.n)
-    use_alpha = config.method is BoundMethod.ALPHA_CROWN
+    use_alpha = config.method.optimized
+    splits = state.splits if config.method is BoundMethod.ALPHA_BETA_CROWN else None
     chunk = _row_chunk(state, m, use_alpha)
     results = []
     for start in range(0, m, chunk):
@@ -132,8 +134,10 @@ def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
         with torch.no_grad():
             lower = backward(state, plan.output, lam, beta)
         if use_alpha:
-            lower, info = alpha_mod.optimize(state, plan.output, lam, beta, lower, config.alpha)
+            lower, info = alpha_mod.optimize(state, plan.output, lam, beta, lower, config.alpha,
+                                             splits=splits)
             stats["alpha_iterations"] = max(stats.get("alpha_iterations", 0), info["iterations"])
+            stats["split_nodes"] = max(stats.get("split_nodes", 0), info["split_nodes"])
         results.append(lower.detach())
     stats["row_chunks"] = stats.get("row_chunks", 0) + len(results)
     return torch.cat(results).T
@@ -159,8 +163,10 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     output); ``d``: ``(m,)`` or ``(N, m)``, default 0.  ``restrictions``: node name ->
     ``(lower, upper)`` of shape ``(N, *node.shape)``: the node's value is known to lie there
     (branching decisions); intersected with that node's interval wherever it is used (a
-    pre-activation: the input of a nonlinear node).  Bounds are sound for the inputs of the
-    box whose node values satisfy the restrictions.  ``bound_upper=False`` skips the upper
+    pre-activation: the input of a nonlinear node); with ``alpha-beta-crown`` each finite
+    end tighter than the node's interval is also a linear constraint with an optimized
+    multiplier in the final pass.  Bounds are sound for the inputs of the box whose node
+    values satisfy the restrictions.  ``bound_upper=False`` skips the upper
     bounds (half the work).  ``device``: default the device of ``lower`` if a tensor, else
     CPU.
 

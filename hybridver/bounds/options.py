@@ -13,12 +13,23 @@ class BoundMethod(str, enum.Enum):
 
     IBP: interval arithmetic only; CROWN: backward linear bound propagation (intersected
     with IBP); ALPHA_CROWN: CROWN, then the optimizable relaxations' parameters are
-    tuned per spec row by gradient ascent on the bound (never looser than CROWN).
+    tuned per spec row by gradient ascent on the bound (never looser than CROWN);
+    ALPHA_BETA_CROWN: alpha-CROWN that also optimizes, jointly, one Lagrange multiplier
+    per restricted neuron end (beta-CROWN), so that the ``restrictions`` of
+    :func:`~hybridver.bounds.engine.compute_bounds` (branching decisions) act as linear
+    constraints in the final backward pass and not only through intervals.  Without
+    restrictions it is alpha-CROWN.
     """
 
     IBP = "ibp"
     CROWN = "crown"
     ALPHA_CROWN = "alpha-crown"
+    ALPHA_BETA_CROWN = "alpha-beta-crown"
+
+    @property
+    def optimized(self) -> bool:
+        """The final pass is optimized by gradient ascent (alpha, and maybe beta)."""
+        return self in (BoundMethod.ALPHA_CROWN, BoundMethod.ALPHA_BETA_CROWN)
 
 
 class IntermediateMethod(str, enum.Enum):
@@ -44,7 +55,9 @@ class AlphaConfig:
     step).  Stops early when every spec row's lower bound is > 0 (``stop_when_proven``)
     or when the summed best bound has not improved by more than ``tolerance`` (relative
     to its magnitude, plus ``tolerance`` absolute) for ``patience`` consecutive steps
-    (``patience=0`` never stops on stagnation).
+    (``patience=0`` never stops on stagnation).  ``beta_lr``: Adam's learning rate for
+    the split multipliers of ALPHA_BETA_CROWN (they start at 0, where the bound is
+    alpha-CROWN's, and are projected onto their sign constraints after every step).
     """
 
     iterations: int = 20
@@ -53,12 +66,13 @@ class AlphaConfig:
     patience: int = 4
     tolerance: float = 1e-4
     stop_when_proven: bool = True
+    beta_lr: float = 0.05
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.patience < 0:
             raise ValueError("AlphaConfig: iterations and patience must be >= 0")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1:
-            raise ValueError("AlphaConfig: lr must be > 0 and lr_decay in (0, 1]")
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or not self.beta_lr > 0:
+            raise ValueError("AlphaConfig: lr and beta_lr must be > 0 and lr_decay in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)

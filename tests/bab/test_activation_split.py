@@ -117,12 +117,20 @@ def test_tiny_relu_needs_branching_and_is_proven():
     whole = compute_bounds(model.graph, case.region.lower[None], case.region.upper[None], st.C,
                            st.d, config=CROWN, bound_upper=False)
     assert float(disjunct_margins(whole.lower, st.groups)[0]) <= 0  # CROWN alone fails
+    # the no-beta path (CROWN bounds) must branch
     out = activation_split_bab(model.graph, case.region.lower, case.region.upper, st.C, st.d,
-                               st.groups, time.monotonic() + 30.0)
+                               st.groups, time.monotonic() + 30.0,
+                               config=ActivationSplitConfig(method=BoundMethod.CROWN))
     assert out.status == "proven"
+    assert out.stats["method"] == "crown"
     assert out.stats["domains_bounded"] > 1
     assert out.stats["max_depth"] >= 1       # neurons were split
     assert out.stats["infeasible"] > 0       # contradictory domains were dropped
+    # the default for ReLU networks (alpha-beta-CROWN) proves it too
+    out = activation_split_bab(model.graph, case.region.lower, case.region.upper, st.C, st.d,
+                               st.groups, time.monotonic() + 30.0)
+    assert out.status == "proven"
+    assert out.stats["method"] == "alpha-beta-crown"
 
 
 def test_sigmoid_split_uses_table_point_inside_interval():
@@ -206,3 +214,95 @@ def test_box_tightening_keeps_every_satisfying_input():
             assert (pts[keep] >= tlo).all() and (pts[keep] <= thi).all()
         shrunk += int((tlo > -1).any() or (thi < 1).any())
     assert shrunk > 0
+
+
+# ----------------------------------------------------------------- counterexample search
+def bump_net(centre: np.ndarray, radius: float, threshold: float) -> NetworkGraph:
+    """``y = relu(1 - |x - centre|_1 / radius) - threshold``: positive only in a small
+    L1 ball around ``centre``, flat (zero gradient) everywhere else."""
+    n = centre.size
+    eye = np.eye(n)
+    nodes = [Node("x", OpKind.INPUT, shape=(1, n)),
+             Node("l0", OpKind.LINEAR, ("x",), consts={
+                 "weight": np.concatenate([eye, -eye]),
+                 "bias": np.concatenate([-centre, centre])}, shape=(1, 2 * n)),
+             Node("a0", OpKind.RELU, ("l0",), shape=(1, 2 * n)),
+             Node("l1", OpKind.LINEAR, ("a0",), consts={
+                 "weight": np.full((1, 2 * n), -1.0 / radius), "bias": np.ones(1)},
+                 shape=(1, 1)),
+             Node("a1", OpKind.RELU, ("l1",), shape=(1, 1)),
+             Node("y", OpKind.LINEAR, ("a1",), consts={
+                 "weight": np.ones((1, 1)), "bias": np.array([-threshold])}, shape=(1, 1))]
+    return NetworkGraph(nodes, ["x"], ["y"])
+
+
+def ir_probe(graph: NetworkGraph, C: np.ndarray, d: np.ndarray, lower, upper, seen: list):
+    """A probe that confirms on the IR (the tests' stand-in for the real model): inside
+    the box and ``C y + d <= 0``."""
+    def probe(points: np.ndarray):
+        seen.append(points.copy())
+        assert points.ndim == 2 and points.shape[1] == lower.size
+        inside = np.all((points >= lower) & (points <= upper), axis=1)
+        rows = outputs(graph, points) @ C.T + d
+        ok = np.nonzero(inside & np.all(rows <= 0, axis=1))[0]
+        return int(ok[0]) if ok.size else None
+    return probe
+
+
+def test_hidden_counterexample_found_by_domain_attacks():
+    """10 inputs, a violation only within L1 distance 0.025 of a random centre: sampling and
+    whole-box PGD miss it (zero gradient outside); the BaB's per-domain attacks, started
+    at the corner minimizing each domain's linear bound inside the shrunk boxes, find it.
+    Without a probe the BaB must still never claim proven."""
+    from hybridver.bab.attack import pgd_attack
+    from hybridver.config import AttackConfig
+    from hybridver.specs import InputBox, OutputConstraints, SpecCase
+
+    rng = np.random.default_rng(11)
+    centre = rng.uniform(-0.6, 0.6, size=10)
+    graph = bump_net(centre, 0.05, 0.5)
+    lower, upper = -np.ones(10), np.ones(10)
+    C, d = np.array([[-1.0]]), np.array([0.0])     # unsafe: y >= 0
+    case = SpecCase(InputBox(lower, upper), (OutputConstraints(C, d),))
+
+    def margin(x):
+        return float((outputs(graph, x[None]) @ C.T + d)[0, 0])
+
+    candidates = pgd_attack(graph, case, AttackConfig(), time.monotonic() + 30.0)
+    assert candidates and all(margin(c.x) > 0
+                              for c in candidates)           # whole-box PGD misses
+    pts = rng.uniform(-1, 1, size=(20000, 10))
+    assert np.all(outputs(graph, pts) @ C.T + d > 0)                # so does sampling
+
+    seen: list = []
+    out = activation_split_bab(graph, lower, upper, C, d, [slice(0, 1)],
+                               time.monotonic() + 30.0,
+                               ir_probe(graph, C, d, lower, upper, seen),
+                               ActivationSplitConfig(batch_size=32, probe_every=1))
+    assert out.status == "counterexample"
+    x = out.counterexample_point
+    assert np.all((x >= lower) & (x <= upper))
+    assert margin(x) <= 0
+    assert np.abs(x - centre).sum() <= 0.025 + 1e-9
+    assert out.stats["probes"] > 0 and len(seen) == out.stats["attacks"]
+
+    for method in (BoundMethod.CROWN, None):
+        out = activation_split_bab(graph, lower, upper, C, d, [slice(0, 1)],
+                                   time.monotonic() + 3.0,
+                                   config=ActivationSplitConfig(batch_size=32, method=method))
+        assert out.status in ("timeout", "exhausted")
+        assert out.stats["attacks"] == 0
+
+
+def test_probe_rejections_never_end_the_search():
+    """A probe that confirms nothing (the real model disagrees with every candidate):
+    the BaB goes on and still never claims proven on a violated property."""
+    graph = mlp([10, 16, 16, 3], 0)
+    lower, upper, C, d = violated_property(graph, 10, 0)
+    calls = []
+    out = activation_split_bab(graph, lower, upper, C, d, [slice(0, 1)],
+                               time.monotonic() + 3.0,
+                               lambda pts: calls.append(len(pts)),
+                               ActivationSplitConfig(batch_size=64, probe_every=2))
+    assert out.status in ("timeout", "exhausted")
+    assert calls and out.stats["attacks"] == len(calls)
