@@ -44,7 +44,9 @@ class VerifyConfig:
     methods tried in order; ``input_split_max_dim``:
     inputs up to this size are branched on by input splitting, larger ones by splitting
     activations (``activation_split``; off: whole-box bounds only); ``split_batch``:
-    subdomains bounded per call.
+    subdomains bounded per call.  ``handoff``: input-splitting branch-and-bound that is
+    still running after ``handoff_after_s`` seconds hands hard domains to exact back ends
+    through the scheduler (``hybridver.schedule``), on ``handoff_workers`` worker processes.
     """
 
     timeout_s: float = 300.0
@@ -56,3 +58,6 @@ class VerifyConfig:
     input_split_max_dim: int = 8
     activation_split: bool = True
     split_batch: int = 256
+    handoff: bool = True
+    handoff_workers: int = 1
+    handoff_after_s: float = 3.0

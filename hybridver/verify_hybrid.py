@@ -27,6 +27,7 @@ import torch
 
 from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
 from hybridver.bab.attack import pgd_attack, sample_candidates
+from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margins,
                                        input_split_bab)
 from hybridver.bounds.crown import get_plan
@@ -35,9 +36,14 @@ from hybridver.bounds.intervals import UnsupportedBoundError
 from hybridver.bounds.options import BoundConfig, BoundMethod
 from hybridver.config import VerifyConfig
 from hybridver.ir.evaluate import evaluate
+from hybridver.ir.ops import OpKind
 from hybridver.progress import NullProgress, Progress
+from hybridver.schedule import LocalProcessExecutor, Scheduler, SchedulerConfig
 from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
                               VerificationResult, Verdict, confirm_counterexample)
+
+
+_RELU_LIKE = (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,7 @@ class _Run:
     def __init__(self, model, spec, config: VerifyConfig, progress: Progress):
         self.model, self.spec, self.config = model, spec, config
         self.progress = progress
+        self._scheduler: Scheduler | None = None
         self.start = time.monotonic()
         self.deadline = self.start + config.timeout_s
         self.phases: dict[str, float] = {}
@@ -87,6 +94,32 @@ class _Run:
                     case.violation_margin(candidate.predicted_y) <= 0 for case in self.spec.cases):
                 self.unconfirmed = candidate  # the IR says violated, the real model disagrees
         return cex
+
+    def scheduler(self) -> Scheduler:
+        """The run's scheduler (one for all cases), made on first call."""
+        if self._scheduler is None:
+            # one queued job per worker keeps the workers busy between batches
+            self._scheduler = Scheduler(LocalProcessExecutor(self.config.handoff_workers),
+                                        config=SchedulerConfig(
+                                            max_queued=self.config.handoff_workers),
+                                        deadline=self.deadline)
+        return self._scheduler
+
+    def close(self) -> None:
+        """Stop the scheduler's workers and copy its statistics into ``stats``."""
+        if self._scheduler is None:
+            return
+        self._scheduler.shutdown()
+        report = self._scheduler.report()
+        for name, row in report["backends"].items():
+            entry = self.stats.setdefault("backends", {}).setdefault(
+                name, {"calls": 0, "time_s": 0.0, "outcomes": {}})
+            entry["calls"] += row["calls"]
+            entry["time_s"] += row["time_s"]
+            for status, count in row["outcomes"].items():
+                entry["outcomes"][status] = entry["outcomes"].get(status, 0) + count
+        self.stats["scheduler"] = {**report, "decision_log": self._scheduler.decision_log[:200]}
+        self._scheduler = None
 
     def timed_out(self) -> bool:
         return time.monotonic() > self.deadline
@@ -137,6 +170,8 @@ def verify_hybrid(model, spec, config: VerifyConfig,
             verdict, cex, message = _split_cases(run, open_cases)
     except UnsupportedBoundError as exc:
         return run.result(Verdict.UNKNOWN, message=f"bounds unavailable: {exc}")
+    finally:
+        run.close()
     return run.result(verdict, cex, message)
 
 
@@ -209,8 +244,10 @@ def _split_cases(run: _Run, open_cases: list[int]):
     graph = run.model.graph
     input_shape = graph.input_node.shape
     config = BoundConfig(method=BoundMethod.CROWN)
-    reused = sorted(get_plan(graph, config.torch_dtype, torch.device(run.config.device))
-                    .pre_activations)
+    plan = get_plan(graph, config.torch_dtype, torch.device(run.config.device))
+    reused = sorted(plan.pre_activations)
+    relu_inputs = sorted({graph.node(name).inputs[0] for name, kind in plan.kind.items()
+                          if kind == "unary" and graph.node(name).op in _RELU_LIKE})
     run.progress.phase("input_split")
     try:
         for done, index in enumerate(open_cases):
@@ -228,25 +265,31 @@ def _split_cases(run: _Run, open_cases: list[int]):
                 return Bounded(result.lower, _input_sensitivity(graph, lo, hi, C, input_shape),
                                nodes)
 
-            def probe(points: np.ndarray) -> int | None:
-                with torch.no_grad():
-                    y = evaluate(graph, points.reshape(-1, *input_shape)).reshape(len(points), -1)
-                margins = case.violation_margin(y.cpu().numpy())
-                for k in np.argsort(margins)[:2]:
-                    if margins[k] <= 1e-6:
-                        cex = run.confirm(CandidateCounterexample(points[k], y[k].cpu().numpy(),
-                                                                  "bab"))
-                        if cex is not None:
-                            found.append(cex)
-                            return int(k)
-                return None
+            probe = _probe(run, case, found)
+
+            def confirm(x: np.ndarray, predicted_y) -> bool:
+                y = np.full(graph.output_node.size, np.nan) if predicted_y is None \
+                    else np.asarray(predicted_y)
+                cex = run.confirm(CandidateCounterexample(np.asarray(x), y, "handoff"))
+                if cex is not None:
+                    found.append(cex)
+                return cex is not None
 
             run.stats["input_split"]["cases"] += 1
+            delegate = None
+            if run.config.handoff:
+                delegate = SchedulerDelegate(run.scheduler, graph, case.disjuncts, relu_inputs,
+                                             confirm, label=f"case {index}",
+                                             start_at=time.monotonic()
+                                             + run.config.handoff_after_s)
             outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                       stacked.groups, run.deadline, probe,
                                       InputSplitConfig(batch_size=run.config.split_batch),
-                                      run.config.device,
+                                      run.config.device, delegate=delegate,
                                       progress=_bab_progress(run, done, len(open_cases)))
+            for key in ("delegated", "delegated_proven", "delegated_returned"):
+                run.stats["input_split"][key] = (run.stats["input_split"].get(key, 0)
+                                                 + outcome.stats.get(key, 0))
             for key in ("domains_bounded", "probes"):
                 run.stats["input_split"][key] += outcome.stats.get(key, 0)
             if outcome.status == "counterexample" and found:
@@ -256,6 +299,27 @@ def _split_cases(run: _Run, open_cases: list[int]):
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["input_split"] = time.monotonic() - t0
+
+
+def _probe(run: _Run, case, found: list[ConfirmedCounterexample]):
+    """A branch-and-bound probe: evaluates candidate points ``(K, n_in)`` on the IR and
+    confirms the two most violating (IR margin <= 1e-6) on the real model; a confirmed one
+    is appended to ``found`` and its index returned."""
+    graph = run.model.graph
+    input_shape = graph.input_node.shape
+
+    def probe(points: np.ndarray) -> int | None:
+        with torch.no_grad():
+            y = evaluate(graph, points.reshape(-1, *input_shape)).reshape(len(points), -1)
+        margins = case.violation_margin(y.cpu().numpy())
+        for k in np.argsort(margins)[:2]:
+            if margins[k] <= 1e-6:
+                cex = run.confirm(CandidateCounterexample(points[k], y[k].cpu().numpy(), "bab"))
+                if cex is not None:
+                    found.append(cex)
+                    return int(k)
+        return None
+    return probe
 
 
 def _bab_progress(run: _Run, done: int, total: int):
@@ -275,25 +339,32 @@ def _unfinished(status: str) -> tuple[Verdict, None, str]:
 
 
 def _activation_split_cases(run: _Run, open_cases: list[int]):
-    """Activation-splitting BaB per open case: proves cases; never claims a counterexample
-    (it does not search for one), so it ends in unsat, timeout or unknown."""
+    """Activation-splitting BaB per open case (alpha-beta-CROWN for ReLU networks, with a
+    counterexample search inside the domains whose points ``_probe`` confirms)."""
     t0 = time.monotonic()
+    run.progress.phase("activation_split")
     run.stats.setdefault("activation_split", {"cases": 0, "domains_bounded": 0,
-                                              "infeasible": 0})
+                                              "infeasible": 0, "attacks": 0})
     stats = run.stats["activation_split"]
     try:
-        for index in open_cases:
+        for done, index in enumerate(open_cases):
             case = run.spec.cases[index]
             stacked = StackedCase.of(case)
             stats["cases"] += 1
+            found: list[ConfirmedCounterexample] = []
             outcome = activation_split_bab(run.model.graph, case.region.lower,
                                            case.region.upper, stacked.C, stacked.d,
                                            stacked.groups, run.deadline,
+                                           probe=_probe(run, case, found),
                                            config=ActivationSplitConfig(
                                                batch_size=run.config.split_batch),
-                                           device=run.config.device)
-            stats["domains_bounded"] += outcome.stats.get("domains_bounded", 0)
-            stats["infeasible"] += outcome.stats.get("infeasible", 0)
+                                           device=run.config.device,
+                                           progress=_bab_progress(run, done, len(open_cases)))
+            for key in ("domains_bounded", "infeasible", "attacks"):
+                stats[key] += outcome.stats.get(key, 0)
+            stats["method"] = outcome.stats.get("method")
+            if outcome.status == "counterexample" and found:
+                return Verdict.SAT, found[0], ""
             if outcome.status != "proven":
                 return _unfinished(outcome.status)
         return Verdict.UNSAT, None, ""

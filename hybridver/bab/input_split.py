@@ -80,9 +80,10 @@ class InputSplitOutcome:
 
 @dataclasses.dataclass
 class DomainBatch:
-    """Open domains taken out of the pool: boxes ``(K, n_in)``, ``margin (K,)`` (the
-    current proven lower bound of the case's violation margin, negative), ``depth (K,)``
-    (splits from the case's box), ``node_bounds`` as in :class:`Bounded`."""
+    """Open domains taken out of the pool: boxes ``(K, n_in)``, ``margin (K, g)`` (per
+    disjunct, the best proven lower bound of its rows over the domain so far; the domain
+    is open because some entry is <= 0), ``depth (K,)`` (splits from the case's box),
+    ``node_bounds`` as in :class:`Bounded`."""
 
     lower: Tensor
     upper: Tensor
@@ -92,6 +93,17 @@ class DomainBatch:
 
     def __len__(self) -> int:
         return self.lower.shape[0]
+
+    @property
+    def worst(self) -> Tensor:
+        """``(K,)``: the case's margin bound (the smallest disjunct margin)."""
+        return self.margin.min(dim=1).values
+
+    def rows(self, rows) -> "DomainBatch":
+        """The domains at ``rows`` (an index tensor or a slice)."""
+        return DomainBatch(self.lower[rows], self.upper[rows], self.margin[rows],
+                           self.depth[rows],
+                           {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()})
 
 
 class Delegate(Protocol):
@@ -111,11 +123,16 @@ class Delegate(Protocol):
         """Block until something may be collected (or ``deadline``)."""
 
 
+def per_disjunct_margins(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
+    """Per domain and disjunct, its best (largest) row lower bound: ``(N, m)`` ->
+    ``(N, g)``.  Positive means that disjunct is refuted on that domain."""
+    return torch.stack([row_lower[:, g].max(dim=1).values for g in groups], dim=1)
+
+
 def disjunct_margins(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
     """Per domain, the smallest over disjuncts of its best (largest) row lower bound:
     ``(N, m)`` -> ``(N,)``.  Positive means every disjunct is refuted on that domain."""
-    per_disjunct = torch.stack([row_lower[:, g].max(dim=1).values for g in groups], dim=1)
-    return per_disjunct.min(dim=1).values
+    return per_disjunct_margins(row_lower, groups).min(dim=1).values
 
 
 def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
@@ -143,14 +160,14 @@ def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
 
 
 class DomainPool:
-    """Open domains as stacked tensors: boxes, margins, depths, chosen split dimensions and
-    the parent node bounds, popped lowest margin first."""
+    """Open domains as stacked tensors: boxes, per-disjunct margins, depths, ranked split
+    dimensions and the parent node bounds, popped lowest (worst-disjunct) margin first."""
 
     def __init__(self, n_in: int, device: torch.device):
         self.device = device
         self.lower = torch.empty((0, n_in), dtype=torch.float64, device=device)
         self.upper = torch.empty_like(self.lower)
-        self.margin = torch.empty((0,), dtype=torch.float64, device=device)
+        self.margin = torch.empty((0, 1), dtype=torch.float64, device=device)
         self.depth = torch.empty((0,), dtype=torch.long, device=device)
         self.dims = torch.empty((0, 1), dtype=torch.long, device=device)
         self.node_bounds: NodeBounds = {}
@@ -159,6 +176,7 @@ class DomainPool:
         return self.margin.shape[0]
 
     def best_margin(self) -> float:
+        """The lowest case margin bound of the open domains (+inf when none)."""
         return float(self.margin.min()) if len(self) else float("inf")
 
     def push(self, lower, upper, margin, depth, dims, node_bounds: NodeBounds) -> None:
@@ -171,7 +189,7 @@ class DomainPool:
                                     torch.cat([hi, node_bounds[k][1]]))
                                 for k, (lo, hi) in self.node_bounds.items()}
         if not len(self):
-            self.dims = dims[:0]
+            self.dims, self.margin = dims[:0], margin[:0]
         self.lower = torch.cat([self.lower, lower])
         self.upper = torch.cat([self.upper, upper])
         self.margin = torch.cat([self.margin, margin])
@@ -180,22 +198,26 @@ class DomainPool:
 
     def pop(self, k: int, lowest: bool = True) -> tuple[DomainBatch, Tensor]:
         """Remove the ``k`` domains of lowest (or highest) margin: the batch and their
-        chosen split dimensions."""
+        ranked split dimensions ``(k, n_dims)``."""
         k = min(k, len(self))
         if k == len(self):
-            take = torch.arange(k, device=self.device)
+            rows = torch.arange(k, device=self.device)
         else:
-            take = torch.topk(self.margin, k, largest=not lowest).indices
+            rows = torch.topk(self.margin.min(dim=1).values, k, largest=not lowest).indices
+        dims = self.dims[rows]
+        return self.take(rows), dims
+
+    def take(self, rows: Tensor) -> DomainBatch:
+        """Remove the domains at ``rows`` (distinct indices) and return them."""
         keep = torch.ones(len(self), dtype=torch.bool, device=self.device)
-        keep[take] = False
-        batch = DomainBatch(self.lower[take], self.upper[take], self.margin[take],
-                            self.depth[take],
-                            {n: (lo[take], hi[take]) for n, (lo, hi) in self.node_bounds.items()})
-        dims = self.dims[take]
+        keep[rows] = False
+        batch = DomainBatch(self.lower[rows], self.upper[rows], self.margin[rows],
+                            self.depth[rows],
+                            {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()})
         self.lower, self.upper = self.lower[keep], self.upper[keep]
         self.margin, self.depth, self.dims = self.margin[keep], self.depth[keep], self.dims[keep]
         self.node_bounds = {n: (lo[keep], hi[keep]) for n, (lo, hi) in self.node_bounds.items()}
-        return batch, dims
+        return batch
 
 
 def split_domains(batch: DomainBatch, dims: Tensor) -> DomainBatch:
@@ -219,12 +241,6 @@ def _concat(batches: Sequence[DomainBatch]) -> DomainBatch:
                        {n: (torch.cat([b.node_bounds[n][0] for b in batches]),
                             torch.cat([b.node_bounds[n][1] for b in batches]))
                         for n in batches[0].node_bounds})
-
-
-def _take(batch: DomainBatch, rows: Tensor) -> DomainBatch:
-    return DomainBatch(batch.lower[rows], batch.upper[rows], batch.margin[rows],
-                       batch.depth[rows], {n: (lo[rows], hi[rows])
-                                           for n, (lo, hi) in batch.node_bounds.items()})
 
 
 def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
@@ -261,7 +277,9 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
     def push(batch: DomainBatch, bounded: Bounded) -> np.ndarray | None:
         """Probe the hardest centres of a bounded batch and push its open domains; a
         confirmed counterexample point or None."""
-        margin = disjunct_margins(bounded.row_lower, groups)
+        per_disjunct = torch.maximum(per_disjunct_margins(bounded.row_lower, groups),
+                                     batch.margin)  # the parent's bounds hold on a child
+        margin = per_disjunct.min(dim=1).values
         open_mask = ~(margin > 0)
         if not bool(open_mask.any()):
             return None
@@ -280,7 +298,7 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
         nodes = {n: (lo_n[idx], hi_n[idx]) for n, (lo_n, hi_n) in nodes.items()}
         depth = batch.depth[idx]
         stats["max_depth"] = max(stats["max_depth"], int(depth.max()))
-        pool.push(blo, bhi, torch.maximum(margin[idx], batch.margin[idx]), depth, dims, nodes)
+        pool.push(blo, bhi, per_disjunct[idx], depth, dims, nodes)
         return None
 
     def bound_and_push(batch: DomainBatch) -> np.ndarray | None:
@@ -300,7 +318,7 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
         best = margin.min(dim=1).values.argmax(dim=0)                      # (n,)
         rows = torch.arange(n, device=device)
         pick = torch.cat([best * 2 * n + rows, best * 2 * n + n + rows])   # left, right
-        chosen = _take(both, pick)
+        chosen = both.rows(pick)
         picked = Bounded(bounded.row_lower[pick],
                          None if bounded.coef is None else bounded.coef[pick],
                          None if bounded.node_bounds is None else
@@ -308,7 +326,8 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
                           in bounded.node_bounds.items()})
         return push(chosen, picked)
 
-    root = DomainBatch(lo, hi, torch.full((1,), -np.inf, dtype=torch.float64, device=device),
+    root = DomainBatch(lo, hi, torch.full((1, len(groups)), -np.inf, dtype=torch.float64,
+                                          device=device),
                        torch.zeros(1, dtype=torch.long, device=device), {})
     point = bound_and_push(root)
     if point is not None:
@@ -333,14 +352,16 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
                 if delegate.outstanding():
                     delegate.wait(deadline)
                 continue
+        if delegate is not None:
+            taken = delegate.select(pool, deadline)
+            if taken is not None:
+                stats["delegated"] += len(taken)
+            if not len(pool):
+                continue
         parents, dims = pool.pop(max(1, config.batch_size // (2 * n_dims)))
         point = split_and_push(parents, dims)
         if point is not None:
             return finish("counterexample", point)
-        if delegate is not None and len(pool):
-            taken = delegate.select(pool, deadline)
-            if taken is not None:
-                stats["delegated"] += len(taken)
         if progress is not None:
             progress({**stats, "open": len(pool) + (delegate.outstanding() if delegate else 0),
                       "best_margin": pool.best_margin()})

@@ -23,8 +23,8 @@ def _batch(lo, hi, margin=None, depth=None, nodes=None) -> DomainBatch:
     hi = torch.as_tensor(np.array(hi, dtype=np.float64))
     n = lo.shape[0]
     return DomainBatch(lo, hi,
-                       torch.zeros(n, dtype=torch.float64) if margin is None
-                       else torch.as_tensor(margin, dtype=torch.float64),
+                       torch.zeros((n, 1), dtype=torch.float64) if margin is None
+                       else torch.as_tensor(margin, dtype=torch.float64).reshape(n, -1),
                        torch.zeros(n, dtype=torch.long) if depth is None
                        else torch.as_tensor(depth), nodes or {})
 
@@ -45,10 +45,10 @@ def test_pool_pops_lowest_margin_first_and_keeps_node_bounds_aligned():
     margins = [-3.0, -1.0, -2.0, -5.0]
     lo = torch.arange(4, dtype=torch.float64)[:, None]
     nodes = {"h": (lo * 10, lo * 10 + 1)}
-    pool.push(lo, lo + 1, torch.tensor(margins, dtype=torch.float64),
+    pool.push(lo, lo + 1, torch.tensor(margins, dtype=torch.float64)[:, None],
               torch.zeros(4, dtype=torch.long), torch.zeros((4, 1), dtype=torch.long), nodes)
     batch, _ = pool.pop(2)
-    assert sorted(batch.margin.tolist()) == [-5.0, -3.0]
+    assert sorted(batch.worst.tolist()) == [-5.0, -3.0]
     assert torch.equal(batch.node_bounds["h"][0], batch.lower * 10)
     assert len(pool) == 2 and torch.equal(pool.node_bounds["h"][0], pool.lower * 10)
 
