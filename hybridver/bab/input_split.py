@@ -332,6 +332,16 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
     point = bound_and_push(root)
     if point is not None:
         return finish("counterexample", point)
+
+    def delegate_some() -> None:
+        """Offer the delegate the pool; after a split, so that every round of the loop
+        branches on something even if the delegate returns what it takes at once."""
+        if delegate is not None and len(pool):
+            taken = delegate.select(pool, deadline)
+            if taken is not None:
+                stats["delegated"] += len(taken)
+
+    delegate_some()
     while len(pool) or (delegate is not None and delegate.outstanding()):
         stats["max_queue"] = max(stats["max_queue"], len(pool))
         if time.monotonic() > deadline:
@@ -352,16 +362,11 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
                 if delegate.outstanding():
                     delegate.wait(deadline)
                 continue
-        if delegate is not None:
-            taken = delegate.select(pool, deadline)
-            if taken is not None:
-                stats["delegated"] += len(taken)
-            if not len(pool):
-                continue
         parents, dims = pool.pop(max(1, config.batch_size // (2 * n_dims)))
         point = split_and_push(parents, dims)
         if point is not None:
             return finish("counterexample", point)
+        delegate_some()
         if progress is not None:
             progress({**stats, "open": len(pool) + (delegate.outstanding() if delegate else 0),
                       "best_margin": pool.best_margin()})
