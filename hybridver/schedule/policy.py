@@ -29,8 +29,10 @@ Defaults, from ``benchmarks/scheduler_oracle.py`` on 48 ACAS Xu subdomains (10 s
 HiGHS/OR-Tools/z3 each run on all): HiGHS was fastest on 24 of 37 solvable ones (unsat
 proofs), OR-Tools on 13 (ties within 0.05 s on most, and the one sat subdomain it solved
 in 0.6 s while HiGHS timed out); z3 solved 1 of 48 (47 unstable ReLUs, 4.6 s) and was never
-fastest, hence ``exact_max_unstable = 4`` (there every back end is instant and z3's proof
-has no tolerances).  No back end solved a subdomain with more than 152 unstable ReLUs in
+fastest.  In hybrid runs on ACAS Xu 1_1 property 5, 25 z3 jobs on sub-boxes with at most
+4 unstable ReLUs all ran out of their 2-3 s budgets (exact rationals through 300 stable
+neurons are slow too), so ``exact_max_unstable = -1``: z3 is never preferred by default,
+only ranked last among the eligible back ends.  No back end solved a subdomain with more than 152 unstable ReLUs in
 10 s (``max_unstable = 160``); ``cex_likely = 0.995`` sent unsat subdomains with
 likelihood 0.98-0.99 to HiGHS, which proved them up to 3.5 s sooner than OR-Tools.
 """
@@ -78,7 +80,7 @@ class PolicyConfig:
     proof_order: tuple[str, ...] = ("highs", "ortools")
     candidate_order: tuple[str, ...] = ("ortools", "highs")
     smooth_order: tuple[str, ...] = ("highs", "ortools")
-    exact_max_unstable: int = 4
+    exact_max_unstable: int = -1
     cex_likely: float = 0.995
     cex_gap: float = -math.inf
     max_unstable: int = 160

@@ -37,9 +37,14 @@ def test_importing_the_scheduler_imports_no_solver():
     assert out.stdout.strip() == "[]"
 
 
-def test_few_unstable_piecewise_linear_goes_to_exact_arithmetic():
-    d = decide(feats(unstable=4, gap=-1.0))
+def test_few_unstable_piecewise_linear_goes_to_exact_arithmetic_when_configured():
+    d = decide(feats(unstable=4, gap=-1.0), exact_max_unstable=4)
     assert d.action is Action.RUN and d.backends == ("z3",)
+
+
+def test_by_default_z3_is_not_preferred_even_with_few_unstable():
+    d = decide(feats(unstable=2, gap=-1.0))
+    assert d.action is Action.RUN and d.backends[0] != "z3"
 
 
 def test_smooth_never_to_z3_rule_and_goes_to_highs():
