@@ -38,7 +38,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "bounds", help="bounds of every network output and spec row (IBP, CROWN, alpha-CROWN)")
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("spec", metavar="SPEC")
-    parser.add_argument("--method", choices=["ibp", "crown", "alpha-crown"], default="crown")
+    parser.add_argument("--method", choices=["ibp", "crown", "alpha-crown", "alpha-beta-crown"], default="crown")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--json", metavar="F", help="JSON file to write")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
