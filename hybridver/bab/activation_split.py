@@ -410,7 +410,7 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
     stats = {"domains_bounded": 0, "batches": 0, "max_queue": 0, "infeasible": 0,
              "proven_domains": 0, "stuck": 0, "max_depth": 0, "input_splits": 0,
              "probes": 0, "attacks": 0, "attack_s": 0.0}
-    bconfig = BoundConfig(alpha=config.alpha)
+    bconfig = BoundConfig(alpha=dataclasses.replace(config.alpha, deadline=deadline))
     plan = get_plan(graph, bconfig.torch_dtype, torch.device(device))
     cands = _candidates(graph, plan)
     method = config.bound_method(plan, cands)

@@ -28,6 +28,7 @@ Adam maximizes the sum of the rows' lower bounds.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import torch
@@ -170,6 +171,8 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
         if config.patience and stale >= config.patience:
             break
         if it == config.iterations - 1 or not bool(usable.any()):
+            break
+        if config.deadline is not None and time.monotonic() > config.deadline:
             break
         loss = -lower[usable].sum()
         grads = torch.autograd.grad(loss, optimizer.params, allow_unused=True)

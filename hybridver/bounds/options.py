@@ -58,6 +58,8 @@ class AlphaConfig:
     (``patience=0`` never stops on stagnation).  ``beta_lr``: Adam's learning rate for
     the split multipliers of ALPHA_BETA_CROWN (they start at 0, where the bound is
     alpha-CROWN's, and are projected onto their sign constraints after every step).
+    ``deadline``: a ``time.monotonic()`` value after which no further step starts (every
+    iterate's bound is sound, so stopping early only loosens it); None: no limit.
     """
 
     iterations: int = 20
@@ -67,6 +69,7 @@ class AlphaConfig:
     tolerance: float = 1e-4
     stop_when_proven: bool = True
     beta_lr: float = 0.05
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.patience < 0:
