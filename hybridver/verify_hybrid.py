@@ -242,7 +242,6 @@ def _bound_cases(run: _Run) -> list[int] | None:
 def _split_cases(run: _Run, open_cases: list[int]):
     t0 = time.monotonic()
     graph = run.model.graph
-    input_shape = graph.input_node.shape
     config = BoundConfig(method=BoundMethod.CROWN)
     plan = get_plan(graph, config.torch_dtype, torch.device(run.config.device))
     reused = sorted(plan.pre_activations)
@@ -253,17 +252,15 @@ def _split_cases(run: _Run, open_cases: list[int]):
         for done, index in enumerate(open_cases):
             case = run.spec.cases[index]
             stacked = StackedCase.of(case)
-            C = torch.as_tensor(stacked.C)
             found: list[ConfirmedCounterexample] = []  # filled by probe()
 
             def bound_fn(lo: torch.Tensor, hi: torch.Tensor, restrictions) -> Bounded:
                 result = compute_bounds(graph, lo, hi, stacked.C, stacked.d, config=config,
                                         restrictions=restrictions, bound_upper=False,
-                                        device=run.config.device)
+                                        device=run.config.device, input_coefficients=True)
                 nodes = {name: (result.intervals[name].lower, result.intervals[name].upper)
                          for name in reused}
-                return Bounded(result.lower, _input_sensitivity(graph, lo, hi, C, input_shape),
-                               nodes)
+                return Bounded(result.lower, result.input_coef, nodes)
 
             probe = _probe(run, case, found)
 
@@ -370,17 +367,3 @@ def _activation_split_cases(run: _Run, open_cases: list[int]):
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["activation_split"] = time.monotonic() - t0
-
-
-def _input_sensitivity(graph, lo: torch.Tensor, hi: torch.Tensor, C: torch.Tensor,
-                       input_shape) -> torch.Tensor:
-    """``|C J|`` at each domain's centre: ``(N, m, n_in)``, ``J`` the network's Jacobian.
-    Only steers the choice of split dimension (no soundness role)."""
-    centre = ((lo + hi) / 2).reshape(lo.shape[0], -1).detach().clone().requires_grad_(True)
-    y = evaluate(graph, centre.reshape(-1, *input_shape), dtype=torch.float64)
-    y = y.reshape(lo.shape[0], -1)
-    rows = []
-    for r in range(C.shape[0]):
-        (g,) = torch.autograd.grad((y @ C[r].to(y)).sum(), centre, retain_graph=True)
-        rows.append(g)
-    return torch.stack(rows, dim=1).detach()

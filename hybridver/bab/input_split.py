@@ -66,6 +66,7 @@ class InputSplitConfig:
     max_domains: int = 20_000_000  # domains bounded before giving up ("exhausted")
     probes_per_batch: int = 8      # hardest domain centres checked on the model per batch
     lookahead: int = 0             # >0: bound the children of the top-k dimensions, keep the best
+    width_weight: float = 1.0      # see rank_split_dims
 
 
 @dataclasses.dataclass
@@ -136,11 +137,14 @@ def disjunct_margins(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
 
 
 def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
-                    row_lower: Tensor | None, k: int) -> Tensor:
-    """The ``k`` best dimensions per domain, ``(N, k)``: largest
-    ``sum_rows w_r |coef_r| * width`` first (the dimensions whose width costs the bound
-    most); the widest where ``coef`` is absent or zero.  With ``row_lower``, rows that are
-    already positive get no weight (they no longer decide the margin)."""
+                    row_lower: Tensor | None, k: int, width_weight: float = 0.0) -> Tensor:
+    """The ``k`` best dimensions per domain, ``(N, k)``, by the score
+    ``sum_rows w_r |coef_r| * width`` (how much the dimension's width costs the linear
+    bound), normalized to a maximum of 1 and plus ``width_weight * width / max width``
+    when ``width_weight`` > 0 (wide dimensions also loosen the intermediate bounds, which
+    the slopes do not show); the widest where ``coef`` is absent or zero.  With
+    ``row_lower``, rows that are already positive get no weight (they no longer decide
+    the margin)."""
     width = upper - lower
     if coef is None:
         score = width
@@ -153,6 +157,9 @@ def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
         score = weight.sum(dim=1) * width
         flat = score.max(dim=1, keepdim=True).values <= 0
         score = torch.where(flat, width, score)
+        if width_weight:
+            score = score / score.max(dim=1, keepdim=True).values.clamp(min=1e-300) \
+                + width_weight * width / width.max(dim=1, keepdim=True).values.clamp(min=1e-300)
     score = torch.where(width > 0, score, torch.full_like(score, -1.0))
     top = torch.topk(score, min(k, score.shape[1]), dim=1)
     # a zero-width dimension is never a candidate: repeat the best one instead
@@ -286,7 +293,8 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
         idx = torch.nonzero(open_mask).reshape(-1)
         blo, bhi = batch.lower[idx], batch.upper[idx]
         coef = None if bounded.coef is None else bounded.coef[idx]
-        dims = rank_split_dims(blo, bhi, coef, bounded.row_lower[idx], n_dims)
+        dims = rank_split_dims(blo, bhi, coef, bounded.row_lower[idx], n_dims,
+                               config.width_weight)
         if probe is not None and config.probes_per_batch > 0:
             centres = ((blo + bhi) / 2).cpu().numpy()
             order = torch.argsort(margin[idx])[: config.probes_per_batch].cpu().numpy()

@@ -474,15 +474,17 @@ def _dot(lam: Tensor, t: Tensor) -> Tensor:
 
 def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = None,
              overrides: Mapping[str, Relaxed] | None = None, exact_start: bool = False,
-             splits: Mapping[str, tuple[Tensor, SplitConstraints]] | None = None
-             ) -> Tensor:
+             splits: Mapping[str, tuple[Tensor, SplitConstraints]] | None = None,
+             capture: dict[str, Tensor] | None = None) -> Tensor:
     """Sound lower bounds of ``<lam, start> + beta`` over the subdomains.
 
     ``lam: (m, N, *start.shape)`` in the working dtype; ``beta: (m, N)`` float64 (or None);
     ``overrides``: relaxations to use instead of ``state.relaxed`` (alpha-CROWN);
     ``exact_start``: ``lam`` holds the exact coefficients (no cast error to account for);
     ``splits``: node -> ``(multipliers (m, N, *shape) in the working dtype, constraints)``
-    (beta-CROWN; the multipliers are projected here, so any values are sound).
+    (beta-CROWN; the multipliers are projected here, so any values are sound);
+    ``capture``: if given, receives the coefficients ``(m, N, *shape)`` that reach the
+    graph input (the linear bound's slopes over the box; for heuristics).
     Returns float64 ``(m, N)``, rounding accounted for (module docstring).
     """
     plan = state.plan
@@ -524,6 +526,8 @@ def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = N
         node = graph.node(name)
         kind = state.kind(name)
         if kind in ("input", "leaf"):
+            if capture is not None and kind == "input":
+                capture[name] = lam_v.detach()
             lo, hi = state.work(name)
             mag = state.mag_w(name)
             p_lo, p_mag = _dots(lam_v.clamp(min=0), lo, mag)

@@ -39,6 +39,8 @@ class BoundResult:
     :class:`Interval` ``(N or 1, *node.shape)`` float64.  ``infeasible``: ``(N,)`` bool,
     subdomains whose restrictions are contradictory (their rows get ``lower = +inf``,
     ``upper = -inf``: vacuously true).  ``stats``: counters (alpha iterations, chunks).
+    ``input_coef``: ``(N, m, n_in)``, the input slopes of CROWN's linear lower bound of
+    each row (only when asked for, linear methods; a guide for branching, not a bound).
     """
 
     method: BoundMethod
@@ -47,6 +49,7 @@ class BoundResult:
     intervals: Mapping[str, Interval]
     infeasible: Tensor
     stats: Mapping[str, Any]
+    input_coef: Tensor | None = None
 
 
 def _as_tensor(value: ArrayLike, device: torch.device) -> Tensor:
@@ -117,8 +120,9 @@ def _row_chunk(state: BoundState, rows: int, alpha: bool) -> int:
 
 
 def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
-                 stats: dict[str, Any]) -> Tensor:
-    """CROWN (and alpha-CROWN) lower bounds ``(N, m)`` of the rows ``C y + d``."""
+                 stats: dict[str, Any], coefs: list[Tensor] | None = None) -> Tensor:
+    """CROWN (and alpha-CROWN) lower bounds ``(N, m)`` of the rows ``C y + d``;
+    ``coefs`` (if given) receives the CROWN pass's input coefficients per row chunk."""
     plan = state.plan
     out_shape = plan.graph.output_node.shape
     m = C.shape[1]
@@ -131,8 +135,14 @@ def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
     for start in range(0, m, chunk):
         lam = lam_all[start:start + chunk].reshape(-1, state.n, *out_shape)
         beta = beta_all[start:start + chunk]
+        capture: dict[str, Tensor] | None = {} if coefs is not None else None
         with torch.no_grad():
-            lower = backward(state, plan.output, lam, beta)
+            lower = backward(state, plan.output, lam, beta, capture=capture)
+        if coefs is not None:
+            found = capture.get(plan.input)
+            coefs.append(torch.zeros((lam.shape[0], state.n, plan.graph.input_node.size),
+                                     dtype=state.dtype, device=state.device)
+                         if found is None else found.reshape(lam.shape[0], state.n, -1))
         if use_alpha:
             lower, info = alpha_mod.optimize(state, plan.output, lam, beta, lower, config.alpha,
                                              splits=splits)
@@ -155,7 +165,8 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
                    config: BoundConfig = BoundConfig(),
                    restrictions: Mapping[str, tuple[ArrayLike, ArrayLike]] | None = None,
                    bound_upper: bool = True,
-                   device: str | torch.device | None = None) -> BoundResult:
+                   device: str | torch.device | None = None,
+                   input_coefficients: bool = False) -> BoundResult:
     """Sound bounds of ``C y + d`` over ``N`` input boxes.
 
     ``lower, upper``: ``(N, *input_shape)`` or ``(N, n_in)``; ``C``: ``(m, n_out)`` shared
@@ -168,7 +179,7 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     multiplier in the final pass.  Bounds are sound for the inputs of the box whose node
     values satisfy the restrictions.  ``bound_upper=False`` skips the upper
     bounds (half the work).  ``device``: default the device of ``lower`` if a tensor, else
-    CPU.
+    CPU.  ``input_coefficients``: also return :attr:`BoundResult.input_coef`.
 
     Raises :class:`UnsupportedBoundError` when some node cannot be bounded soundly.
     """
@@ -188,7 +199,7 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     linear = config.method is not BoundMethod.IBP
     stats: dict[str, Any] = {"batch_chunks": 0}
     chunk = _batch_chunk(graph, config, n, Ct.shape[1]) if linear else n
-    lowers, uppers, infeasible, intervals = [], [], [], []
+    lowers, uppers, infeasible, intervals, coefs = [], [], [], [], []
     t0 = time.perf_counter()
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
@@ -203,8 +214,11 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
         if linear:
             both = torch.cat([Cc, -Cc], 1) if bound_upper else Cc
             dboth = torch.cat([dc, -dc], 1) if bound_upper else dc
-            rows = _linear_rows(state, both, dboth, config, stats)
+            chunk_coefs: list[Tensor] | None = [] if input_coefficients else None
+            rows = _linear_rows(state, both, dboth, config, stats, chunk_coefs)
             m = Cc.shape[1]
+            if chunk_coefs is not None:   # (rows, N, n_in) per row chunk -> (N, m, n_in)
+                coefs.append(torch.cat(chunk_coefs)[:m].transpose(0, 1).double())
             low = torch.maximum(low, rows[:, :m])
             if bound_upper:
                 up = torch.minimum(up, -rows[:, m:])
@@ -226,5 +240,5 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
         if name in plan.variable else iv0 for name, iv0 in intervals[0].items()}
     return BoundResult(config.method, torch.cat(lowers),
                        torch.cat(uppers) if bound_upper else None, merged,
-                       torch.cat(infeasible), stats)
+                       torch.cat(infeasible), stats, torch.cat(coefs) if coefs else None)
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import hybridver
 from hybridver.bounds import BoundConfig, UnsupportedBoundError, compute_bounds
 from hybridver.bounds.intervals import interval_bounds, spec_row_lower_bounds
 from hybridver.ir import NetworkGraph, Node, OpKind, evaluate, evaluate_all
@@ -371,3 +372,18 @@ def test_bounds_command_prints_and_writes_json(tmp_path, capsys):
     assert all(lo <= hi for lo, hi in zip(report["lower"], report["upper"]))
     printed = capsys.readouterr().out
     assert "y[1]" in printed and "row[0]" in printed
+
+
+def test_input_coefficients_of_an_affine_network_are_its_matrix():
+    """CROWN's input slopes (a branching aid) of ``C (W x + b)`` are exactly ``C W``."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(3, 4).double()
+    graph = hybridver.from_module(layer, torch.zeros(1, 3, dtype=torch.float64)).graph
+    C = np.array([[1.0, -1.0, 0.0, 0.0], [0.0, 0.0, 2.0, 1.0]])
+    lo, hi = -np.ones((2, 3)), np.ones((2, 3))
+    result = compute_bounds(graph, lo, hi, C, config=BoundConfig(method="crown", dtype="float64"),
+                            bound_upper=False, input_coefficients=True)
+    expected = C @ layer.weight.detach().numpy()
+    assert result.input_coef.shape == (2, 2, 3)
+    np.testing.assert_allclose(result.input_coef[0].numpy(), expected, rtol=1e-12)
+    np.testing.assert_allclose(result.input_coef[1].numpy(), expected, rtol=1e-12)
