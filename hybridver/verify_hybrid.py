@@ -33,7 +33,7 @@ from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margi
 from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
-from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.bounds.options import AlphaConfig, BoundConfig, BoundMethod
 from hybridver.config import VerifyConfig
 from hybridver.ir.evaluate import evaluate
 from hybridver.ir.ops import OpKind
@@ -222,7 +222,9 @@ def _bound_cases(run: _Run) -> list[int] | None:
                     return None
                 result = compute_bounds(run.model.graph, case.region.lower[None],
                                         case.region.upper[None], stacked.C, stacked.d,
-                                        config=BoundConfig(method=BoundMethod(method)),
+                                        config=BoundConfig(
+                                            method=BoundMethod(method),
+                                            alpha=AlphaConfig(deadline=run.deadline)),
                                         bound_upper=False, device=run.config.device)
                 methods[method] = methods.get(method, 0) + 1
                 margin = disjunct_margins(result.lower, stacked.groups)
