@@ -26,6 +26,9 @@ class AttackConfig:
     ``samples`` uniform points of the box are evaluated first; if none violates,
     ``restarts`` random starting points (plus the box centre) run as one batch for ``steps``
     signed-gradient steps of size ``step_fraction * box width``, decaying linearly.
+    Inputs of at most ``low_dim`` dimensions (ACAS Xu's 5) are cheap to attack, so they
+    get ``low_dim_restarts`` starts instead (on ACAS Xu 2_9 property 8, 64 starts miss the
+    counterexample and 1024 find it in 0.2 s).
     """
 
     samples: int = 256
@@ -34,6 +37,8 @@ class AttackConfig:
     step_fraction: float = 0.1
     rounds: int = 3
     seed: int = 0
+    low_dim: int = 16
+    low_dim_restarts: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)

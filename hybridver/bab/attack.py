@@ -49,7 +49,9 @@ def pgd_attack(graph: NetworkGraph, case, config: AttackConfig, deadline: float,
     for round_index in range(config.rounds):
         if time.monotonic() > deadline:
             break
-        starts = torch.rand((config.restarts, lower.numel()), generator=generator,
+        restarts = config.low_dim_restarts if lower.numel() <= config.low_dim \
+            else config.restarts
+        starts = torch.rand((restarts, lower.numel()), generator=generator,
                             dtype=torch.float32).to(device)
         x = lower + starts * width
         if round_index == 0:
