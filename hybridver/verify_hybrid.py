@@ -27,9 +27,10 @@ import torch
 
 from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
 from hybridver.bab.attack import pgd_attack, sample_candidates
+from hybridver.bab.case_race import CaseRace
 from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margins,
-                                       input_split_bab)
+                                       input_split_bab, per_disjunct_margins)
 from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
@@ -37,6 +38,7 @@ from hybridver.bounds.options import AlphaConfig, BoundConfig, BoundMethod
 from hybridver.config import VerifyConfig
 from hybridver.ir.evaluate import evaluate
 from hybridver.ir.ops import OpKind
+from hybridver.problem import Subproblem
 from hybridver.progress import NullProgress, Progress
 from hybridver.schedule import LocalProcessExecutor, Scheduler, SchedulerConfig
 from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
@@ -339,11 +341,12 @@ def _unfinished(status: str) -> tuple[Verdict, None, str]:
 
 def _activation_split_cases(run: _Run, open_cases: list[int]):
     """Activation-splitting BaB per open case (alpha-beta-CROWN for ReLU networks, with a
-    counterexample search inside the domains whose points ``_probe`` confirms)."""
+    counterexample search inside the domains whose points ``_probe`` confirms), raced by
+    an exact back end on the whole case in a worker process (``bab/case_race.py``)."""
     t0 = time.monotonic()
     run.progress.phase("activation_split")
     run.stats.setdefault("activation_split", {"cases": 0, "domains_bounded": 0,
-                                              "infeasible": 0, "attacks": 0})
+                                              "infeasible": 0, "attacks": 0, "races": {}})
     stats = run.stats["activation_split"]
     try:
         for done, index in enumerate(open_cases):
@@ -351,6 +354,7 @@ def _activation_split_cases(run: _Run, open_cases: list[int]):
             stacked = StackedCase.of(case)
             stats["cases"] += 1
             found: list[ConfirmedCounterexample] = []
+            race = _start_race(run, case, stacked, found) if run.config.handoff else None
             outcome = activation_split_bab(run.model.graph, case.region.lower,
                                            case.region.upper, stacked.C, stacked.d,
                                            stacked.groups, run.deadline,
@@ -358,14 +362,71 @@ def _activation_split_cases(run: _Run, open_cases: list[int]):
                                            config=ActivationSplitConfig(
                                                batch_size=run.config.split_batch),
                                            device=run.config.device,
-                                           progress=_bab_progress(run, done, len(open_cases)))
+                                           progress=_bab_progress(run, done, len(open_cases)),
+                                           stop=None if race is None else
+                                           lambda: race.poll() in ("proven", "counterexample"))
             for key in ("domains_bounded", "infeasible", "attacks"):
                 stats[key] += outcome.stats.get(key, 0)
             stats["method"] = outcome.stats.get("method")
-            if outcome.status == "counterexample" and found:
+            status = outcome.status
+            if race is not None:
+                if status == "exhausted":   # nothing left to split: the race may still end
+                    while race.poll() is None and not run.timed_out():
+                        time.sleep(0.05)
+                state = race.poll()
+                stats["races"][state or "unfinished"] = \
+                    stats["races"].get(state or "unfinished", 0) + 1
+                if state == "proven":
+                    status = "proven"
+                elif state == "counterexample" and found:
+                    status = "counterexample"
+                race.cancel()
+            if status == "counterexample" and found:
                 return Verdict.SAT, found[0], ""
-            if outcome.status != "proven":
-                return _unfinished(outcome.status)
+            if status != "proven":
+                return _unfinished(status)
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["activation_split"] = time.monotonic() - t0
+
+
+def _start_race(run: _Run, case, stacked: StackedCase,
+                found: list[ConfirmedCounterexample]) -> CaseRace | None:
+    """Submit the case's disjuncts (CROWN bounds tightened by LPs as node bounds) to the
+    scheduler if its policy runs them; None otherwise."""
+    graph = run.model.graph
+    t0 = time.monotonic()
+    try:
+        result = compute_bounds(graph, case.region.lower[None], case.region.upper[None],
+                                stacked.C, stacked.d, config=BoundConfig(method="crown"),
+                                bound_upper=False, device=run.config.device)
+    except UnsupportedBoundError:
+        return None
+    margins = per_disjunct_margins(result.lower, stacked.groups)[0].tolist()
+    bounds = {name: (itv.lower[0].reshape(-1).cpu().numpy(),
+                     itv.upper[0].reshape(-1).cpu().numpy())
+              for name, itv in result.intervals.items() if name in graph}
+    problems = [Subproblem(graph, case.region, disjunct, bounds, disjunct=k,
+                           label=f"case disjunct {k}")
+                for k, disjunct in enumerate(case.disjuncts)]
+    budget = min(5.0, 0.1 * max(0.0, run.deadline - time.monotonic()))
+    try:
+        from hybridver.backends.highs import lp_tightened_bounds
+        from hybridver.encode.milp import NotEncodableError
+
+        tight, _ = lp_tightened_bounds(problems[0], budget)
+        problems = [dataclasses.replace(p, node_bounds=tight) for p in problems]
+    except (ImportError, NotEncodableError, UnsupportedBoundError):
+        pass   # the race runs on the CROWN bounds (or not at all, by the policy)
+    run.phases["race_setup"] = run.phases.get("race_setup", 0.0) + time.monotonic() - t0
+
+    def confirm(x: np.ndarray, predicted_y) -> bool:
+        y = np.full(graph.output_node.size, np.nan) if predicted_y is None \
+            else np.asarray(predicted_y)
+        cex = run.confirm(CandidateCounterexample(np.asarray(x), y, "race"))
+        if cex is not None:
+            found.append(cex)
+        return cex is not None
+
+    race = CaseRace(run.scheduler(), problems, margins, confirm)
+    return race if race.start(run.deadline) else None

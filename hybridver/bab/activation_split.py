@@ -62,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -391,15 +391,17 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
                          probe: ProbeFn | None = None,
                          config: ActivationSplitConfig = ActivationSplitConfig(),
                          device: str | torch.device = "cpu",
-                         progress: ProgressFn | None = None) -> InputSplitOutcome:
+                         progress: ProgressFn | None = None,
+                         stop: Callable[[], bool] | None = None) -> InputSplitOutcome:
     """Prove ``C y + d`` (disjuncts ``groups``, each refuted when one of its rows has a
     positive lower bound) on the box ``[lower, upper]`` by splitting neurons, or find a
     counterexample.
 
     Status: "proven" (every domain proven or infeasible), "counterexample" (``probe``
     confirmed a point: ``counterexample_point (n_in,)``, flat, inside ``[lower, upper]``),
-    "timeout" (``deadline``, a ``time.monotonic()`` value), or "exhausted"
-    (``config.max_domains`` reached, or a domain left open with no neuron to split).
+    "timeout" (``deadline``, a ``time.monotonic()`` value), "exhausted"
+    (``config.max_domains`` reached, or a domain left open with no neuron to split), or
+    "stopped" (``stop()``, asked before every batch, returned True).
     ``probe(points (K, n_in)) -> index of a confirmed counterexample or None``: the caller
     checks candidates on the real model; without it no attack runs and the search never
     claims a counterexample.  The candidates come from short PGD runs inside the input
@@ -546,6 +548,8 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
         stats["max_queue"] = max(stats["max_queue"], len(queue))
         if time.monotonic() > deadline:
             return _finish(InputSplitOutcome("timeout", stats=stats), start)
+        if stop is not None and stop():   # the caller decided the case another way
+            return _finish(InputSplitOutcome("stopped", stats=stats), start)
         if stats["domains_bounded"] >= config.max_domains:
             return _finish(InputSplitOutcome("exhausted", stats=stats), start)
         take = [heapq.heappop(queue) for _ in range(min(config.batch_size, len(queue)))]

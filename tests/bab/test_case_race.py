@@ -1,0 +1,99 @@
+"""The exact race on whole cases (bab/case_race.py) and its use in activation splitting.
+
+The digits network has 64 inputs, so hybrid mode branches on activations; its large-eps
+property has a counterexample, its small-eps ones hold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hybridver
+from hybridver.bab.case_race import CaseRace
+from hybridver.config import AttackConfig, VerifyConfig
+from hybridver.exact import exact_subproblems
+from hybridver.result import CandidateCounterexample, Verdict, confirm_counterexample
+from hybridver.schedule import InlineExecutor, Scheduler
+from tests.conftest import EXAMPLES
+
+NO_ATTACK = AttackConfig(samples=0, rounds=0)
+
+
+def _race(spec_name: str, backend: str):
+    model = hybridver.load_model(EXAMPLES / "digits_relu.onnx")
+    spec = hybridver.load_spec(EXAMPLES / spec_name, model)
+    problems = [p for _, _, p in exact_subproblems(model.graph, spec)]
+    confirmed = []
+
+    def confirm(x, predicted_y):
+        y = np.full(model.n_outputs, np.nan) if predicted_y is None else predicted_y
+        cex = confirm_counterexample(CandidateCounterexample(np.asarray(x), y, "race"), spec,
+                                     model.real_model, model.graph.input_node.shape,
+                                     model.checked_by, model.input_dtype)
+        if cex is not None:
+            confirmed.append(cex)
+        return cex is not None
+
+    from hybridver.schedule.scheduler import available_capabilities
+    caps = {k: v for k, v in available_capabilities().items() if k == backend}
+    race = CaseRace(Scheduler(InlineExecutor(), capabilities=caps), problems,
+                    [-1.0] * len(problems), confirm)
+    assert race.start(deadline=float("inf"))
+    state = None
+    for _ in range(2 * len(problems) + 2):
+        state = race.poll()
+        if state is not None:
+            break
+    return state, confirmed
+
+
+@pytest.mark.parametrize("backend", ["highs", "ortools"])
+def test_race_on_a_violated_case_finds_the_counterexample_never_proven(backend):
+    state, confirmed = _race("digits_relu_eps_large_2.vnnlib", backend)
+    assert state != "proven"
+    assert state == "counterexample" and confirmed and confirmed[0].margin <= 0
+
+
+@pytest.mark.parametrize("backend", ["highs", "ortools"])
+def test_race_on_a_holding_case_is_proven(backend):
+    state, confirmed = _race("digits_relu_eps_small_0.vnnlib", backend)
+    assert state == "proven" and not confirmed
+
+
+def test_activation_split_with_the_race_never_says_unsat_on_a_counterexample():
+    """End to end: attack off, so the answer comes from activation splitting, its probes,
+    or the race (worker process); whichever decides, it is sat with a confirmed point."""
+    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK)
+    model = hybridver.load_model(EXAMPLES / "digits_relu.onnx")
+    spec = hybridver.load_spec(EXAMPLES / "digits_relu_eps_large_2.vnnlib", model)
+    result = hybridver.verify(model, spec, config)
+    assert result.verdict is not Verdict.UNSAT
+    if result.verdict is Verdict.SAT:
+        assert result.counterexample.margin <= 0
+
+
+def test_race_alone_decides_through_worker_processes(monkeypatch):
+    """Activation splitting replaced by a stand-in that only waits for ``stop``: the
+    verdict can come only from the race, run in a worker process; on a violated case it is
+    sat with a confirmed counterexample, never unsat."""
+    import time
+
+    import hybridver.verify_hybrid as verify_hybrid
+    from hybridver.bab.input_split import InputSplitOutcome
+
+    def waiting_bab(*args, stop=None, **kwargs):
+        deadline = args[6]
+        while time.monotonic() < deadline:
+            if stop is not None and stop():
+                return InputSplitOutcome("stopped")
+            time.sleep(0.05)
+        return InputSplitOutcome("timeout")
+
+    monkeypatch.setattr(verify_hybrid, "activation_split_bab", waiting_bab)
+    model = hybridver.load_model(EXAMPLES / "digits_relu.onnx")
+    spec = hybridver.load_spec(EXAMPLES / "digits_relu_eps_large_2.vnnlib", model)
+    result = hybridver.verify(model, spec, VerifyConfig(timeout_s=60, attack=NO_ATTACK))
+    assert result.verdict is Verdict.SAT
+    assert result.counterexample.margin <= 0
+    assert result.stats["activation_split"]["races"] == {"counterexample": 1}
