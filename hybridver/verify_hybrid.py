@@ -326,8 +326,10 @@ def _probe(run: _Run, case, found: list[ConfirmedCounterexample]):
 def _bab_progress(run: _Run, done: int, total: int):
     """A branch-and-bound progress callback feeding ``run.progress``."""
     def report(stats) -> None:
+        jobs = run._scheduler.in_flight if run._scheduler is not None else 0
         run.progress.update(domains_left=stats["open"], domains_bounded=stats["domains_bounded"],
-                            best_bound=stats["best_margin"], cases_done=done, cases_total=total)
+                            best_bound=stats["best_margin"], cases_done=done, cases_total=total,
+                            backend_jobs=jobs)
     return report
 
 
