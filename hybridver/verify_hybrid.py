@@ -288,6 +288,8 @@ def _split_cases(run: _Run, open_cases: list[int]):
                                       InputSplitConfig(batch_size=run.config.split_batch),
                                       run.config.device, delegate=delegate,
                                       progress=_bab_progress(run, done, len(open_cases)))
+            if delegate is not None and delegate.disabled:
+                run.stats["input_split"]["handoff_error"] = delegate.disabled
             for key in ("delegated", "delegated_proven", "delegated_returned"):
                 run.stats["input_split"][key] = (run.stats["input_split"].get(key, 0)
                                                  + outcome.stats.get(key, 0))
@@ -356,7 +358,12 @@ def _activation_split_cases(run: _Run, open_cases: list[int]):
             stacked = StackedCase.of(case)
             stats["cases"] += 1
             found: list[ConfirmedCounterexample] = []
-            race = _start_race(run, case, stacked, found) if run.config.handoff else None
+            race = None
+            if run.config.handoff:
+                try:
+                    race = _start_race(run, case, stacked, found)
+                except Exception as exc:  # noqa: BLE001 - the race is optional
+                    stats["race_error"] = f"{type(exc).__name__}: {exc}"
             outcome = activation_split_bab(run.model.graph, case.region.lower,
                                            case.region.upper, stacked.C, stacked.d,
                                            stacked.groups, run.deadline,

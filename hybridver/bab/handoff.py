@@ -2,7 +2,8 @@
 
 :class:`SchedulerDelegate` implements :class:`hybridver.bab.input_split.Delegate`.  When
 the scheduler has a free slot, it looks at the open domains of the pool that are at least
-``min_depth`` splits deep, takes the ones with the fewest unstable ReLUs (the cheapest
+``min_depth`` splits deep (among the ``scan`` deepest), takes the ones with the fewest
+unstable ReLUs (the cheapest
 MILPs), builds a :class:`~hybridver.problem.Subproblem` per disjunct the bounds have not
 refuted on the domain (the domain's box, its CROWN pre-activation bounds, the disjunct's
 rows) and asks the scheduler's policy; a domain the policy runs leaves the pool.  Later, ``collect`` reports:
@@ -45,6 +46,7 @@ class HandoffConfig:
 
     min_depth: int = 8
     candidates: int = 4
+    scan: int = 4096
 
 
 @dataclasses.dataclass
@@ -77,6 +79,8 @@ class SchedulerDelegate:
         self._next_id = 0
         self._returned_keys: set[bytes] = set()
         self._tickets: dict[int, list] = {}   # domain id -> its tickets
+        self._domain_of: dict[int, int] = {}  # ticket id -> domain id
+        self.disabled = ""                    # why the hand-off stopped, if it did
 
     @property
     def scheduler(self) -> Scheduler:
@@ -88,9 +92,22 @@ class SchedulerDelegate:
 
     # ------------------------------------------------------------------ Delegate protocol
     def select(self, pool: DomainPool, deadline: float) -> DomainBatch | None:
-        if time.monotonic() < self.start_at or not len(pool) or self.scheduler.free_slots <= 0:
+        if self.disabled or time.monotonic() < self.start_at or not len(pool):
             return None
-        deep = torch.nonzero(pool.depth >= self.config.min_depth).reshape(-1)
+        try:
+            return self._select(pool, deadline)
+        except Exception as exc:  # noqa: BLE001 - e.g. a worker that cannot start
+            # no domain has left the pool (take() comes last), so branching goes on alone
+            self.disabled = f"hand-off stopped: {type(exc).__name__}: {exc}"
+            return None
+
+    def _select(self, pool: DomainPool, deadline: float) -> DomainBatch | None:
+        if self.scheduler.free_slots <= 0:
+            return None
+        # look at the deepest few thousand domains only: the scan stays cheap in big pools
+        depth = pool.depth
+        top = torch.topk(depth, min(len(pool), self.config.scan)).indices
+        deep = top[depth[top] >= self.config.min_depth]
         if deep.numel() == 0:
             return None
         unstable = self._unstable_counts(pool, deep)
@@ -118,8 +135,9 @@ class SchedulerDelegate:
         if self._scheduler is None:
             return returned, None, proven
         for done in self.scheduler.poll():
-            domain_id = done.tag
-            entry = self._open.get(domain_id)
+            # match on our own tickets: another user of the scheduler may reuse tags
+            domain_id = self._domain_of.pop(done.ticket.ticket_id, None)
+            entry = self._open.get(domain_id) if domain_id is not None else None
             if entry is None:
                 continue
             entry.waiting -= 1
@@ -195,6 +213,8 @@ class SchedulerDelegate:
                 return None
             tickets.append(ticket)
         self._tickets[domain_id] = tickets
+        for ticket in tickets:
+            self._domain_of[ticket.ticket_id] = domain_id
         return domain_id
 
 

@@ -167,41 +167,79 @@ def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
 
 
 class DomainPool:
-    """Open domains as stacked tensors: boxes, per-disjunct margins, depths, ranked split
-    dimensions and the parent node bounds, popped lowest (worst-disjunct) margin first."""
+    """Open domains in growable buffers (capacity doubles; removal moves the last rows
+    into the holes, so a batch costs O(batch) copies, not O(pool)): boxes, per-disjunct
+    margins, depths, ranked split dimensions and the parent node bounds, popped lowest
+    (worst-disjunct) margin first.  The attributes are views of the live rows."""
 
     def __init__(self, n_in: int, device: torch.device):
         self.device = device
-        self.lower = torch.empty((0, n_in), dtype=torch.float64, device=device)
-        self.upper = torch.empty_like(self.lower)
-        self.margin = torch.empty((0, 1), dtype=torch.float64, device=device)
-        self.depth = torch.empty((0,), dtype=torch.long, device=device)
-        self.dims = torch.empty((0, 1), dtype=torch.long, device=device)
-        self.node_bounds: NodeBounds = {}
+        self.size = 0
+        self._buffers: dict[str, Tensor] = {}
+        self._nodes: list[str] = []
+        self._n_in = n_in
 
     def __len__(self) -> int:
-        return self.margin.shape[0]
+        return self.size
+
+    def _view(self, key: str) -> Tensor:
+        return self._buffers[key][:self.size]
+
+    @property
+    def lower(self) -> Tensor:
+        return self._view("lower") if self._buffers else \
+            torch.empty((0, self._n_in), dtype=torch.float64, device=self.device)
+
+    @property
+    def upper(self) -> Tensor:
+        return self._view("upper") if self._buffers else self.lower
+
+    @property
+    def margin(self) -> Tensor:
+        return self._view("margin") if self._buffers else \
+            torch.empty((0, 1), dtype=torch.float64, device=self.device)
+
+    @property
+    def depth(self) -> Tensor:
+        return self._view("depth") if self._buffers else \
+            torch.empty((0,), dtype=torch.long, device=self.device)
+
+    @property
+    def dims(self) -> Tensor:
+        return self._view("dims") if self._buffers else \
+            torch.empty((0, 1), dtype=torch.long, device=self.device)
+
+    @property
+    def node_bounds(self) -> NodeBounds:
+        return {n: (self._view(f"lo:{n}"), self._view(f"hi:{n}")) for n in self._nodes}
 
     def best_margin(self) -> float:
         """The lowest case margin bound of the open domains (+inf when none)."""
         return float(self.margin.min()) if len(self) else float("inf")
 
     def push(self, lower, upper, margin, depth, dims, node_bounds: NodeBounds) -> None:
-        if lower.shape[0] == 0:
+        k = lower.shape[0]
+        if k == 0:
             return
-        if not len(self):
-            self.node_bounds = {k: (lo, hi) for k, (lo, hi) in node_bounds.items()}
-        else:
-            self.node_bounds = {k: (torch.cat([lo, node_bounds[k][0]]),
-                                    torch.cat([hi, node_bounds[k][1]]))
-                                for k, (lo, hi) in self.node_bounds.items()}
-        if not len(self):
-            self.dims, self.margin = dims[:0], margin[:0]
-        self.lower = torch.cat([self.lower, lower])
-        self.upper = torch.cat([self.upper, upper])
-        self.margin = torch.cat([self.margin, margin])
-        self.depth = torch.cat([self.depth, depth])
-        self.dims = torch.cat([self.dims, dims])
+        rows = {"lower": lower, "upper": upper, "margin": margin, "depth": depth,
+                "dims": dims}
+        if not self._buffers:
+            self._nodes = sorted(node_bounds)
+        for n in self._nodes:
+            rows[f"lo:{n}"], rows[f"hi:{n}"] = node_bounds[n]
+        if not self._buffers or self.size + k > next(iter(self._buffers.values())).shape[0]:
+            capacity = max(2 * (self.size + k), 1024)
+            grown = {}
+            for key, value in rows.items():
+                buffer = torch.empty((capacity, *value.shape[1:]), dtype=value.dtype,
+                                     device=self.device)
+                if key in self._buffers:
+                    buffer[:self.size] = self._buffers[key][:self.size]
+                grown[key] = buffer
+            self._buffers = grown
+        for key, value in rows.items():
+            self._buffers[key][self.size:self.size + k] = value
+        self.size += k
 
     def pop(self, k: int, lowest: bool = True) -> tuple[DomainBatch, Tensor]:
         """Remove the ``k`` domains of lowest (or highest) margin: the batch and their
@@ -211,20 +249,30 @@ class DomainPool:
             rows = torch.arange(k, device=self.device)
         else:
             rows = torch.topk(self.margin.min(dim=1).values, k, largest=not lowest).indices
-        dims = self.dims[rows]
+        dims = self.dims[rows].clone()
         return self.take(rows), dims
 
     def take(self, rows: Tensor) -> DomainBatch:
         """Remove the domains at ``rows`` (distinct indices) and return them."""
-        keep = torch.ones(len(self), dtype=torch.bool, device=self.device)
-        keep[rows] = False
-        batch = DomainBatch(self.lower[rows], self.upper[rows], self.margin[rows],
-                            self.depth[rows],
-                            {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()})
-        self.lower, self.upper = self.lower[keep], self.upper[keep]
-        self.margin, self.depth, self.dims = self.margin[keep], self.depth[keep], self.dims[keep]
-        self.node_bounds = {n: (lo[keep], hi[keep]) for n, (lo, hi) in self.node_bounds.items()}
+        rows = rows.to(device=self.device, dtype=torch.long)
+        batch = self.rows_of(rows)
+        k, n = rows.numel(), self.size
+        if k:
+            tail_start = n - k
+            taken = torch.zeros(n, dtype=torch.bool, device=self.device)
+            taken[rows] = True
+            holes = rows[rows < tail_start]                  # taken rows outside the tail
+            movers = torch.nonzero(~taken[tail_start:]).reshape(-1) + tail_start
+            for buffer in self._buffers.values():            # same count: k - |tail taken|
+                buffer[holes] = buffer[movers]
+            self.size = tail_start
         return batch
+
+    def rows_of(self, rows: Tensor) -> DomainBatch:
+        """Copies of the domains at ``rows`` (the pool is unchanged)."""
+        return DomainBatch(self.lower[rows], self.upper[rows], self.margin[rows],
+                           self.depth[rows],
+                           {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()})
 
 
 def split_domains(batch: DomainBatch, dims: Tensor) -> DomainBatch:
