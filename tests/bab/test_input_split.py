@@ -180,3 +180,27 @@ def test_returned_domains_are_branched_again():
                               delegate=returned)
     assert outcome.status == "proven"
     assert outcome.stats["delegated_returned"] > 0
+
+
+def test_pool_take_keeps_the_rest_intact_through_growth_and_removal():
+    """Random pushes and removals: the pool always holds exactly the domains pushed and not
+    taken, each with its own node bounds (rows never mix)."""
+    gen = torch.Generator().manual_seed(0)
+    pool = DomainPool(2, torch.device("cpu"))
+    alive: set[int] = set()
+    next_id = 0
+    for _ in range(30):
+        k = int(torch.randint(1, 700, (1,), generator=gen))
+        ids = torch.arange(next_id, next_id + k, dtype=torch.float64)
+        next_id += k
+        box = torch.stack([ids, -ids], 1)
+        pool.push(box, box + 1, -ids[:, None], torch.zeros(k, dtype=torch.long),
+                  torch.zeros((k, 1), dtype=torch.long), {"h": (ids[:, None] * 3, ids[:, None])})
+        alive.update(range(next_id - k, next_id))
+        take = torch.randperm(len(pool), generator=gen)[: len(pool) // 3]
+        batch = pool.take(take)
+        assert torch.equal(batch.node_bounds["h"][0][:, 0], batch.lower[:, 0] * 3)
+        alive.difference_update(int(v) for v in batch.lower[:, 0].tolist())
+        assert sorted(int(v) for v in pool.lower[:, 0].tolist()) == sorted(alive)
+        assert torch.equal(pool.node_bounds["h"][1][:, 0], pool.lower[:, 0])
+        assert torch.equal(pool.margin[:, 0], -pool.lower[:, 0])
