@@ -268,13 +268,7 @@ def _split_cases(run: _Run, open_cases: list[int]):
 
             probe = _probe(run, case, found)
 
-            def confirm(x: np.ndarray, predicted_y) -> bool:
-                y = np.full(graph.output_node.size, np.nan) if predicted_y is None \
-                    else np.asarray(predicted_y)
-                cex = run.confirm(CandidateCounterexample(np.asarray(x), y, "handoff"))
-                if cex is not None:
-                    found.append(cex)
-                return cex is not None
+            confirm = _solver_confirm(run, found, "handoff")
 
             run.stats["input_split"]["cases"] += 1
             delegate = None
@@ -323,6 +317,19 @@ def _probe(run: _Run, case, found: list[ConfirmedCounterexample]):
                     return int(k)
         return None
     return probe
+
+
+def _solver_confirm(run: _Run, found: list[ConfirmedCounterexample], source: str):
+    """``confirm(x, predicted_y) -> bool`` for a back end's candidate: checked on the real
+    model; a confirmed one is appended to ``found``."""
+    def confirm(x: np.ndarray, predicted_y) -> bool:
+        y = np.full(run.model.graph.output_node.size, np.nan) if predicted_y is None \
+            else np.asarray(predicted_y)
+        cex = run.confirm(CandidateCounterexample(np.asarray(x), y, source))
+        if cex is not None:
+            found.append(cex)
+        return cex is not None
+    return confirm
 
 
 def _bab_progress(run: _Run, done: int, total: int):
@@ -429,13 +436,5 @@ def _start_race(run: _Run, case, stacked: StackedCase,
         pass   # the race runs on the CROWN bounds (or not at all, by the policy)
     run.phases["race_setup"] = run.phases.get("race_setup", 0.0) + time.monotonic() - t0
 
-    def confirm(x: np.ndarray, predicted_y) -> bool:
-        y = np.full(graph.output_node.size, np.nan) if predicted_y is None \
-            else np.asarray(predicted_y)
-        cex = run.confirm(CandidateCounterexample(np.asarray(x), y, "race"))
-        if cex is not None:
-            found.append(cex)
-        return cex is not None
-
-    race = CaseRace(run.scheduler(), problems, margins, confirm)
+    race = CaseRace(run.scheduler(), problems, margins, _solver_confirm(run, found, "race"))
     return race if race.start(run.deadline) else None
