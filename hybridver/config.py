@@ -52,6 +52,10 @@ class VerifyConfig:
     subdomains bounded per call.  ``handoff``: input-splitting branch-and-bound that is
     still running after ``handoff_after_s`` seconds hands hard domains to exact back ends
     through the scheduler (``hybridver.schedule``), on ``handoff_workers`` worker processes.
+    ``region_race``: for chains of affine layers and ReLUs with inputs small enough for
+    input splitting, region splitting (the ``regions`` back end) races input splitting on
+    each case in a worker process once input splitting has run ``region_race_after_s``
+    (needs ``handoff``, which owns the worker).
     """
 
     timeout_s: float = 300.0
@@ -66,3 +70,5 @@ class VerifyConfig:
     handoff: bool = True
     handoff_workers: int = 1
     handoff_after_s: float = 3.0
+    region_race: bool = True
+    region_race_after_s: float = 2.0

@@ -74,9 +74,12 @@ class Subproblem:
             elif node.op in (OpKind.MUL, OpKind.DIV, OpKind.MATMUL) and all(
                     self.graph.node(i).op is not OpKind.CONSTANT for i in node.inputs):
                 smooth.add(node.op.value)  # product of two variables
+        from hybridver.ir.relu_chain import ReluChain
+
         return SubproblemForm(n_inputs=self.graph.input_node.size, unstable_relus=unstable,
                               other_nonlinear_ops=frozenset(smooth),
-                              n_nodes=len(self.graph), n_rows=self.constraints.C.shape[0])
+                              n_nodes=len(self.graph), n_rows=self.constraints.C.shape[0],
+                              relu_chain=ReluChain.of(self.graph) is not None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +91,7 @@ class SubproblemForm:
     other_nonlinear_ops: frozenset[str]
     n_nodes: int
     n_rows: int
+    relu_chain: bool = False    # a chain of affine layers and ReLUs (ir/relu_chain.py)
 
     @property
     def piecewise_linear(self) -> bool:

@@ -28,6 +28,7 @@ import torch
 from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
 from hybridver.bab.attack import pgd_attack, sample_candidates
 from hybridver.bab.case_race import CaseRace
+from hybridver.ir.relu_chain import ReluChain
 from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margins,
                                        input_split_bab, per_disjunct_margins)
@@ -251,6 +252,8 @@ def _split_cases(run: _Run, open_cases: list[int]):
     reused = sorted(plan.pre_activations)
     relu_inputs = sorted({graph.node(name).inputs[0] for name, kind in plan.kind.items()
                           if kind == "unary" and graph.node(name).op in _RELU_LIKE})
+    chain_ok = run.config.handoff and run.config.region_race and \
+        ReluChain.of(graph) is not None
     run.progress.phase("input_split")
     try:
         for done, index in enumerate(open_cases):
@@ -277,11 +280,13 @@ def _split_cases(run: _Run, open_cases: list[int]):
                                              confirm, label=f"case {index}",
                                              start_at=time.monotonic()
                                              + run.config.handoff_after_s)
+            race = _RegionRace(run, case, found) if chain_ok else None
             outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                       stacked.groups, run.deadline, probe,
                                       InputSplitConfig(batch_size=run.config.split_batch),
                                       run.config.device, delegate=delegate,
-                                      progress=_bab_progress(run, done, len(open_cases)))
+                                      progress=_bab_progress(run, done, len(open_cases)),
+                                      stop=None if race is None else race.decided)
             if delegate is not None and delegate.disabled:
                 run.stats["input_split"]["handoff_error"] = delegate.disabled
             for key in ("delegated", "delegated_proven", "delegated_returned"):
@@ -289,13 +294,59 @@ def _split_cases(run: _Run, open_cases: list[int]):
                                                  + outcome.stats.get(key, 0))
             for key in ("domains_bounded", "probes"):
                 run.stats["input_split"][key] += outcome.stats.get(key, 0)
-            if outcome.status == "counterexample" and found:
+            status = outcome.status
+            if race is not None:
+                status = race.finish(status, run.stats["input_split"])
+            if status == "counterexample" and found:
                 return Verdict.SAT, found[0], ""
-            if outcome.status != "proven":
-                return _unfinished(outcome.status)
+            if status != "proven":
+                return _unfinished(status)
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["input_split"] = time.monotonic() - t0
+
+
+class _RegionRace:
+    """Region splitting (the ``regions`` back end) racing input splitting on one case of
+    a ReLU-chain network: started in a worker process once input splitting has run for
+    ``region_race_after_s`` (most cases end sooner), polled after every batch."""
+
+    def __init__(self, run: _Run, case, found: list[ConfirmedCounterexample]):
+        self.run, self.case, self.found = run, case, found
+        self.start_at = time.monotonic() + run.config.region_race_after_s
+        self.race: CaseRace | None = None
+        self.tried = False
+
+    def decided(self) -> bool:
+        """True once the race has proven the case or found a confirmed counterexample."""
+        if not self.tried and time.monotonic() >= self.start_at:
+            self.tried = True
+            problems = [Subproblem(self.run.model.graph, self.case.region, disjunct,
+                                   disjunct=k, label=f"case disjunct {k} (regions)")
+                        for k, disjunct in enumerate(self.case.disjuncts)]
+            race = CaseRace(self.run.scheduler(), problems, [0.0] * len(problems),
+                            _solver_confirm(self.run, self.found, "regions"),
+                            backend="regions")
+            self.race = race if race.start(self.run.deadline) else None
+        return self.race is not None and self.race.poll() in ("proven", "counterexample")
+
+    def finish(self, status: str, stats: dict) -> str:
+        """The case's status once input splitting returned ``status``: the race's answer
+        when it has one (waiting for it if input splitting ran out of domains)."""
+        if self.race is None:
+            return status
+        if status == "exhausted":
+            while self.race.poll() is None and not self.run.timed_out():
+                time.sleep(0.05)
+        state = self.race.poll()
+        races = stats.setdefault("region_races", {})
+        races[state or "unfinished"] = races.get(state or "unfinished", 0) + 1
+        self.race.cancel()
+        if state == "proven":
+            return "proven"
+        if state == "counterexample" and self.found:
+            return "counterexample"
+        return status
 
 
 def _probe(run: _Run, case, found: list[ConfirmedCounterexample]):

@@ -23,7 +23,7 @@ import numpy as np
 
 from hybridver.backends.base import Status
 from hybridver.problem import Subproblem
-from hybridver.schedule import Action, Scheduler, SubproblemFeatures
+from hybridver.schedule import Action, Decision, Scheduler, SubproblemFeatures
 
 #: ``confirm(point (n_in,), predicted_y or None) -> True when the real model confirms it``
 ConfirmFn = Callable[[np.ndarray, np.ndarray | None], bool]
@@ -33,7 +33,8 @@ class CaseRace:
     """One case's disjuncts on exact back ends (see the module docstring)."""
 
     def __init__(self, scheduler: Scheduler, problems: Sequence[Subproblem],
-                 margins: Sequence[float], confirm: ConfirmFn):
+                 margins: Sequence[float], confirm: ConfirmFn, backend: str | None = None):
+        self.backend = backend
         self.scheduler, self.problems = scheduler, tuple(problems)
         self.margins, self.confirm = tuple(margins), confirm
         self.tickets: list = []
@@ -43,10 +44,19 @@ class CaseRace:
 
     def start(self, deadline: float) -> bool:
         """Ask the policy about every disjunct not already refuted (``margins[k] > 0``);
-        submit them all if it runs each of them, else nothing.  True when started."""
+        submit them all if it runs each of them, else nothing.  True when started.  With
+        ``backend`` set, the policy is not asked: each job runs on that back end with the
+        time left as its budget."""
         plans = []
         for problem, margin in zip(self.problems, self.margins):
             if margin > 0:
+                continue
+            if self.backend is not None:
+                decision = Decision(Action.RUN, (self.backend,),
+                                    max(0.0, deadline - time.monotonic()),
+                                    f"{self.backend} races branch-and-bound on the case")
+                self.decisions.append(decision.choice)
+                plans.append((problem, decision))
                 continue
             features = SubproblemFeatures.of(problem, gap=margin, stagnated=True,
                                              time_left_s=deadline - time.monotonic())

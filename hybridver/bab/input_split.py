@@ -71,7 +71,8 @@ class InputSplitConfig:
 
 @dataclasses.dataclass
 class InputSplitOutcome:
-    """``status``: "proven", "counterexample", "timeout" or "exhausted" (domain limit)."""
+    """``status``: "proven", "counterexample", "timeout", "exhausted" (domain limit) or
+    "stopped" (by the caller's ``stop``)."""
 
     status: str
     counterexample_index: int | None = None
@@ -302,7 +303,8 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
                     groups: Sequence[slice], deadline: float, probe: ProbeFn | None = None,
                     config: InputSplitConfig = InputSplitConfig(),
                     device: str | torch.device = "cpu", delegate: Delegate | None = None,
-                    progress: ProgressFn | None = None) -> InputSplitOutcome:
+                    progress: ProgressFn | None = None,
+                    stop: Callable[[], bool] | None = None) -> InputSplitOutcome:
     """Prove the case on ``[lower, upper]`` or find a counterexample.
 
     ``groups``: the rows of each disjunct in the stacked constraint matrix the bound
@@ -402,6 +404,8 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
         stats["max_queue"] = max(stats["max_queue"], len(pool))
         if time.monotonic() > deadline:
             return finish("timeout")
+        if stop is not None and stop():
+            return finish("stopped")
         if stats["domains_bounded"] > config.max_domains:
             return finish("exhausted")
         if delegate is not None:

@@ -35,13 +35,18 @@ class Capabilities:
     ``exact_piecewise_linear``: its INFEASIBLE is a proof for ReLU-like networks;
     ``smooth_envelopes``: accepts smooth nonlinearities through sound envelopes (then only
     INFEASIBLE is a proof, solutions are candidates); ``exact_arithmetic``: rational
-    arithmetic, no tolerances; ``max_binaries_hint``: size beyond which it is not advised.
+    arithmetic, no tolerances; ``max_binaries_hint``: size beyond which it is not advised;
+    ``max_inputs_hint``: input dimension beyond which it is not advised (region splitting);
+    ``relu_chains_only``: decides only chains of affine layers and ReLUs
+    (:class:`~hybridver.ir.relu_chain.ReluChain`), UNKNOWN for any other graph.
     """
 
     exact_piecewise_linear: bool = True
     smooth_envelopes: bool = False
     exact_arithmetic: bool = False
     max_binaries_hint: int | None = None
+    max_inputs_hint: int | None = None
+    relu_chains_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hybridver.bounds import alpha as alpha_mod
-from hybridver.bounds.crown import BoundState, backward, build_state, get_plan
+from hybridver.bounds.crown import BoundState, backward, build_state, get_plan, unit_roundoff
 from hybridver.bounds.intervals import Interval, UnsupportedBoundError
 from hybridver.bounds.linear_ops import gamma
 from hybridver.bounds.options import BoundConfig, BoundMethod
@@ -40,7 +40,11 @@ class BoundResult:
     subdomains whose restrictions are contradictory (their rows get ``lower = +inf``,
     ``upper = -inf``: vacuously true).  ``stats``: counters (alpha iterations, chunks).
     ``input_coef``: ``(N, m, n_in)``, the input slopes of CROWN's linear lower bound of
-    each row (only when asked for, linear methods; a guide for branching, not a bound).
+    each row (only when asked for, linear methods; a guide for branching).
+    ``input_offset``: ``(N, m)`` float64, with ``method`` CROWN only (alpha-CROWN's final
+    pass has other slopes): ``input_coef[b, r] . x + input_offset[b, r] <= (C y + d)_r``
+    for EVERY input ``x`` of box ``b`` whose node values satisfy the restrictions (a linear
+    bound, valid pointwise; :func:`linear_bound_offset` says why).
     """
 
     method: BoundMethod
@@ -50,6 +54,7 @@ class BoundResult:
     infeasible: Tensor
     stats: Mapping[str, Any]
     input_coef: Tensor | None = None
+    input_offset: Tensor | None = None
 
 
 def _as_tensor(value: ArrayLike, device: torch.device) -> Tensor:
@@ -122,7 +127,8 @@ def _row_chunk(state: BoundState, rows: int, alpha: bool) -> int:
 def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
                  stats: dict[str, Any], coefs: list[Tensor] | None = None) -> Tensor:
     """CROWN (and alpha-CROWN) lower bounds ``(N, m)`` of the rows ``C y + d``;
-    ``coefs`` (if given) receives the CROWN pass's input coefficients per row chunk."""
+    ``coefs`` (if given) receives, per row chunk, the CROWN pass's input coefficients
+    ``(rows, N, n_in)`` and its lower bound ``(rows, N)`` (before any alpha step)."""
     plan = state.plan
     out_shape = plan.graph.output_node.shape
     m = C.shape[1]
@@ -140,9 +146,10 @@ def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
             lower = backward(state, plan.output, lam, beta, capture=capture)
         if coefs is not None:
             found = capture.get(plan.input)
-            coefs.append(torch.zeros((lam.shape[0], state.n, plan.graph.input_node.size),
-                                     dtype=state.dtype, device=state.device)
-                         if found is None else found.reshape(lam.shape[0], state.n, -1))
+            coefs.append((torch.zeros((lam.shape[0], state.n, plan.graph.input_node.size),
+                                      dtype=state.dtype, device=state.device)
+                          if found is None else found.reshape(lam.shape[0], state.n, -1),
+                          lower.detach().clone()))
         if use_alpha:
             lower, info = alpha_mod.optimize(state, plan.output, lam, beta, lower, config.alpha,
                                              splits=splits)
@@ -199,7 +206,7 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     linear = config.method is not BoundMethod.IBP
     stats: dict[str, Any] = {"batch_chunks": 0}
     chunk = _batch_chunk(graph, config, n, Ct.shape[1]) if linear else n
-    lowers, uppers, infeasible, intervals, coefs = [], [], [], [], []
+    lowers, uppers, infeasible, intervals, coefs, offsets = [], [], [], [], [], []
     t0 = time.perf_counter()
     for start in range(0, n, chunk):
         sl = slice(start, start + chunk)
@@ -214,11 +221,18 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
         if linear:
             both = torch.cat([Cc, -Cc], 1) if bound_upper else Cc
             dboth = torch.cat([dc, -dc], 1) if bound_upper else dc
-            chunk_coefs: list[Tensor] | None = [] if input_coefficients else None
+            chunk_coefs: list | None = [] if input_coefficients else None
             rows = _linear_rows(state, both, dboth, config, stats, chunk_coefs)
             m = Cc.shape[1]
             if chunk_coefs is not None:   # (rows, N, n_in) per row chunk -> (N, m, n_in)
-                coefs.append(torch.cat(chunk_coefs)[:m].transpose(0, 1).double())
+                coef = torch.cat([c for c, _ in chunk_coefs])[:m].transpose(0, 1).double()
+                coefs.append(coef)
+                if config.method is BoundMethod.CROWN:
+                    crown = torch.cat([lw for _, lw in chunk_coefs])[:m].T
+                    n_sub = coef.shape[0]
+                    offsets.append(linear_bound_offset(
+                        crown, coef, lo[sl].reshape(n_sub, -1).double(),
+                        hi[sl].reshape(n_sub, -1).double(), unit_roundoff(state.dtype, device)))
             low = torch.maximum(low, rows[:, :m])
             if bound_upper:
                 up = torch.minimum(up, -rows[:, m:])
@@ -240,5 +254,31 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
         if name in plan.variable else iv0 for name, iv0 in intervals[0].items()}
     return BoundResult(config.method, torch.cat(lowers),
                        torch.cat(uppers) if bound_upper else None, merged,
-                       torch.cat(infeasible), stats, torch.cat(coefs) if coefs else None)
+                       torch.cat(infeasible), stats, torch.cat(coefs) if coefs else None,
+                       torch.cat(offsets) if offsets else None)
+
+
+def linear_bound_offset(crown_lower: Tensor, coef: Tensor, lower: Tensor, upper: Tensor,
+                        u_work: float) -> Tensor:
+    """The constant of CROWN's linear lower bound: ``(N, m)`` float64 such that
+    ``coef[b, r] . x + offset[b, r] <= row_r(x)`` for every ``x`` of box ``b``.
+
+    ``crown_lower``: CROWN's bound ``(N, m)``; ``coef``: its input slopes ``(N, m, n)``
+    (float64 copies of the working-dtype values the pass used); ``lower, upper``: the boxes
+    ``(N, n)``.  Why it is sound: the backward pass bounds ``row_r(x)`` below by
+    ``coef . x + (other terms) - errors`` at every point ``x`` of the box (every error
+    term uses the box magnitudes, which hold pointwise), and then replaces ``coef . x`` by
+    ``t``, its minimum over the box evaluated in the working dtype (unit roundoff
+    ``u_work``): so ``row_r(x) >= coef . x + crown_lower - t``.  Here ``t`` is bounded
+    above by the float64 minimum ``s`` plus both evaluations' rounding, at most
+    ``gamma(n + 3)`` times ``sum |coef| max(|lower|, |upper|)`` each, and the subtraction's
+    own rounding is covered by a relative ``4 * 2**-53``.
+    """
+    n = coef.shape[-1]
+    lo, hi = lower[:, None, :], upper[:, None, :]
+    s = torch.minimum(coef * lo, coef * hi).sum(-1)
+    mag = (coef.abs() * torch.maximum(lo.abs(), hi.abs())).sum(-1)
+    slack = (gamma(n + 3, u_work) + gamma(n + 3, U64)) * mag
+    offset = crown_lower - s - slack
+    return offset - 4 * U64 * (crown_lower.abs() + s.abs() + slack)
 

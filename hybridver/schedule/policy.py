@@ -176,4 +176,8 @@ def _accepts(caps: Capabilities, form) -> bool:
         return False
     if not form.piecewise_linear and not caps.smooth_envelopes:
         return False
+    if caps.max_inputs_hint is not None and form.n_inputs > caps.max_inputs_hint:
+        return False
+    if caps.relu_chains_only and not form.relu_chain:
+        return False
     return caps.max_binaries_hint is None or form.unstable_relus <= caps.max_binaries_hint

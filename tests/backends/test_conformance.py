@@ -37,6 +37,7 @@ from hybridver.backends.refine import _refinable, solve_with_refinement
 from hybridver.encode.affine_form import interval_node_bounds
 from hybridver.ir.evaluate import evaluate
 from hybridver.ir.ops import OpKind
+from hybridver.ir.relu_chain import ReluChain
 from hybridver.problem import Subproblem
 from hybridver.result import confirm_counterexample
 from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
@@ -198,6 +199,8 @@ def tight(case: Case) -> bool:
 def allowed(backend, case: Case) -> set[Status]:
     """The statuses a back end may give (see the module docstring)."""
     ok = {case.expected}
+    if backend.capabilities.relu_chains_only and ReluChain.of(case.problem().graph) is None:
+        ok |= {Status.UNKNOWN}
     if not backend.capabilities.exact_arithmetic:
         if tight(case):
             ok |= {Status.UNKNOWN, Status.CANDIDATE}
@@ -264,7 +267,9 @@ def test_counterexample_confirmed(name, case):
     if cex is None:
         exact = backend.capabilities.exact_arithmetic
         tolerated = (not exact and (case.single_point or tight(case))) or (
-            case.smooth and not _refinable(backend))
+            case.smooth and not _refinable(backend)) or (
+            backend.capabilities.relu_chains_only
+            and ReluChain.of(case.problem().graph) is None)
         assert tolerated, (outcome.status, outcome.message)
         assert outcome.status is not Status.INFEASIBLE
         return

@@ -1,0 +1,216 @@
+"""Rigorous lower bounds of a max of affine functions over a polytope, by LP (HiGHS).
+
+``min over x in P of max_r (lam_r . x + c_r)`` with ``P = {lo <= x <= hi, G x <= h}`` is
+the LP ``min t  s.t.  lam_r . x - t <= -c_r,  G x <= h``.  HiGHS solves it in floating
+point with tolerances, so its optimum is not used as a bound.  Instead its duals give
+weights ``w >= 0`` (``sum w = 1``) on the rows and ``y >= 0`` on the cuts, and for every
+``x`` of ``P``
+
+    max_r L_r(x) >= sum_r w_r L_r(x) >= sum_r w_r L_r(x) + y . (G x - h) = g . x + k
+
+with ``g = sum_r w_r lam_r + G^T y`` and ``k = sum_r w_r c_r - y . h``; its minimum over
+the box is closed-form, and the float64 rounding of ``g``, ``k`` and the sum is bounded
+(Higham's ``gamma``) and subtracted.  Any ``w, y`` give a valid bound; good duals give a
+tight one.  When HiGHS reports the LP infeasible, its dual ray ``y`` on the cuts is checked
+the same way: ``min over the box of (G^T y) . x - y . h > 0`` proves ``P`` empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+_U = 2.0 ** -53
+
+
+def _gamma(k: int) -> float:
+    return k * _U / (1 - k * _U)
+
+
+@dataclasses.dataclass(frozen=True)
+class PolytopeBound:
+    """``lower``: a rigorous lower bound of ``min_P max_r L_r`` (``+inf``: ``P`` is proven
+    empty); ``point``: the LP's minimiser ``(n,)`` (a candidate to test), or None."""
+
+    lower: float
+    point: np.ndarray | None
+
+
+def dual_bound(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.ndarray,
+               lo: np.ndarray, hi: np.ndarray, w: np.ndarray, y: np.ndarray) -> float:
+    """The bound ``min over the box of g . x + k`` of the module docstring, rounding
+    subtracted.  ``lam (R, n)``, ``c (R,)``, ``G (K, n)``, ``h (K,)``, ``w (R,)``,
+    ``y (K,)``; negative entries of ``w, y`` are clipped to 0 and ``w`` is normalised
+    (all-zero ``w`` becomes uniform)."""
+    w = np.clip(np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    y = np.clip(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    R = lam.shape[0]
+    total = float(w.sum())
+    w = w / total if total > 0 else np.full(R, 1.0 / R)
+    # Scaled so that the exact sum s of the stored weights is below 1; the missing
+    # (1 - s) max_r L_r(x) is bounded below by (1 - s) M with M <= max_r L_r on the box.
+    w = w * (1 - 4 * (R + 2) * _U)
+    s_computed = float(w.sum())
+    s_low, s_high = s_computed * (1 - 2 * R * _U), s_computed * (1 + 2 * R * _U)
+    g = w @ lam + G.T @ y if G.size else w @ lam
+    n_terms = lam.shape[0] + G.shape[0]
+    g_err = _gamma(n_terms + 1) * (w @ np.abs(lam) + (np.abs(G).T @ y if G.size else 0.0))
+    k = float(w @ c) - (float(y @ h) if G.size else 0.0)
+    k_err = _gamma(n_terms + 1) * (float(np.abs(w) @ np.abs(c))
+                                   + (float(y @ np.abs(h)) if G.size else 0.0))
+    reach = np.maximum(np.abs(lo), np.abs(hi))
+    terms = np.minimum(g * lo, g * hi)
+    value = float(terms.sum()) + k
+    err = (float(g_err @ reach) + k_err
+           + _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(k)))
+    bound = value - 2 * err
+    reach_rows = np.abs(lam) @ reach + np.abs(c)
+    box_rows = np.minimum(lam * lo, lam * hi).sum(1) + c
+    M = float(np.max(box_rows - 2 * _gamma(lam.shape[1] + 2) * reach_rows))
+    missing = (1 - s_low) if M < 0 else max(0.0, 1 - s_high)
+    bound += missing * M - 4 * _U * abs(missing * M)
+    return bound
+
+
+def min_max_over_polytope(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.ndarray,
+                          lo: np.ndarray, hi: np.ndarray) -> PolytopeBound:
+    """A rigorous lower bound of ``min over P of max_r (lam_r . x + c_r)`` (module doc).
+
+    ``lam (R, n)``, ``c (R,)`` the affine functions; ``G (K, n)``, ``h (K,)`` the cuts
+    (``K`` may be 0); ``lo, hi (n,)`` the box.  Needs ``highspy``.
+    """
+    import highspy
+
+    R, n = lam.shape
+    K = G.shape[0]
+    rows = np.zeros((R + K, n + 1))
+    rows[:R, :n], rows[:R, n] = lam, -1.0
+    if K:
+        rows[R:, :n] = G
+    upper = np.concatenate([-c, h])
+    h_lp = highspy.Highs()
+    h_lp.setOptionValue("output_flag", False)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n + 1, R + K
+    lp.col_cost_ = np.concatenate([np.zeros(n), [1.0]])
+    lp.col_lower_ = np.concatenate([lo, [-math.inf]])
+    lp.col_upper_ = np.concatenate([hi, [math.inf]])
+    lp.row_lower_ = np.full(R + K, -math.inf)
+    lp.row_upper_ = upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.arange(0, (R + K) * (n + 1) + 1, n + 1, dtype=np.int32)
+    lp.a_matrix_.index_ = np.tile(np.arange(n + 1, dtype=np.int32), R + K)
+    lp.a_matrix_.value_ = rows.ravel()
+    h_lp.passModel(lp)
+    h_lp.run()
+    status = h_lp.getModelStatus()
+    if status == highspy.HighsModelStatus.kOptimal:
+        sol = h_lp.getSolution()
+        duals = -np.asarray(sol.row_dual, dtype=np.float64)
+        point = np.asarray(sol.col_value, dtype=np.float64)[:n]
+        return PolytopeBound(dual_bound(lam, c, G, h, lo, hi, duals[:R], duals[R:]),
+                             np.clip(point, lo, hi))
+    if status == highspy.HighsModelStatus.kInfeasible and K:
+        _, has_ray, ray = h_lp.getDualRay()
+        if has_ray:
+            ray = np.asarray(ray, dtype=np.float64)[R:]
+            for y in (ray, -ray):
+                if _proves_empty(G, h, lo, hi, np.clip(y, 0.0, None)):
+                    return PolytopeBound(math.inf, None)
+    return PolytopeBound(-math.inf, None)
+
+
+def _proves_empty(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  y: np.ndarray) -> bool:
+    """True when ``y >= 0`` certifies ``{lo <= x <= hi, G x <= h}`` empty: for every box
+    point ``y . (G x - h) > 0`` (rounding subtracted), while the cuts need it ``<= 0``."""
+    if not np.any(y > 0):
+        return False
+    g = G.T @ y
+    g_err = _gamma(G.shape[0] + 1) * (np.abs(G).T @ y)
+    k = -float(y @ h)
+    k_err = _gamma(G.shape[0] + 1) * float(y @ np.abs(h))
+    reach = np.maximum(np.abs(lo), np.abs(hi))
+    terms = np.minimum(g * lo, g * hi)
+    value = float(terms.sum()) + k
+    err = float(g_err @ reach) + k_err + _gamma(len(terms) + 2) * (
+        float(np.abs(terms).sum()) + abs(k))
+    return value - 2 * err > 0
+
+
+def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+    """A box containing ``{lo <= x <= hi, G x <= h}``: each end is an LP optimum (HiGHS,
+    one model re-solved with ``2 n`` objectives, warm-started) turned into a rigorous
+    bound by :func:`dual_bound`, so the box never cuts a point of the polytope.  None
+    when the polytope is proven empty.  ``G (K, n)`` with ``K >= 1``."""
+    import highspy
+
+    K, n = G.shape
+    h_lp = highspy.Highs()
+    h_lp.setOptionValue("output_flag", False)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, K
+    lp.col_cost_ = np.zeros(n)
+    lp.col_lower_, lp.col_upper_ = lo.astype(np.float64), hi.astype(np.float64)
+    lp.row_lower_ = np.full(K, -math.inf)
+    lp.row_upper_ = h.astype(np.float64)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.arange(0, K * n + 1, n, dtype=np.int32)
+    lp.a_matrix_.index_ = np.tile(np.arange(n, dtype=np.int32), K)
+    lp.a_matrix_.value_ = np.ascontiguousarray(G, dtype=np.float64).ravel()
+    h_lp.passModel(lp)
+    new_lo, new_hi = lo.astype(np.float64).copy(), hi.astype(np.float64).copy()
+    idx = np.arange(n, dtype=np.int32)
+    for j in range(n):
+        for sign in (1.0, -1.0):
+            cost = np.zeros(n)
+            cost[j] = sign
+            h_lp.changeColsCost(n, idx, cost)
+            h_lp.run()
+            status = h_lp.getModelStatus()
+            if status == highspy.HighsModelStatus.kInfeasible:
+                _, has_ray, ray = h_lp.getDualRay()
+                if has_ray:
+                    ray = np.asarray(ray, dtype=np.float64)
+                    for y in (ray, -ray):
+                        if _proves_empty(G, h, lo, hi, np.clip(y, 0.0, None)):
+                            return None
+                return new_lo, new_hi
+            if status != highspy.HighsModelStatus.kOptimal:
+                continue
+            duals = -np.asarray(h_lp.getSolution().row_dual, dtype=np.float64)
+            bound = dual_bound(cost[None, :], np.zeros(1), G, h, lo, hi, np.ones(1), duals)
+            if sign > 0:
+                new_lo[j] = max(new_lo[j], bound)
+            else:
+                new_hi[j] = min(new_hi[j], -bound)
+    if np.any(new_lo > new_hi):
+        return None
+    return new_lo, new_hi
+
+
+def propagate_cut(g: np.ndarray, h: float, lo: np.ndarray, hi: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The box ``[lo, hi]`` shrunk by one cut ``g . x <= h`` (interval propagation, no
+    LP): ``g_j x_j <= h - sum_{i != j} min(g_i lo_i, g_i hi_i)``, with the float64 rounding
+    of the sums and the division pushed outward.  None when the cut misses the box."""
+    terms = np.minimum(g * lo, g * hi)
+    total = float(terms.sum())
+    err = 2 * _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(h))
+    if total - err > h:
+        return None
+    new_lo, new_hi = lo.copy(), hi.copy()
+    room = h - (total - terms) + err            # >= h - sum_{i != j} (rounding covered)
+    room = room + 4 * _U * (abs(h) + np.abs(total - terms) + err)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        limit = room / g
+    slack = 4 * _U * np.abs(limit) + 1e-300
+    pos, neg = g > 0, g < 0
+    new_hi[pos] = np.minimum(hi[pos], limit[pos] + slack[pos])
+    new_lo[neg] = np.maximum(lo[neg], limit[neg] - slack[neg])
+    if np.any(new_lo > new_hi):
+        return None
+    return new_lo, new_hi

@@ -1,0 +1,243 @@
+"""Branch-and-bound on ReLU phases in layer order, over input polytopes (for chains of
+affine + ReLU layers with low-dimensional inputs, e.g. ACAS Xu).
+
+A *region* is a convex polytope ``P = {x in box, G x <= h}`` of the case's input box on
+which the ReLUs of the first layers have fixed phases; on it the pre-activations of the
+next hidden layer are an exact affine function of ``x`` (:meth:`ReluChain.affine_map`).
+Splitting an unstable neuron of the first layer that still has one cuts ``P`` by the
+hyperplane ``z_j(x) = 0`` into two regions (the geometric path enumeration of nnenum,
+with bounds from this package's engine):
+
+* every region of a batch is bounded by CROWN over its bounding box, with its phases and
+  its parent's pre-activation intervals passed as restrictions; a disjunct is refuted when
+  one of its rows has a positive bound;
+* otherwise CROWN's linear lower bounds ``L_r(x) <= row_r(x)`` (valid at every point of
+  the box, :func:`hybridver.bounds.engine.linear_bound_offset`) are minimised over ``P``
+  itself by LP, with a rigorous dual bound (:mod:`hybridver.bab.polytope_lp`): this is
+  where the cuts pay off, as CROWN alone only sees the box;
+* the LP's minimiser is tested on the model (a candidate counterexample);
+* the region still open is split on the unstable neuron of its first unstable layer whose
+  interval is most balanced.
+
+Soundness: the cut of a split is the computed ``A_j x + a_j`` widened by its rounding
+radius on both sides (``A_j x + a_j >= -radius`` for the active child, ``<= radius`` for
+the inactive one), so every point of the parent whose true ``z_j`` is ``>= 0`` (resp.
+``<= 0``) lies in the active (resp. inactive) child's polytope, and the child's
+restriction ``z_j >= 0`` (resp. ``<= 0``) is true at exactly those points: the children
+cover the parent.  A region is dropped only when the engine's bound, an LP dual bound or an
+emptiness certificate proves it; "proven" needs an empty stack.  A fully linear region
+whose LP cannot refute it and whose minimiser is not a confirmed counterexample is
+"unresolved" (a tie within rounding): the run ends undecided, never "proven".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from hybridver.bab.polytope_lp import bounding_box, min_max_over_polytope, propagate_cut
+from hybridver.ir.relu_chain import ReluChain
+
+Tensor = torch.Tensor
+
+
+@dataclasses.dataclass
+class RegionBounds:
+    """What a bound function returns for ``N`` regions (boxes plus restrictions).
+
+    ``row_lower (N, m)``: sound lower bounds of the stacked rows; ``coef (N, m, n_in)``
+    and ``offset (N, m)``: CROWN's linear lower bounds, valid at every point of the box
+    that satisfies the restrictions; ``intervals``: pre-activation name -> ``(lower,
+    upper)`` ``(N, n)`` sound on each region; ``infeasible (N,)``: contradictory
+    restrictions (the region is empty)."""
+
+    row_lower: np.ndarray
+    coef: np.ndarray
+    offset: np.ndarray
+    intervals: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    infeasible: np.ndarray
+
+
+#: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions name -> (lo, hi) (N, n))``
+BoundFn = Callable[[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                   RegionBounds]
+#: ``probe(points (K, n_in)) -> index of a confirmed counterexample among them, or None``
+ProbeFn = Callable[[np.ndarray], "int | None"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RegionSplitConfig:
+    batch_size: int = 256          # regions bounded per engine call
+    max_regions: int = 5_000_000   # regions bounded before giving up ("exhausted")
+    tighten_boxes: bool = True     # shrink new regions' boxes to their polytope (2 n LPs)
+    lp_box_every: int = 1          # ... at every lp_box_every-th cut (others: propagation)
+
+
+@dataclasses.dataclass
+class RegionSplitOutcome:
+    """``status``: "proven", "counterexample", "timeout", "exhausted" or "unresolved"."""
+
+    status: str
+    counterexample_point: np.ndarray | None = None
+    stats: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _Region:
+    lo: np.ndarray                    # (n_in,) a box containing the polytope
+    hi: np.ndarray
+    G: np.ndarray                     # (K, n_in) cuts
+    h: np.ndarray                     # (K,)
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]]   # restrictions (n,) per node
+    open_disjuncts: np.ndarray        # (g,) bool: not yet refuted on this region
+
+
+def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
+                     upper: np.ndarray, C: np.ndarray, d: np.ndarray,
+                     groups: Sequence[slice], deadline: float,
+                     probe: ProbeFn, config: RegionSplitConfig = RegionSplitConfig(),
+                     stop: Callable[[], bool] | None = None,
+                     cuts: tuple[np.ndarray, np.ndarray] | None = None) -> RegionSplitOutcome:
+    """Decide one case on its box ``[lower, upper]`` ``(n_in,)`` (module docstring).
+
+    ``C (m, n_out)``, ``d (m,)``: the case's stacked rows (``bound_fn`` bounds the same);
+    ``groups``: the row slices of each disjunct in them; ``probe`` tests candidate points
+    on the model; ``stop()`` True ends the run early ("timeout"); ``cuts``: ``(G (K,
+    n_in), h (K,))`` that every point of interest satisfies (e.g. branching decisions on
+    the first layer), the root region's polytope."""
+    lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+    n_in = lower.shape[0]
+    reach = np.maximum(np.abs(lower), np.abs(upper))
+    full = {name: (np.full(w.shape[0], -np.inf), np.full(w.shape[0], np.inf))
+            for name, w in zip(chain.pre_names, chain.weights)}
+    G0, h0 = cuts if cuts is not None else (np.zeros((0, n_in)), np.zeros(0))
+    stack = [_Region(lower, upper, np.asarray(G0, np.float64), np.asarray(h0, np.float64),
+                     full, np.ones(len(groups), dtype=bool))]
+    stats = {"linear_regions": 0, "regions_bounded": 0, "lps": 0, "lp_proven": 0,
+             "empty": 0, "max_cuts": 0, "probes": 0}
+    while stack:
+        if time.monotonic() >= deadline or (stop is not None and stop()):
+            return RegionSplitOutcome("timeout", stats={**stats, "open": len(stack)})
+        if stats["regions_bounded"] >= config.max_regions:
+            return RegionSplitOutcome("exhausted", stats=stats)
+        batch = stack[-config.batch_size:]
+        del stack[-config.batch_size:]
+        n = len(batch)
+        restrictions = {name: (np.stack([r.intervals[name][0] for r in batch]),
+                               np.stack([r.intervals[name][1] for r in batch]))
+                        for name in chain.pre_names}
+        bounds = bound_fn(np.stack([r.lo for r in batch]), np.stack([r.hi for r in batch]),
+                          restrictions)
+        stats["regions_bounded"] += n
+        points, unresolved = [], False
+        for b, region in enumerate(batch):
+            if bounds.infeasible[b]:
+                stats["empty"] += 1
+                continue
+            still = region.open_disjuncts.copy()
+            for k, rows in enumerate(groups):
+                if still[k] and bounds.row_lower[b, rows].max() > 0:
+                    still[k] = False
+            if not still.any():
+                continue
+            for k in np.flatnonzero(still):
+                rows = groups[k]
+                stats["lps"] += 1
+                result = min_max_over_polytope(bounds.coef[b, rows], bounds.offset[b, rows],
+                                               region.G, region.h, region.lo, region.hi)
+                if result.lower > 0:
+                    still[k] = False
+                    stats["lp_proven"] += 1
+                elif result.point is not None:
+                    points.append(result.point)
+            if not still.any():
+                continue
+            intervals = {name: (bounds.intervals[name][0][b], bounds.intervals[name][1][b])
+                         for name in chain.pre_names}
+            children = _split(chain, region, intervals, still, reach)
+            if children is None:   # fully linear: the exact affine output, in float64
+                stats["linear_regions"] += 1
+                for k in np.flatnonzero(still):
+                    lam, c = _linear_rows(chain, intervals, C[groups[k]], d[groups[k]], reach)
+                    result = min_max_over_polytope(lam, c, region.G, region.h, region.lo,
+                                                   region.hi)
+                    if result.lower > 0:
+                        still[k] = False
+                    elif result.point is not None:
+                        points.append(result.point)
+                unresolved |= bool(still.any())
+                continue
+            for child in children:
+                box = propagate_cut(child.G[-1], child.h[-1], child.lo, child.hi)
+                if box is not None and config.tighten_boxes and \
+                        child.G.shape[0] % config.lp_box_every == 0:
+                    box = bounding_box(child.G, child.h, *box)
+                    if box is None:
+                        stats["empty"] += 1
+                        continue
+                    child.lo, child.hi = box
+                stack.append(child)
+            stats["max_cuts"] = max(stats["max_cuts"], region.G.shape[0] + 1)
+        if points:
+            stats["probes"] += len(points)
+            hit = probe(np.stack(points))
+            if hit is not None:
+                return RegionSplitOutcome("counterexample", points[hit], stats=stats)
+        if unresolved:
+            return RegionSplitOutcome("unresolved", stats=stats)
+    return RegionSplitOutcome("proven", stats=stats)
+
+
+def _linear_rows(chain: ReluChain, intervals: dict[str, tuple[np.ndarray, np.ndarray]],
+                 C: np.ndarray, d: np.ndarray, reach: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """On a region where every ReLU is stable, the rows ``C y + d`` as exact affine
+    functions of the input: ``lam (R, n_in)`` and ``c (R,)`` with ``lam . x + c <=
+    row(x)`` (the composition's radius and the float64 rounding of ``C A`` subtracted)."""
+    phases = [intervals[name][0] >= 0 for name in chain.pre_names]
+    A, a, radius = chain.affine_map(chain.n_hidden, phases, reach)
+    C = np.asarray(C, np.float64)
+    lam = C @ A
+    k = C.shape[1] + 1
+    u = 2.0 ** -53
+    err = (k * u / (1 - k * u)) * (np.abs(C) @ (np.abs(A) @ reach + np.abs(a)) + np.abs(d))
+    c = C @ a + d - np.abs(C) @ radius - 2 * err
+    # lam's own rounding is inside err (it multiplies reach); c's subtraction rounding:
+    return lam, c - 4 * u * (np.abs(C @ a) + np.abs(d) + np.abs(C) @ radius + 2 * err)
+
+
+def _split(chain: ReluChain, region: _Region,
+           intervals: dict[str, tuple[np.ndarray, np.ndarray]], open_disjuncts: np.ndarray,
+           reach: np.ndarray) -> list[_Region] | None:
+    """The two children of ``region`` on the most balanced unstable neuron of its first
+    layer with one, or None when no neuron is unstable (the region is fully linear)."""
+    phases = []
+    for layer, name in enumerate(chain.pre_names):
+        lo, hi = intervals[name]
+        unstable = (lo < 0) & (hi > 0)
+        if not unstable.any():
+            phases.append(lo >= 0)
+            continue
+        balance = np.where(unstable, np.minimum(-lo, hi), -np.inf)
+        j = int(np.argmax(balance))
+        A, a, radius = chain.affine_map(layer, phases, reach)
+        children = []
+        for active in (True, False):
+            sign = -1.0 if active else 1.0   # active: -(A x + a) <= radius; else A x + a <= r
+            cut_row = sign * A[j]
+            cut_rhs = radius[j] - sign * a[j]
+            new = dict(intervals)
+            lo_j, hi_j = lo.copy(), hi.copy()
+            if active:
+                lo_j[j] = 0.0
+            else:
+                hi_j[j] = 0.0
+            new[name] = (lo_j, hi_j)
+            children.append(_Region(region.lo, region.hi, np.vstack([region.G, cut_row[None, :]]),
+                                    np.append(region.h, cut_rhs), new, open_disjuncts.copy()))
+        return children
+    return None
