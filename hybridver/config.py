@@ -28,7 +28,10 @@ class AttackConfig:
     signed-gradient steps of size ``step_fraction * box width``, decaying linearly.
     Inputs of at most ``low_dim`` dimensions (ACAS Xu's 5) are cheap to attack, so they
     get ``low_dim_restarts`` starts instead (on ACAS Xu 2_9 property 8, 64 starts miss the
-    counterexample and 1024 find it in 0.2 s).
+    counterexample and 1024 find it in 0.2 s).  A low-dimensional case that input
+    splitting has not decided after ``face_after_s`` seconds gets ``face_samples`` random
+    points on each face of its box (``bab/attack.face_candidates``; ACAS Xu 1_9 property 7
+    has its counterexamples in a slab against a face: 0.5 s with 20,000 per face).
     """
 
     samples: int = 256
@@ -39,6 +42,8 @@ class AttackConfig:
     seed: int = 0
     low_dim: int = 16
     low_dim_restarts: int = 1024
+    face_samples: int = 20_000
+    face_after_s: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
-from hybridver.bab.attack import pgd_attack, sample_candidates
+from hybridver.bab.attack import face_candidates, pgd_attack, sample_candidates
 from hybridver.bab.case_race import CaseRace
 from hybridver.ir.relu_chain import ReluChain
 from hybridver.bab.handoff import SchedulerDelegate
@@ -281,12 +281,17 @@ def _split_cases(run: _Run, open_cases: list[int]):
                                              start_at=time.monotonic()
                                              + run.config.handoff_after_s)
             race = _RegionRace(run, case, found) if chain_ok else None
+            faces = _FaceAttack(run, case, found)
+
+            def stop() -> bool:
+                return faces.decided() or (race is not None and race.decided())
+
             outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                       stacked.groups, run.deadline, probe,
                                       InputSplitConfig(batch_size=run.config.split_batch),
                                       run.config.device, delegate=delegate,
                                       progress=_bab_progress(run, done, len(open_cases)),
-                                      stop=None if race is None else race.decided)
+                                      stop=stop)
             if delegate is not None and delegate.disabled:
                 run.stats["input_split"]["handoff_error"] = delegate.disabled
             for key in ("delegated", "delegated_proven", "delegated_returned"):
@@ -297,6 +302,8 @@ def _split_cases(run: _Run, open_cases: list[int]):
             status = outcome.status
             if race is not None:
                 status = race.finish(status, run.stats["input_split"])
+            if faces.found_one:
+                status = "counterexample"
             if status == "counterexample" and found:
                 return Verdict.SAT, found[0], ""
             if status != "proven":
@@ -304,6 +311,35 @@ def _split_cases(run: _Run, open_cases: list[int]):
         return Verdict.UNSAT, None, ""
     finally:
         run.phases["input_split"] = time.monotonic() - t0
+
+
+class _FaceAttack:
+    """Random points on the faces of a low-dimensional case's box (``AttackConfig``),
+    tried once when input splitting has run ``face_after_s`` on the case."""
+
+    def __init__(self, run: _Run, case, found: list[ConfirmedCounterexample]):
+        self.run, self.case, self.found = run, case, found
+        attack = run.config.attack
+        self.start_at = time.monotonic() + attack.face_after_s
+        self.pending = attack.face_samples > 0 and case.region.lower.size <= attack.low_dim
+        self.found_one = False
+
+    def decided(self) -> bool:
+        """True once a face point was confirmed on the real model (put in ``found``)."""
+        if not self.pending or time.monotonic() < self.start_at:
+            return self.found_one
+        self.pending = False
+        t0 = time.monotonic()
+        attack = self.run.config.attack
+        for candidate in face_candidates(self.run.model.graph, self.case, attack.face_samples,
+                                         attack.seed, self.run.config.device):
+            cex = self.run.confirm(candidate)
+            if cex is not None:
+                self.found.append(cex)
+                self.found_one = True
+                break
+        self.run.phases["attack_faces"] = time.monotonic() - t0
+        return self.found_one
 
 
 class _RegionRace:

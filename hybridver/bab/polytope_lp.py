@@ -140,21 +140,41 @@ def _proves_empty(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     return value - 2 * err > 0
 
 
-def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """A box containing ``{lo <= x <= hi, G x <= h}``: each end is an LP optimum (HiGHS,
-    one model re-solved with ``2 n`` objectives, warm-started) turned into a rigorous
-    bound by :func:`dual_bound`, so the box never cuts a point of the polytope.  None
-    when the polytope is proven empty.  ``G (K, n)`` with ``K >= 1``."""
+@dataclasses.dataclass(frozen=True)
+class BoxBounds:
+    """``lower, upper (n,)``: a box containing the polytope; ``points (2 n, n)``: the LP
+    minimiser of each end solved (``x_j`` up, then down, for ``j = 0..n-1``), NaN rows
+    for ends not solved."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    points: np.ndarray
+
+
+def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                 solve: np.ndarray | None = None) -> BoxBounds | None:
+    """A box containing ``{lo <= x <= hi, G x <= h}``, or None when that polytope is proven
+    empty.  ``G (K, n)`` with ``K >= 1``; ``solve (2 n,)`` bool: the ends to compute by LP
+    (default all; the others stay at ``lo``/``hi``).
+
+    Each end is an LP (HiGHS, one model re-solved with each objective ``+-x_j``,
+    warm-started) whose duals ``y >= 0`` give the rigorous bound ``+-x_j >= +-x_j + y . (G x -
+    h)`` minimised over the box in closed form, float64 rounding subtracted: the box never
+    cuts a point of the polytope, whatever the solver's tolerances."""
     import highspy
 
     K, n = G.shape
+    solve = np.ones(2 * n, dtype=bool) if solve is None else np.asarray(solve, dtype=bool)
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    points = np.full((2 * n, n), np.nan)
+    if not solve.any():
+        return BoxBounds(lo.copy(), hi.copy(), points)
     h_lp = highspy.Highs()
     h_lp.setOptionValue("output_flag", False)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n, K
     lp.col_cost_ = np.zeros(n)
-    lp.col_lower_, lp.col_upper_ = lo.astype(np.float64), hi.astype(np.float64)
+    lp.col_lower_, lp.col_upper_ = lo, hi
     lp.row_lower_ = np.full(K, -math.inf)
     lp.row_upper_ = h.astype(np.float64)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
@@ -162,34 +182,61 @@ def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray
     lp.a_matrix_.index_ = np.tile(np.arange(n, dtype=np.int32), K)
     lp.a_matrix_.value_ = np.ascontiguousarray(G, dtype=np.float64).ravel()
     h_lp.passModel(lp)
-    new_lo, new_hi = lo.astype(np.float64).copy(), hi.astype(np.float64).copy()
     idx = np.arange(n, dtype=np.int32)
-    for j in range(n):
-        for sign in (1.0, -1.0):
-            cost = np.zeros(n)
-            cost[j] = sign
-            h_lp.changeColsCost(n, idx, cost)
-            h_lp.run()
-            status = h_lp.getModelStatus()
-            if status == highspy.HighsModelStatus.kInfeasible:
-                _, has_ray, ray = h_lp.getDualRay()
-                if has_ray:
-                    ray = np.asarray(ray, dtype=np.float64)
-                    for y in (ray, -ray):
-                        if _proves_empty(G, h, lo, hi, np.clip(y, 0.0, None)):
-                            return None
-                return new_lo, new_hi
-            if status != highspy.HighsModelStatus.kOptimal:
-                continue
-            duals = -np.asarray(h_lp.getSolution().row_dual, dtype=np.float64)
-            bound = dual_bound(cost[None, :], np.zeros(1), G, h, lo, hi, np.ones(1), duals)
-            if sign > 0:
-                new_lo[j] = max(new_lo[j], bound)
-            else:
-                new_hi[j] = min(new_hi[j], -bound)
+    ends = np.flatnonzero(solve)
+    costs = np.zeros((len(ends), n))
+    duals = np.zeros((len(ends), K))
+    good = np.zeros(len(ends), dtype=bool)
+    for row, e in enumerate(ends):
+        costs[row, e // 2] = 1.0 if e % 2 == 0 else -1.0
+        h_lp.changeColsCost(n, idx, costs[row])
+        h_lp.run()
+        status = h_lp.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            _, has_ray, ray = h_lp.getDualRay()
+            if has_ray:
+                ray = np.asarray(ray, dtype=np.float64)
+                for y in (ray, -ray):
+                    if _proves_empty(G, h, lo, hi, np.clip(y, 0.0, None)):
+                        return None
+            break
+        if status != highspy.HighsModelStatus.kOptimal:
+            continue
+        sol = h_lp.getSolution()
+        duals[row] = -np.asarray(sol.row_dual, dtype=np.float64)
+        points[e] = np.asarray(sol.col_value, dtype=np.float64)
+        good[row] = True
+    bounds = _end_bounds(costs[good], duals[good], G, h, lo, hi)
+    new_lo, new_hi = lo.copy(), hi.copy()
+    for e, bound in zip(ends[good], bounds):
+        j = e // 2
+        if e % 2 == 0:
+            new_lo[j] = max(new_lo[j], bound)
+        else:
+            new_hi[j] = min(new_hi[j], -bound)
     if np.any(new_lo > new_hi):
         return None
-    return new_lo, new_hi
+    return BoxBounds(new_lo, new_hi, points)
+
+
+def _end_bounds(costs: np.ndarray, Y: np.ndarray, G: np.ndarray, h: np.ndarray,
+                lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Rigorous lower bounds ``(E,)`` of ``costs[e] . x`` over ``{lo <= x <= hi, G x <= h}``
+    from multipliers ``Y (E, K)`` (clipped to ``>= 0``): ``min over the box of (c + G^T y) .
+    x - y . h`` minus its float64 rounding (Higham's ``gamma``)."""
+    if not len(costs):
+        return np.zeros(0)
+    Y = np.clip(np.nan_to_num(Y, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    K, n = G.shape
+    g = costs + Y @ G
+    g_err = _gamma(K + 2) * (np.abs(costs) + Y @ np.abs(G))
+    k = -(Y @ h)
+    k_err = _gamma(K + 1) * (Y @ np.abs(h))
+    reach = np.maximum(np.abs(lo), np.abs(hi))
+    terms = np.minimum(g * lo, g * hi)
+    value = terms.sum(1) + k
+    err = g_err @ reach + k_err + _gamma(n + 2) * (np.abs(terms).sum(1) + np.abs(k))
+    return value - 2 * err
 
 
 def propagate_cut(g: np.ndarray, h: float, lo: np.ndarray, hi: np.ndarray

@@ -33,6 +33,8 @@ whose LP cannot refute it and whose minimiser is not a confirmed counterexample 
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 
@@ -73,8 +75,10 @@ ProbeFn = Callable[[np.ndarray], "int | None"]
 class RegionSplitConfig:
     batch_size: int = 256          # regions bounded per engine call
     max_regions: int = 5_000_000   # regions bounded before giving up ("exhausted")
-    tighten_boxes: bool = True     # shrink new regions' boxes to their polytope (2 n LPs)
-    lp_box_every: int = 1          # ... at every lp_box_every-th cut (others: propagation)
+    tighten_boxes: bool = True     # shrink new regions' boxes to their polytope (LPs)
+    choice: str = "balanced"       # neuron of the first unstable layer: "balanced"
+    #                                (largest min(-l, u)), "area" (-l u / (u - l), the
+    #                                triangle relaxation's gap), "first" (lowest index)
 
 
 @dataclasses.dataclass
@@ -94,6 +98,7 @@ class _Region:
     h: np.ndarray                     # (K,)
     intervals: dict[str, tuple[np.ndarray, np.ndarray]]   # restrictions (n,) per node
     open_disjuncts: np.ndarray        # (g,) bool: not yet refuted on this region
+    box_points: np.ndarray | None = None   # (2 n_in, n_in) LP minimisers of the box ends
 
 
 def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
@@ -115,17 +120,20 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
     full = {name: (np.full(w.shape[0], -np.inf), np.full(w.shape[0], np.inf))
             for name, w in zip(chain.pre_names, chain.weights)}
     G0, h0 = cuts if cuts is not None else (np.zeros((0, n_in)), np.zeros(0))
-    stack = [_Region(lower, upper, np.asarray(G0, np.float64), np.asarray(h0, np.float64),
-                     full, np.ones(len(groups), dtype=bool))]
+    # open regions, most promising first: keyed by the parent's worst LP bound (the tree
+    # to prove is the same in any order; a counterexample is reached sooner this way)
+    heap = [(-math.inf, 0, _Region(lower, upper, np.asarray(G0, np.float64),
+                                   np.asarray(h0, np.float64), full,
+                                   np.ones(len(groups), dtype=bool)))]
+    pushed = 1
     stats = {"linear_regions": 0, "regions_bounded": 0, "lps": 0, "lp_proven": 0,
              "empty": 0, "max_cuts": 0, "probes": 0}
-    while stack:
+    while heap:
         if time.monotonic() >= deadline or (stop is not None and stop()):
-            return RegionSplitOutcome("timeout", stats={**stats, "open": len(stack)})
+            return RegionSplitOutcome("timeout", stats={**stats, "open": len(heap)})
         if stats["regions_bounded"] >= config.max_regions:
             return RegionSplitOutcome("exhausted", stats=stats)
-        batch = stack[-config.batch_size:]
-        del stack[-config.batch_size:]
+        batch = [heapq.heappop(heap)[2] for _ in range(min(config.batch_size, len(heap)))]
         n = len(batch)
         restrictions = {name: (np.stack([r.intervals[name][0] for r in batch]),
                                np.stack([r.intervals[name][1] for r in batch]))
@@ -144,6 +152,7 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
                     still[k] = False
             if not still.any():
                 continue
+            worst = math.inf
             for k in np.flatnonzero(still):
                 rows = groups[k]
                 stats["lps"] += 1
@@ -152,13 +161,15 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
                 if result.lower > 0:
                     still[k] = False
                     stats["lp_proven"] += 1
-                elif result.point is not None:
+                    continue
+                worst = min(worst, result.lower)
+                if result.point is not None:
                     points.append(result.point)
             if not still.any():
                 continue
             intervals = {name: (bounds.intervals[name][0][b], bounds.intervals[name][1][b])
                          for name in chain.pre_names}
-            children = _split(chain, region, intervals, still, reach)
+            children = _split(chain, region, intervals, still, reach, config.choice)
             if children is None:   # fully linear: the exact affine output, in float64
                 stats["linear_regions"] += 1
                 for k in np.flatnonzero(still):
@@ -172,15 +183,11 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
                 unresolved |= bool(still.any())
                 continue
             for child in children:
-                box = propagate_cut(child.G[-1], child.h[-1], child.lo, child.hi)
-                if box is not None and config.tighten_boxes and \
-                        child.G.shape[0] % config.lp_box_every == 0:
-                    box = bounding_box(child.G, child.h, *box)
-                    if box is None:
-                        stats["empty"] += 1
-                        continue
-                    child.lo, child.hi = box
-                stack.append(child)
+                if not _shrink_box(child, region.box_points, config.tighten_boxes):
+                    stats["empty"] += 1
+                    continue
+                heapq.heappush(heap, (worst, pushed, child))
+                pushed += 1
             stats["max_cuts"] = max(stats["max_cuts"], region.G.shape[0] + 1)
         if points:
             stats["probes"] += len(points)
@@ -190,6 +197,33 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
         if unresolved:
             return RegionSplitOutcome("unresolved", stats=stats)
     return RegionSplitOutcome("proven", stats=stats)
+
+
+def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool) -> bool:
+    """Shrink ``child``'s box (its parent's) to its polytope: the new cut propagated, then,
+    if ``use_lp``, an LP for every end whose parent minimiser violates the new cut (the
+    others are still optimal).  False when the child is proven empty."""
+    box = propagate_cut(child.G[-1], child.h[-1], child.lo, child.hi)
+    if box is None:
+        return False
+    child.lo, child.hi = box
+    if not use_lp:
+        return True
+    n = child.lo.shape[0]
+    if parent_points is None:
+        solve = np.ones(2 * n, dtype=bool)
+    else:
+        with np.errstate(invalid="ignore"):
+            solve = ~(parent_points @ child.G[-1] <= child.h[-1])   # NaN rows: solve
+    result = bounding_box(child.G, child.h, child.lo, child.hi, solve)
+    if result is None:
+        return False
+    child.lo, child.hi = result.lower, result.upper
+    points = result.points
+    if parent_points is not None:
+        points = np.where(solve[:, None], points, parent_points)
+    child.box_points = points
+    return True
 
 
 def _linear_rows(chain: ReluChain, intervals: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -212,7 +246,7 @@ def _linear_rows(chain: ReluChain, intervals: dict[str, tuple[np.ndarray, np.nda
 
 def _split(chain: ReluChain, region: _Region,
            intervals: dict[str, tuple[np.ndarray, np.ndarray]], open_disjuncts: np.ndarray,
-           reach: np.ndarray) -> list[_Region] | None:
+           reach: np.ndarray, choice: str = "balanced") -> list[_Region] | None:
     """The two children of ``region`` on the most balanced unstable neuron of its first
     layer with one, or None when no neuron is unstable (the region is fully linear)."""
     phases = []
@@ -222,8 +256,11 @@ def _split(chain: ReluChain, region: _Region,
         if not unstable.any():
             phases.append(lo >= 0)
             continue
-        balance = np.where(unstable, np.minimum(-lo, hi), -np.inf)
-        j = int(np.argmax(balance))
+        if choice == "first":
+            j = int(np.argmax(unstable))
+        else:
+            score = np.minimum(-lo, hi) if choice == "balanced" else -lo * hi / (hi - lo)
+            j = int(np.argmax(np.where(unstable, score, -np.inf)))
         A, a, radius = chain.affine_map(layer, phases, reach)
         children = []
         for active in (True, False):

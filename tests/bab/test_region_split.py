@@ -140,8 +140,8 @@ def test_an_empty_polytope_is_proven_empty_and_boxes_contain_the_polytope():
         G, h, lo, hi = _random_polytope(rng)
         x = _points_inside(rng, G, h, lo, hi)
         box = bounding_box(G, h, lo, hi)
-        assert box is not None and np.all(x >= box[0]) and np.all(x <= box[1])
-        assert np.all(box[1] - box[0] <= hi - lo)
+        assert box is not None and np.all(x >= box.lower) and np.all(x <= box.upper)
+        assert np.all(box.upper - box.lower <= hi - lo)
         one = propagate_cut(G[0], h[0], lo, hi)
         assert one is not None and np.all(x >= one[0]) and np.all(x <= one[1])
 
