@@ -59,8 +59,10 @@ class VerifyConfig:
     through the scheduler (``hybridver.schedule``), on ``handoff_workers`` worker processes.
     ``region_race``: for chains of affine layers and ReLUs with inputs small enough for
     input splitting, region splitting (the ``regions`` back end) races input splitting on
-    each case in a worker process once input splitting has run ``region_race_after_s``
-    (needs ``handoff``, which owns the worker).
+    each case once input splitting has run ``region_race_after_s``: the box in
+    ``region_race_parts`` parts, on ``region_race_workers`` worker processes; after
+    ``region_takeover_s`` more, input splitting stops and the race has the cores (needs
+    ``handoff``, which enables worker processes).
     """
 
     timeout_s: float = 300.0
@@ -77,3 +79,6 @@ class VerifyConfig:
     handoff_after_s: float = 3.0
     region_race: bool = True
     region_race_after_s: float = 2.0
+    region_race_parts: int = 4
+    region_race_workers: int = 2
+    region_takeover_s: float = 6.0

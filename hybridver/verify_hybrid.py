@@ -40,6 +40,7 @@ from hybridver.config import VerifyConfig
 from hybridver.ir.evaluate import evaluate
 from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
+from hybridver.specs import InputBox
 from hybridver.progress import NullProgress, Progress
 from hybridver.schedule import LocalProcessExecutor, Scheduler, SchedulerConfig
 from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
@@ -98,13 +99,14 @@ class _Run:
                 self.unconfirmed = candidate  # the IR says violated, the real model disagrees
         return cex
 
-    def scheduler(self) -> Scheduler:
-        """The run's scheduler (one for all cases), made on first call."""
+    def scheduler(self, workers: int | None = None) -> Scheduler:
+        """The run's scheduler (one for all cases), made on first call with
+        ``max(handoff_workers, workers)`` worker processes."""
         if self._scheduler is None:
+            count = max(self.config.handoff_workers, workers or 0)
             # one queued job per worker keeps the workers busy between batches
-            self._scheduler = Scheduler(LocalProcessExecutor(self.config.handoff_workers),
-                                        config=SchedulerConfig(
-                                            max_queued=self.config.handoff_workers),
+            self._scheduler = Scheduler(LocalProcessExecutor(count),
+                                        config=SchedulerConfig(max_queued=count),
                                         deadline=self.deadline)
         return self._scheduler
 
@@ -284,7 +286,8 @@ def _split_cases(run: _Run, open_cases: list[int]):
             faces = _FaceAttack(run, case, found)
 
             def stop() -> bool:
-                return faces.decided() or (race is not None and race.decided())
+                return faces.decided() or (race is not None and (race.decided()
+                                                                  or race.takes_over()))
 
             outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                       stacked.groups, run.deadline, probe,
@@ -300,10 +303,10 @@ def _split_cases(run: _Run, open_cases: list[int]):
             for key in ("domains_bounded", "probes"):
                 run.stats["input_split"][key] += outcome.stats.get(key, 0)
             status = outcome.status
-            if race is not None:
-                status = race.finish(status, run.stats["input_split"])
             if faces.found_one:
                 status = "counterexample"
+            if race is not None:
+                status = race.finish(status, run.stats["input_split"])
             if status == "counterexample" and found:
                 return Verdict.SAT, found[0], ""
             if status != "proven":
@@ -344,34 +347,51 @@ class _FaceAttack:
 
 class _RegionRace:
     """Region splitting (the ``regions`` back end) racing input splitting on one case of
-    a ReLU-chain network: started in a worker process once input splitting has run for
-    ``region_race_after_s`` (most cases end sooner), polled after every batch."""
+    a ReLU-chain network, polled after every batch.
+
+    Started once input splitting has run ``region_race_after_s`` on the case (most cases
+    end sooner): the case's box is cut into ``region_race_parts`` sub-boxes (halving the
+    widest dimension of the widest one; halves share their midpoint face, so they cover
+    the box) and every sub-box and disjunct is one job on ``region_race_workers`` worker
+    processes.  Once the race has run ``region_takeover_s``, input splitting stops and
+    the case waits for the race alone, which then has every core."""
 
     def __init__(self, run: _Run, case, found: list[ConfirmedCounterexample]):
         self.run, self.case, self.found = run, case, found
         self.start_at = time.monotonic() + run.config.region_race_after_s
         self.race: CaseRace | None = None
+        self.started_at: float | None = None
         self.tried = False
 
     def decided(self) -> bool:
         """True once the race has proven the case or found a confirmed counterexample."""
+        config = self.run.config
         if not self.tried and time.monotonic() >= self.start_at:
             self.tried = True
-            problems = [Subproblem(self.run.model.graph, self.case.region, disjunct,
-                                   disjunct=k, label=f"case disjunct {k} (regions)")
-                        for k, disjunct in enumerate(self.case.disjuncts)]
-            race = CaseRace(self.run.scheduler(), problems, [0.0] * len(problems),
-                            _solver_confirm(self.run, self.found, "regions"),
-                            backend="regions")
+            graph = self.run.model.graph
+            problems = [Subproblem(graph, box, disjunct, disjunct=k,
+                                   label=f"case disjunct {k} part {p} (regions)")
+                        for k, disjunct in enumerate(self.case.disjuncts)
+                        for p, box in enumerate(_sub_boxes(self.case.region,
+                                                           config.region_race_parts))]
+            race = CaseRace(self.run.scheduler(workers=config.region_race_workers), problems,
+                            [0.0] * len(problems),
+                            _solver_confirm(self.run, self.found, "regions"), backend="regions")
             self.race = race if race.start(self.run.deadline) else None
+            self.started_at = time.monotonic()
         return self.race is not None and self.race.poll() in ("proven", "counterexample")
+
+    def takes_over(self) -> bool:
+        """True once the race has run ``region_takeover_s`` (input splitting should stop)."""
+        return self.race is not None and self.started_at is not None and \
+            time.monotonic() >= self.started_at + self.run.config.region_takeover_s
 
     def finish(self, status: str, stats: dict) -> str:
         """The case's status once input splitting returned ``status``: the race's answer
-        when it has one (waiting for it if input splitting ran out of domains)."""
+        when it has one (waited for if input splitting stopped or ran out of domains)."""
         if self.race is None:
             return status
-        if status == "exhausted":
+        if status in ("exhausted", "stopped"):
             while self.race.poll() is None and not self.run.timed_out():
                 time.sleep(0.05)
         state = self.race.poll()
@@ -382,7 +402,22 @@ class _RegionRace:
             return "proven"
         if state == "counterexample" and self.found:
             return "counterexample"
-        return status
+        return "timeout" if status == "stopped" else status
+
+
+def _sub_boxes(box: InputBox, parts: int) -> list[InputBox]:
+    """``box`` cut into ``parts`` boxes by halving, each time, the widest dimension of
+    the widest box; the halves share the midpoint, so together they cover ``box``."""
+    boxes = [(box.lower.copy(), box.upper.copy())]
+    while len(boxes) < parts:
+        widest = max(range(len(boxes)), key=lambda i: float(np.max(boxes[i][1] - boxes[i][0])))
+        lo, hi = boxes.pop(widest)
+        j = int(np.argmax(hi - lo))
+        mid = lo[j] + (hi[j] - lo[j]) / 2
+        upper_half_lo, lower_half_hi = lo.copy(), hi.copy()
+        upper_half_lo[j], lower_half_hi[j] = mid, mid
+        boxes += [(lo, lower_half_hi), (upper_half_lo, hi)]
+    return [InputBox(lo, hi) for lo, hi in boxes]
 
 
 def _probe(run: _Run, case, found: list[ConfirmedCounterexample]):

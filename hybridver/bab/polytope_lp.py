@@ -90,8 +90,7 @@ def min_max_over_polytope(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.n
     if K:
         rows[R:, :n] = G
     upper = np.concatenate([-c, h])
-    h_lp = highspy.Highs()
-    h_lp.setOptionValue("output_flag", False)
+    h_lp = _solver()
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n + 1, R + K
     lp.col_cost_ = np.concatenate([np.zeros(n), [1.0]])
@@ -155,26 +154,66 @@ def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                  solve: np.ndarray | None = None) -> BoxBounds | None:
     """A box containing ``{lo <= x <= hi, G x <= h}``, or None when that polytope is proven
     empty.  ``G (K, n)`` with ``K >= 1``; ``solve (2 n,)`` bool: the ends to compute by LP
-    (default all; the others stay at ``lo``/``hi``).
-
-    Each end is an LP (HiGHS, one model re-solved with each objective ``+-x_j``,
-    warm-started) whose duals ``y >= 0`` give the rigorous bound ``+-x_j >= +-x_j + y . (G x -
-    h)`` minimised over the box in closed form, float64 rounding subtracted: the box never
-    cuts a point of the polytope, whatever the solver's tolerances."""
-    import highspy
-
-    K, n = G.shape
+    (default all; the others stay at ``lo``/``hi``), each a :func:`linear_minima` row
+    ``+x_j`` or ``-x_j``: the box never cuts a point of the polytope."""
+    n = G.shape[1]
     solve = np.ones(2 * n, dtype=bool) if solve is None else np.asarray(solve, dtype=bool)
     lo, hi = lo.astype(np.float64), hi.astype(np.float64)
     points = np.full((2 * n, n), np.nan)
     if not solve.any():
         return BoxBounds(lo.copy(), hi.copy(), points)
-    h_lp = highspy.Highs()
-    h_lp.setOptionValue("output_flag", False)
+    ends = np.flatnonzero(solve)
+    costs = np.zeros((len(ends), n))
+    costs[np.arange(len(ends)), ends // 2] = np.where(ends % 2 == 0, 1.0, -1.0)
+    result = linear_minima(costs, G, h, lo, hi)
+    if result is None:
+        return None
+    bounds, points[ends] = result
+    new_lo, new_hi = lo.copy(), hi.copy()
+    for e, bound in zip(ends, bounds):
+        j = e // 2
+        if e % 2 == 0:
+            new_lo[j] = max(new_lo[j], bound)
+        else:
+            new_hi[j] = min(new_hi[j], -bound)
+    if np.any(new_lo > new_hi):
+        return None
+    return BoxBounds(new_lo, new_hi, points)
+
+
+_SOLVER = None
+
+
+def _solver():
+    """One HiGHS instance per process, re-loaded for every polytope (constructing one
+    costs more than a warm-started solve)."""
+    global _SOLVER
+    if _SOLVER is None:
+        import highspy
+
+        _SOLVER = highspy.Highs()
+        _SOLVER.setOptionValue("output_flag", False)
+    return _SOLVER
+
+
+def linear_minima(costs: np.ndarray, G: np.ndarray, h: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rigorous lower bounds of ``costs[e] . x`` over ``P = {lo <= x <= hi, G x <= h}``.
+
+    ``costs (E, n)``, ``G (K, n)`` with ``K >= 1``.  Returns ``(bounds (E,), points (E,
+    n))`` (the LP minimisers, NaN where not solved), or None when ``P`` is proven empty.
+    One HiGHS model is re-solved, warm-started, for each objective; its duals ``y >= 0``
+    give ``c . x >= c . x + y . (G x - h)`` on ``P``, minimised over the box in closed form
+    with float64 rounding subtracted (:func:`_end_bounds`), so each bound holds whatever
+    the solver's tolerances.  An objective HiGHS does not solve keeps the box minimum."""
+    import highspy
+
+    K, n = G.shape
+    h_lp = _solver()
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n, K
     lp.col_cost_ = np.zeros(n)
-    lp.col_lower_, lp.col_upper_ = lo, hi
+    lp.col_lower_, lp.col_upper_ = lo.astype(np.float64), hi.astype(np.float64)
     lp.row_lower_ = np.full(K, -math.inf)
     lp.row_upper_ = h.astype(np.float64)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
@@ -183,13 +222,10 @@ def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     lp.a_matrix_.value_ = np.ascontiguousarray(G, dtype=np.float64).ravel()
     h_lp.passModel(lp)
     idx = np.arange(n, dtype=np.int32)
-    ends = np.flatnonzero(solve)
-    costs = np.zeros((len(ends), n))
-    duals = np.zeros((len(ends), K))
-    good = np.zeros(len(ends), dtype=bool)
-    for row, e in enumerate(ends):
-        costs[row, e // 2] = 1.0 if e % 2 == 0 else -1.0
-        h_lp.changeColsCost(n, idx, costs[row])
+    duals = np.zeros((len(costs), K))
+    points = np.full((len(costs), n), np.nan)
+    for row in range(len(costs)):
+        h_lp.changeColsCost(n, idx, np.ascontiguousarray(costs[row], dtype=np.float64))
         h_lp.run()
         status = h_lp.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
@@ -204,19 +240,8 @@ def bounding_box(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
             continue
         sol = h_lp.getSolution()
         duals[row] = -np.asarray(sol.row_dual, dtype=np.float64)
-        points[e] = np.asarray(sol.col_value, dtype=np.float64)
-        good[row] = True
-    bounds = _end_bounds(costs[good], duals[good], G, h, lo, hi)
-    new_lo, new_hi = lo.copy(), hi.copy()
-    for e, bound in zip(ends[good], bounds):
-        j = e // 2
-        if e % 2 == 0:
-            new_lo[j] = max(new_lo[j], bound)
-        else:
-            new_hi[j] = min(new_hi[j], -bound)
-    if np.any(new_lo > new_hi):
-        return None
-    return BoxBounds(new_lo, new_hi, points)
+        points[row] = np.asarray(sol.col_value, dtype=np.float64)
+    return _end_bounds(costs, duals, G, h, lo, hi), points
 
 
 def _end_bounds(costs: np.ndarray, Y: np.ndarray, G: np.ndarray, h: np.ndarray,

@@ -25,7 +25,7 @@ the inactive one), so every point of the parent whose true ``z_j`` is ``>= 0`` (
 ``<= 0``) lies in the active (resp. inactive) child's polytope, and the child's
 restriction ``z_j >= 0`` (resp. ``<= 0``) is true at exactly those points: the children
 cover the parent.  A region is dropped only when the engine's bound, an LP dual bound or an
-emptiness certificate proves it; "proven" needs an empty stack.  A fully linear region
+emptiness certificate proves it; "proven" needs no open region.  A fully linear region
 whose LP cannot refute it and whose minimiser is not a confirmed counterexample is
 "unresolved" (a tie within rounding): the run ends undecided, never "proven".
 """
@@ -41,7 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from hybridver.bab.polytope_lp import bounding_box, min_max_over_polytope, propagate_cut
+from hybridver.bab.polytope_lp import (bounding_box, linear_minima, min_max_over_polytope,
+                                       propagate_cut)
 from hybridver.ir.relu_chain import ReluChain
 
 Tensor = torch.Tensor
@@ -76,6 +77,8 @@ class RegionSplitConfig:
     batch_size: int = 256          # regions bounded per engine call
     max_regions: int = 5_000_000   # regions bounded before giving up ("exhausted")
     tighten_boxes: bool = True     # shrink new regions' boxes to their polytope (LPs)
+    lp_intervals: bool = True      # exact intervals of the split layer's unstable neurons
+    #                                over the polytope (2 LPs each) before choosing
     choice: str = "balanced"       # neuron of the first unstable layer: "balanced"
     #                                (largest min(-l, u)), "area" (-l u / (u - l), the
     #                                triangle relaxation's gap), "first" (lowest index)
@@ -169,11 +172,12 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
                 continue
             intervals = {name: (bounds.intervals[name][0][b], bounds.intervals[name][1][b])
                          for name in chain.pre_names}
-            children = _split(chain, region, intervals, still, reach, config.choice)
+            children, phases = _split(chain, region, intervals, still, reach, config.choice,
+                                      config.lp_intervals)
             if children is None:   # fully linear: the exact affine output, in float64
                 stats["linear_regions"] += 1
                 for k in np.flatnonzero(still):
-                    lam, c = _linear_rows(chain, intervals, C[groups[k]], d[groups[k]], reach)
+                    lam, c = _linear_rows(chain, phases, C[groups[k]], d[groups[k]], reach)
                     result = min_max_over_polytope(lam, c, region.G, region.h, region.lo,
                                                    region.hi)
                     if result.lower > 0:
@@ -226,13 +230,34 @@ def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool) 
     return True
 
 
-def _linear_rows(chain: ReluChain, intervals: dict[str, tuple[np.ndarray, np.ndarray]],
-                 C: np.ndarray, d: np.ndarray, reach: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _polytope_intervals(A: np.ndarray, a: np.ndarray, radius: np.ndarray,
+                        which: np.ndarray, region: _Region
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Bounds ``(lo, hi)`` ``(n,)`` of the pre-activations ``z = A x + a`` (within
+    ``radius``) over ``region``'s polytope, by LP for the neurons in ``which`` (others
+    unbounded); None when the polytope is proven empty."""
+    idx = np.flatnonzero(which)
+    result = linear_minima(np.vstack([A[idx], -A[idx]]), region.G, region.h, region.lo,
+                           region.hi)
+    if result is None:
+        return None
+    bounds = result[0]
+    k = len(idx)
+    u = 2.0 ** -53
+    low = bounds[:k] + a[idx] - radius[idx]
+    high = -bounds[k:] + a[idx] + radius[idx]
+    slack = 4 * u * (np.abs(bounds[:k]) + np.abs(bounds[k:]) + np.abs(a[idx]) + radius[idx])
+    lo, hi = np.full(len(a), -np.inf), np.full(len(a), np.inf)
+    lo[idx], hi[idx] = low - slack, high + slack
+    return lo, hi
+
+
+def _linear_rows(chain: ReluChain, phases: list[np.ndarray], C: np.ndarray, d: np.ndarray,
+                 reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """On a region where every ReLU is stable, the rows ``C y + d`` as exact affine
     functions of the input: ``lam (R, n_in)`` and ``c (R,)`` with ``lam . x + c <=
-    row(x)`` (the composition's radius and the float64 rounding of ``C A`` subtracted)."""
-    phases = [intervals[name][0] >= 0 for name in chain.pre_names]
+    row(x)`` (the composition's radius and the float64 rounding of ``C A`` subtracted);
+    ``phases``: every hidden layer's (True: active), as :func:`_split` found them."""
     A, a, radius = chain.affine_map(chain.n_hidden, phases, reach)
     C = np.asarray(C, np.float64)
     lam = C @ A
@@ -246,13 +271,29 @@ def _linear_rows(chain: ReluChain, intervals: dict[str, tuple[np.ndarray, np.nda
 
 def _split(chain: ReluChain, region: _Region,
            intervals: dict[str, tuple[np.ndarray, np.ndarray]], open_disjuncts: np.ndarray,
-           reach: np.ndarray, choice: str = "balanced") -> list[_Region] | None:
-    """The two children of ``region`` on the most balanced unstable neuron of its first
-    layer with one, or None when no neuron is unstable (the region is fully linear)."""
+           reach: np.ndarray, choice: str = "balanced", lp_intervals: bool = True
+           ) -> tuple[list[_Region] | None, list[np.ndarray]]:
+    """``(children, phases)``: the two children of ``region`` on the chosen unstable neuron
+    (``choice``) of its first layer with one (``[]`` when the polytope is proven empty),
+    or None with every layer's phases when no neuron is unstable (the region is fully
+    linear).  With ``lp_intervals``, the intervals of each layer reached are first
+    tightened by LPs over the polytope (nnenum's exact bounds): a neuron the box calls
+    unstable is often stable on the polytope, and the tighter intervals go to the
+    children as restrictions."""
     phases = []
+    intervals = dict(intervals)
     for layer, name in enumerate(chain.pre_names):
         lo, hi = intervals[name]
         unstable = (lo < 0) & (hi > 0)
+        A = a = radius = None
+        if unstable.any() and lp_intervals and region.G.shape[0]:
+            A, a, radius = chain.affine_map(layer, phases, reach)
+            tight = _polytope_intervals(A, a, radius, unstable, region)
+            if tight is None:
+                return [], phases   # the polytope is proven empty
+            lo, hi = np.maximum(lo, tight[0]), np.minimum(hi, tight[1])
+            intervals[name] = (lo, hi)
+            unstable = (lo < 0) & (hi > 0)
         if not unstable.any():
             phases.append(lo >= 0)
             continue
@@ -261,7 +302,8 @@ def _split(chain: ReluChain, region: _Region,
         else:
             score = np.minimum(-lo, hi) if choice == "balanced" else -lo * hi / (hi - lo)
             j = int(np.argmax(np.where(unstable, score, -np.inf)))
-        A, a, radius = chain.affine_map(layer, phases, reach)
+        if A is None:
+            A, a, radius = chain.affine_map(layer, phases, reach)
         children = []
         for active in (True, False):
             sign = -1.0 if active else 1.0   # active: -(A x + a) <= radius; else A x + a <= r
@@ -274,7 +316,8 @@ def _split(chain: ReluChain, region: _Region,
             else:
                 hi_j[j] = 0.0
             new[name] = (lo_j, hi_j)
-            children.append(_Region(region.lo, region.hi, np.vstack([region.G, cut_row[None, :]]),
+            children.append(_Region(region.lo, region.hi,
+                                    np.vstack([region.G, cut_row[None, :]]),
                                     np.append(region.h, cut_rhs), new, open_disjuncts.copy()))
-        return children
-    return None
+        return children, phases
+    return None, phases

@@ -225,18 +225,65 @@ def test_regions_agree_with_milp_on_random_chains(seed):
         assert -(y[0] - y[1]) + t <= 1e-6
 
 
-def test_hybrid_mode_with_the_region_race_finds_the_hidden_counterexample():
-    module, model = _diamonds(0.5)
+def _diamond_spec() -> Spec:
     box = InputBox(np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
-    spec = Spec((SpecCase(box, (OutputConstraints(np.array([[-1.0]]), np.array([0.0])),)),),
+    return Spec((SpecCase(box, (OutputConstraints(np.array([[-1.0]]), np.array([0.0])),)),),
                 n_inputs=2, n_outputs=1)
-    result = hybridver.verify(model, spec, VerifyConfig(timeout_s=60, attack=NO_ATTACK,
-                                                        region_race_after_s=0.0,
-                                                        handoff_after_s=1e9))
+
+
+def _useless_input_split(monkeypatch):
+    """Input splitting whose bounds never prove anything (-inf is a sound lower bound) and
+    whose probes never find anything: only the region race can decide."""
+    import hybridver.verify_hybrid as vh
+    from hybridver.bab.input_split import Bounded
+
+    original = vh.input_split_bab
+
+    def crippled(bound_fn, lower, upper, groups, deadline, probe, *args, **kwargs):
+        def no_bound(lo, hi, restrictions):
+            return Bounded(torch.full((lo.shape[0], 1), -math.inf, dtype=torch.float64))
+        return original(no_bound, lower, upper, groups, deadline, lambda points: None,
+                        *args, **kwargs)
+    monkeypatch.setattr(vh, "input_split_bab", crippled)
+
+
+def test_the_region_race_alone_proves_a_safe_case_and_never_a_violated_one(monkeypatch):
+    _useless_input_split(monkeypatch)
+    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK, region_race_after_s=0.0,
+                          handoff_after_s=1e9)
+    result = hybridver.verify(_diamonds(0.5)[1], _diamond_spec(), config)
     assert result.verdict is not Verdict.UNSAT
+    assert result.verdict is Verdict.SAT and result.counterexample.source == "regions"
+    result = hybridver.verify(_diamonds(1.5)[1], _diamond_spec(), config)
+    assert result.verdict is Verdict.UNSAT
+    assert result.stats["input_split"]["region_races"] == {"proven": 1}
+
+
+class Slab(torch.nn.Sequential):
+    """``y = x_0 - (lower_0 + 1e-4) + 0.001 * relu(x_1)``: ``y <= 0`` only in a slab of
+    width about 1e-4 against the face ``x_0 = -1`` of the box ``[-1, 1]^3``."""
+
+    def __init__(self):
+        first, last = torch.nn.Linear(3, 2).double(), torch.nn.Linear(2, 1).double()
+        with torch.no_grad():
+            first.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+            first.bias.copy_(torch.tensor([3.0, 0.0]))       # x_0 + 3 > 0 on the box
+            last.weight.copy_(torch.tensor([[1.0, 0.001]]))
+            last.bias.fill_(-3.0 + 1.0 - 1e-4)
+        super().__init__(first, torch.nn.ReLU(), last)
+
+
+def test_face_sampling_finds_a_slab_against_a_face_that_uniform_sampling_misses():
+    from hybridver.bab.attack import face_candidates, sample_candidates
+
+    model = hybridver.from_module(Slab(), torch.zeros(1, 3, dtype=torch.float64))
+    box = InputBox(-np.ones(3), np.ones(3))
+    spec = Spec((SpecCase(box, (OutputConstraints(np.array([[1.0]]), np.array([0.0])),)),),
+                n_inputs=3, n_outputs=1)
+    assert sample_candidates(model.graph, spec.cases[0], 256, 0) == []
+    found = face_candidates(model.graph, spec.cases[0], 1000, 0)
+    assert found and all(c.x[0] == -1.0 for c in found)
+    result = hybridver.verify(model, spec, VerifyConfig(
+        timeout_s=60, attack=AttackConfig(samples=256, rounds=0, face_after_s=0.0),
+        region_race=False))
     assert result.verdict is Verdict.SAT
-    safe = _diamonds(1.5)[1]
-    assert hybridver.verify(safe, spec, VerifyConfig(timeout_s=60, attack=NO_ATTACK,
-                                                     region_race_after_s=0.0)
-                            ).verdict is Verdict.UNSAT
-    del module
