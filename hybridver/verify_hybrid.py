@@ -398,10 +398,12 @@ class _RegionRace:
         races = stats.setdefault("region_races", {})
         races[state or "unfinished"] = races.get(state or "unfinished", 0) + 1
         self.race.cancel()
+        if self.found:   # a confirmed counterexample outranks any proof
+            if state == "proven":
+                stats["region_race_disagreement"] = True
+            return "counterexample"
         if state == "proven":
             return "proven"
-        if state == "counterexample" and self.found:
-            return "counterexample"
         return "timeout" if status == "stopped" else status
 
 

@@ -80,9 +80,9 @@ class CaseRace:
         """"proven", "counterexample", "failed" or None (still running)."""
         if self.state is not None or not self.tickets:
             return self.state
-        for done in self.scheduler.poll():
-            if done.tag != id(self):
-                continue
+        # only this race's own tickets (a tag such as id(self) can be reused by a later
+        # race once this one is freed, and other users share the scheduler)
+        for done in self.scheduler.collect(t.ticket_id for t in self.tickets):
             self._waiting -= 1
             outcome = done.outcome
             if outcome.status is Status.CANDIDATE and outcome.candidate is not None and \

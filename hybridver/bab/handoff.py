@@ -134,8 +134,8 @@ class SchedulerDelegate:
         proven = 0
         if self._scheduler is None:
             return returned, None, proven
-        for done in self.scheduler.poll():
-            # match on our own tickets: another user of the scheduler may reuse tags
+        for done in self.scheduler.collect(list(self._domain_of)):
+            # only our own tickets: another user of the scheduler may reuse tags
             domain_id = self._domain_of.pop(done.ticket.ticket_id, None)
             entry = self._open.get(domain_id) if domain_id is not None else None
             if entry is None:

@@ -23,6 +23,9 @@ import math
 import numpy as np
 
 _U = 2.0 ** -53
+#: Products that underflow lose up to 2**-1075 each, outside Higham's relative bound: every
+#: error term below adds ``_TINY`` per term it sums (far above that, far below anything).
+_TINY = 2.0 ** -1000
 
 
 def _gamma(k: int) -> float:
@@ -64,11 +67,13 @@ def dual_bound(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.ndarray,
     terms = np.minimum(g * lo, g * hi)
     value = float(terms.sum()) + k
     err = (float(g_err @ reach) + k_err
-           + _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(k)))
+           + _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(k))
+           + (n_terms + 2) * (len(terms) + 2) * _TINY)
     bound = value - 2 * err
     reach_rows = np.abs(lam) @ reach + np.abs(c)
     box_rows = np.minimum(lam * lo, lam * hi).sum(1) + c
-    M = float(np.max(box_rows - 2 * _gamma(lam.shape[1] + 2) * reach_rows))
+    M = float(np.max(box_rows - 2 * _gamma(lam.shape[1] + 2) * reach_rows
+                     - 2 * (lam.shape[1] + 2) * _TINY))
     missing = (1 - s_low) if M < 0 else max(0.0, 1 - s_high)
     bound += missing * M - 4 * _U * abs(missing * M)
     return bound
@@ -134,8 +139,9 @@ def _proves_empty(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     reach = np.maximum(np.abs(lo), np.abs(hi))
     terms = np.minimum(g * lo, g * hi)
     value = float(terms.sum()) + k
-    err = float(g_err @ reach) + k_err + _gamma(len(terms) + 2) * (
-        float(np.abs(terms).sum()) + abs(k))
+    err = (float(g_err @ reach) + k_err
+           + _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(k))
+           + (G.shape[0] + 2) * (len(terms) + 2) * _TINY)
     return value - 2 * err > 0
 
 
@@ -260,7 +266,8 @@ def _end_bounds(costs: np.ndarray, Y: np.ndarray, G: np.ndarray, h: np.ndarray,
     reach = np.maximum(np.abs(lo), np.abs(hi))
     terms = np.minimum(g * lo, g * hi)
     value = terms.sum(1) + k
-    err = g_err @ reach + k_err + _gamma(n + 2) * (np.abs(terms).sum(1) + np.abs(k))
+    err = g_err @ reach + k_err + _gamma(n + 2) * (np.abs(terms).sum(1) + np.abs(k)) + \
+        (K + 2) * (n + 2) * _TINY
     return value - 2 * err
 
 
@@ -271,7 +278,8 @@ def propagate_cut(g: np.ndarray, h: float, lo: np.ndarray, hi: np.ndarray
     of the sums and the division pushed outward.  None when the cut misses the box."""
     terms = np.minimum(g * lo, g * hi)
     total = float(terms.sum())
-    err = 2 * _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(h))
+    err = 2 * _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(h)) + \
+        (len(terms) + 2) * _TINY
     if total - err > h:
         return None
     new_lo, new_hi = lo.copy(), hi.copy()

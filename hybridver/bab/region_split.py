@@ -46,6 +46,8 @@ from hybridver.bab.polytope_lp import (bounding_box, linear_minima, min_max_over
 from hybridver.ir.relu_chain import ReluChain
 
 Tensor = torch.Tensor
+_U = 2.0 ** -53
+_TINY = 2.0 ** -1022   # covers underflow in the rounding terms
 
 
 @dataclasses.dataclass
@@ -291,7 +293,7 @@ def _split(chain: ReluChain, region: _Region,
             tight = _polytope_intervals(A, a, radius, unstable, region)
             if tight is None:
                 return [], phases   # the polytope is proven empty
-            lo, hi = np.maximum(lo, tight[0]), np.minimum(hi, tight[1])
+            lo, hi = np.fmax(lo, tight[0]), np.fmin(hi, tight[1])   # NaN never wins
             intervals[name] = (lo, hi)
             unstable = (lo < 0) & (hi > 0)
         if not unstable.any():
@@ -309,6 +311,7 @@ def _split(chain: ReluChain, region: _Region,
             sign = -1.0 if active else 1.0   # active: -(A x + a) <= radius; else A x + a <= r
             cut_row = sign * A[j]
             cut_rhs = radius[j] - sign * a[j]
+            cut_rhs += 2 * _U * (radius[j] + abs(a[j])) + _TINY   # its rounding, upward
             new = dict(intervals)
             lo_j, hi_j = lo.copy(), hi.copy()
             if active:

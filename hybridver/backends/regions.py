@@ -108,12 +108,15 @@ class RegionsBackend:
         first = chain.pre_names[0]
         if first in known:
             w, b = chain.weights[0], chain.biases[0]
+            u, tiny = 2.0 ** -53, 2.0 ** -1022   # right-hand sides rounded upward
             for j in np.flatnonzero(known[first][0] >= 0):   # z_j >= lo_j >= 0 is implied
+                rhs = b[j] - known[first][0][j]
                 cut_rows.append(-w[j])
-                cut_rhs.append(b[j] - known[first][0][j])
+                cut_rhs.append(rhs + 2 * u * abs(rhs) + tiny)
             for j in np.flatnonzero(known[first][1] <= 0):
+                rhs = known[first][1][j] - b[j]
                 cut_rows.append(w[j])
-                cut_rhs.append(known[first][1][j] - b[j])
+                cut_rhs.append(rhs + 2 * u * abs(rhs) + tiny)
         cuts = (np.array(cut_rows).reshape(-1, len(box.lower)), np.array(cut_rhs))
         outcome = region_split_bab(chain, bound_fn, box.lower, box.upper, C, d,
                                    [slice(0, C.shape[0])], start + limits.time_s, probe,

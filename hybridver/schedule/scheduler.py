@@ -165,6 +165,7 @@ class Scheduler:
         self._reserved_s = 0.0
         self.decision_log: list[dict[str, Any]] = []
         self.disagreements: list[dict[str, Any]] = []
+        self._inbox: dict[int, Finished] = {}   # finished, not yet taken by collect()
 
     # ------------------------------------------------------------------ asking
     def consider(self, subproblem: Subproblem, features: SubproblemFeatures) -> Decision:
@@ -238,8 +239,19 @@ class Scheduler:
 
     # ------------------------------------------------------------------ results
     def poll(self) -> list[Finished]:
-        """Tickets finished since the last call (never blocks for long)."""
-        return self._absorb(self.executor.poll())
+        """Tickets finished since the last call (never blocks for long), including those
+        left in the inbox by :meth:`collect`."""
+        done = list(self._inbox.values()) + self._absorb(self.executor.poll())
+        self._inbox.clear()
+        return done
+
+    def collect(self, ticket_ids: Iterable[int]) -> list[Finished]:
+        """The finished tickets among ``ticket_ids`` (each returned once); other owners'
+        results wait in an inbox for their own ``collect`` (several users share one
+        scheduler: a race and a hand-off never consume each other's results)."""
+        for done in self._absorb(self.executor.poll()):
+            self._inbox[done.ticket.ticket_id] = done
+        return [self._inbox.pop(t) for t in list(ticket_ids) if t in self._inbox]
 
     def wait(self, timeout: float | None = None) -> list[Finished]:
         """Wait up to ``timeout`` s until at least one ticket finished (or none is open)."""

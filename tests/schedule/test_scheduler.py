@@ -138,3 +138,18 @@ def test_capabilities_are_used_not_solvers(tiny):
     sched = Scheduler(InlineExecutor(), capabilities=caps)
     d = sched.consider(tiny.problems[0], SubproblemFeatures.of(tiny.problems[0], gap=-1.0))
     assert d.backends == ("highs",)
+
+
+def test_collect_gives_each_owner_only_its_own_tickets(tiny):
+    """A race and a hand-off share one scheduler: neither may consume (and lose) the
+    other's results, and a reused tag never matters."""
+    problem = tiny.problems[0]
+    sched = Scheduler(InlineExecutor())
+    mine = sched.submit(problem, Decision(Action.RUN, ("highs",), 30.0, "owner A"), tag=7)
+    theirs = sched.submit(problem, Decision(Action.RUN, ("highs",), 30.0, "owner B"), tag=7)
+    got = sched.collect([mine.ticket_id])
+    assert [d.ticket.ticket_id for d in got] == [mine.ticket_id]
+    assert sched.collect([mine.ticket_id]) == []          # each result is returned once
+    got = sched.collect([theirs.ticket_id])
+    assert [d.ticket.ticket_id for d in got] == [theirs.ticket_id]
+    assert sched.poll() == []
