@@ -16,8 +16,10 @@ with bounds from this package's engine):
   itself by LP, with a rigorous dual bound (:mod:`hybridver.bab.polytope_lp`): this is
   where the cuts pay off, as CROWN alone only sees the box;
 * the LP's minimiser is tested on the model (a candidate counterexample);
-* the region still open is split on the unstable neuron of its first unstable layer whose
-  interval is most balanced.
+* the region still open is split on an unstable neuron of its first unstable layer
+  (``RegionSplitConfig.choice``), after that layer's intervals are tightened by LPs over
+  ``P`` (a neuron unstable on the box is often stable on the polytope);
+* open regions are taken most promising first (lowest LP bound of the parent).
 
 Soundness: the cut of a split is the computed ``A_j x + a_j`` widened by its rounding
 radius on both sides (``A_j x + a_j >= -radius`` for the active child, ``<= radius`` for
