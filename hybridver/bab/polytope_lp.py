@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from hybridver.bounds.linear_ops import gamma
+
 _U = 2.0 ** -53
 #: Products that underflow lose up to 2**-1075 each, outside Higham's relative bound: every
 #: error term below adds ``_TINY`` per term it sums (far above that, far below anything).
@@ -29,7 +31,35 @@ _TINY = 2.0 ** -1000
 
 
 def _gamma(k: int) -> float:
-    return k * _U / (1 - k * _U)
+    return gamma(k, _U)
+
+
+def _clean(v: np.ndarray) -> np.ndarray:
+    """Multipliers made usable: NaN and infinities to 0, negatives clipped to 0."""
+    return np.clip(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+
+
+def _lagrangian_minima(costs: np.ndarray, consts: np.ndarray, Y: np.ndarray, G: np.ndarray,
+                       h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                       costs_err: np.ndarray | float = 0.0,
+                       consts_err: np.ndarray | float = 0.0) -> np.ndarray:
+    """Rigorous lower bounds ``(E,)`` of ``costs[e] . x + consts[e]`` over ``{lo <= x <= hi,
+    G x <= h}``, from multipliers ``Y (E, K) >= 0``: for every such ``x`` the value is at
+    least ``(costs[e] + G^T y) . x + consts[e] - y . h``, whose minimum over the box is
+    closed form.  ``costs_err``, ``consts_err``: bounds on errors the inputs already carry.
+    Float64 rounding of every step is bounded (Higham's ``gamma``, underflow ``_TINY``) and
+    subtracted twice over.  This is the one place the module turns numbers into bounds."""
+    K, n = G.shape
+    g = costs + Y @ G
+    g_err = costs_err + _gamma(K + 2) * (np.abs(costs) + Y @ np.abs(G))
+    k = consts - Y @ h
+    k_err = consts_err + _gamma(K + 2) * (np.abs(consts) + Y @ np.abs(h))
+    reach = np.maximum(np.abs(lo), np.abs(hi))
+    terms = np.minimum(g * lo, g * hi)
+    value = terms.sum(1) + k
+    err = (g_err @ reach + k_err + _gamma(n + 2) * (np.abs(terms).sum(1) + np.abs(k))
+           + (K + 2) * (n + 2) * _TINY)
+    return value - 2 * err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +77,7 @@ def dual_bound(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.ndarray,
     subtracted.  ``lam (R, n)``, ``c (R,)``, ``G (K, n)``, ``h (K,)``, ``w (R,)``,
     ``y (K,)``; negative entries of ``w, y`` are clipped to 0 and ``w`` is normalised
     (all-zero ``w`` becomes uniform)."""
-    w = np.clip(np.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
-    y = np.clip(np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
+    w, y = _clean(w), _clean(y)
     R = lam.shape[0]
     total = float(w.sum())
     w = w / total if total > 0 else np.full(R, 1.0 / R)
@@ -57,19 +86,11 @@ def dual_bound(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.ndarray,
     w = w * (1 - 4 * (R + 2) * _U)
     s_computed = float(w.sum())
     s_low, s_high = s_computed * (1 - 2 * R * _U), s_computed * (1 + 2 * R * _U)
-    g = w @ lam + G.T @ y if G.size else w @ lam
-    n_terms = lam.shape[0] + G.shape[0]
-    g_err = _gamma(n_terms + 1) * (w @ np.abs(lam) + (np.abs(G).T @ y if G.size else 0.0))
-    k = float(w @ c) - (float(y @ h) if G.size else 0.0)
-    k_err = _gamma(n_terms + 1) * (float(np.abs(w) @ np.abs(c))
-                                   + (float(y @ np.abs(h)) if G.size else 0.0))
+    combined, constant = w @ lam, float(w @ c)     # sum_r w_r L_r, rounded
+    bound = float(_lagrangian_minima(combined[None], np.array([constant]), y[None], G, h,
+                                     lo, hi, _gamma(R + 1) * (w @ np.abs(lam)),
+                                     _gamma(R + 1) * float(w @ np.abs(c)))[0])
     reach = np.maximum(np.abs(lo), np.abs(hi))
-    terms = np.minimum(g * lo, g * hi)
-    value = float(terms.sum()) + k
-    err = (float(g_err @ reach) + k_err
-           + _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(k))
-           + (n_terms + 2) * (len(terms) + 2) * _TINY)
-    bound = value - 2 * err
     reach_rows = np.abs(lam) @ reach + np.abs(c)
     box_rows = np.minimum(lam * lo, lam * hi).sum(1) + c
     M = float(np.max(box_rows - 2 * _gamma(lam.shape[1] + 2) * reach_rows
@@ -94,20 +115,8 @@ def min_max_over_polytope(lam: np.ndarray, c: np.ndarray, G: np.ndarray, h: np.n
     rows[:R, :n], rows[:R, n] = lam, -1.0
     if K:
         rows[R:, :n] = G
-    upper = np.concatenate([-c, h])
-    h_lp = _solver()
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n + 1, R + K
-    lp.col_cost_ = np.concatenate([np.zeros(n), [1.0]])
-    lp.col_lower_ = np.concatenate([lo, [-math.inf]])
-    lp.col_upper_ = np.concatenate([hi, [math.inf]])
-    lp.row_lower_ = np.full(R + K, -math.inf)
-    lp.row_upper_ = upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.arange(0, (R + K) * (n + 1) + 1, n + 1, dtype=np.int32)
-    lp.a_matrix_.index_ = np.tile(np.arange(n + 1, dtype=np.int32), R + K)
-    lp.a_matrix_.value_ = rows.ravel()
-    h_lp.passModel(lp)
+    h_lp = _load(rows, np.concatenate([-c, h]), np.concatenate([lo, [-math.inf]]),
+                 np.concatenate([hi, [math.inf]]), np.concatenate([np.zeros(n), [1.0]]))
     h_lp.run()
     status = h_lp.getModelStatus()
     if status == highspy.HighsModelStatus.kOptimal:
@@ -132,17 +141,8 @@ def _proves_empty(G: np.ndarray, h: np.ndarray, lo: np.ndarray, hi: np.ndarray,
     point ``y . (G x - h) > 0`` (rounding subtracted), while the cuts need it ``<= 0``."""
     if not np.any(y > 0):
         return False
-    g = G.T @ y
-    g_err = _gamma(G.shape[0] + 1) * (np.abs(G).T @ y)
-    k = -float(y @ h)
-    k_err = _gamma(G.shape[0] + 1) * float(y @ np.abs(h))
-    reach = np.maximum(np.abs(lo), np.abs(hi))
-    terms = np.minimum(g * lo, g * hi)
-    value = float(terms.sum()) + k
-    err = (float(g_err @ reach) + k_err
-           + _gamma(len(terms) + 2) * (float(np.abs(terms).sum()) + abs(k))
-           + (G.shape[0] + 2) * (len(terms) + 2) * _TINY)
-    return value - 2 * err > 0
+    zero = np.zeros((1, G.shape[1]))
+    return bool(_lagrangian_minima(zero, np.zeros(1), y[None], G, h, lo, hi)[0] > 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +204,29 @@ def _solver():
     return _SOLVER
 
 
+def _load(rows: np.ndarray, upper: np.ndarray, col_lower: np.ndarray,
+          col_upper: np.ndarray, cost: np.ndarray):
+    """The process's HiGHS instance holding ``min cost . v  s.t.  rows v <= upper,
+    col_lower <= v <= col_upper`` (dense ``rows (K, m)``)."""
+    import highspy
+
+    K, m = rows.shape
+    h_lp = _solver()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = m, K
+    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
+    lp.col_lower_ = np.asarray(col_lower, dtype=np.float64)
+    lp.col_upper_ = np.asarray(col_upper, dtype=np.float64)
+    lp.row_lower_ = np.full(K, -math.inf)
+    lp.row_upper_ = np.asarray(upper, dtype=np.float64)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.arange(0, K * m + 1, m, dtype=np.int32)
+    lp.a_matrix_.index_ = np.tile(np.arange(m, dtype=np.int32), K)
+    lp.a_matrix_.value_ = np.ascontiguousarray(rows, dtype=np.float64).ravel()
+    h_lp.passModel(lp)
+    return h_lp
+
+
 def linear_minima(costs: np.ndarray, G: np.ndarray, h: np.ndarray, lo: np.ndarray,
                   hi: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Rigorous lower bounds of ``costs[e] . x`` over ``P = {lo <= x <= hi, G x <= h}``.
@@ -212,23 +235,12 @@ def linear_minima(costs: np.ndarray, G: np.ndarray, h: np.ndarray, lo: np.ndarra
     n))`` (the LP minimisers, NaN where not solved), or None when ``P`` is proven empty.
     One HiGHS model is re-solved, warm-started, for each objective; its duals ``y >= 0``
     give ``c . x >= c . x + y . (G x - h)`` on ``P``, minimised over the box in closed form
-    with float64 rounding subtracted (:func:`_end_bounds`), so each bound holds whatever
+    with float64 rounding subtracted (:func:`_lagrangian_minima`), so each bound holds whatever
     the solver's tolerances.  An objective HiGHS does not solve keeps the box minimum."""
     import highspy
 
     K, n = G.shape
-    h_lp = _solver()
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, K
-    lp.col_cost_ = np.zeros(n)
-    lp.col_lower_, lp.col_upper_ = lo.astype(np.float64), hi.astype(np.float64)
-    lp.row_lower_ = np.full(K, -math.inf)
-    lp.row_upper_ = h.astype(np.float64)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.arange(0, K * n + 1, n, dtype=np.int32)
-    lp.a_matrix_.index_ = np.tile(np.arange(n, dtype=np.int32), K)
-    lp.a_matrix_.value_ = np.ascontiguousarray(G, dtype=np.float64).ravel()
-    h_lp.passModel(lp)
+    h_lp = _load(G, h, lo, hi, np.zeros(n))
     idx = np.arange(n, dtype=np.int32)
     duals = np.zeros((len(costs), K))
     points = np.full((len(costs), n), np.nan)
@@ -249,28 +261,8 @@ def linear_minima(costs: np.ndarray, G: np.ndarray, h: np.ndarray, lo: np.ndarra
         sol = h_lp.getSolution()
         duals[row] = -np.asarray(sol.row_dual, dtype=np.float64)
         points[row] = np.asarray(sol.col_value, dtype=np.float64)
-    return _end_bounds(costs, duals, G, h, lo, hi), points
-
-
-def _end_bounds(costs: np.ndarray, Y: np.ndarray, G: np.ndarray, h: np.ndarray,
-                lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Rigorous lower bounds ``(E,)`` of ``costs[e] . x`` over ``{lo <= x <= hi, G x <= h}``
-    from multipliers ``Y (E, K)`` (clipped to ``>= 0``): ``min over the box of (c + G^T y) .
-    x - y . h`` minus its float64 rounding (Higham's ``gamma``)."""
-    if not len(costs):
-        return np.zeros(0)
-    Y = np.clip(np.nan_to_num(Y, nan=0.0, posinf=0.0, neginf=0.0), 0.0, None)
-    K, n = G.shape
-    g = costs + Y @ G
-    g_err = _gamma(K + 2) * (np.abs(costs) + Y @ np.abs(G))
-    k = -(Y @ h)
-    k_err = _gamma(K + 1) * (Y @ np.abs(h))
-    reach = np.maximum(np.abs(lo), np.abs(hi))
-    terms = np.minimum(g * lo, g * hi)
-    value = terms.sum(1) + k
-    err = g_err @ reach + k_err + _gamma(n + 2) * (np.abs(terms).sum(1) + np.abs(k)) + \
-        (K + 2) * (n + 2) * _TINY
-    return value - 2 * err
+    bounds = _lagrangian_minima(costs, np.zeros(len(costs)), _clean(duals), G, h, lo, hi)
+    return bounds, points
 
 
 def propagate_cut(g: np.ndarray, h: float, lo: np.ndarray, hi: np.ndarray

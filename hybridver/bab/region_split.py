@@ -45,6 +45,7 @@ import torch
 
 from hybridver.bab.polytope_lp import (bounding_box, linear_minima, min_max_over_polytope,
                                        propagate_cut)
+from hybridver.bounds.linear_ops import gamma
 from hybridver.ir.relu_chain import ReluChain
 
 Tensor = torch.Tensor
@@ -247,7 +248,7 @@ def _polytope_intervals(A: np.ndarray, a: np.ndarray, radius: np.ndarray,
         return None
     bounds = result[0]
     k = len(idx)
-    u = 2.0 ** -53
+    u = _U
     low = bounds[:k] + a[idx] - radius[idx]
     high = -bounds[k:] + a[idx] + radius[idx]
     slack = 4 * u * (np.abs(bounds[:k]) + np.abs(bounds[k:]) + np.abs(a[idx]) + radius[idx])
@@ -266,8 +267,8 @@ def _linear_rows(chain: ReluChain, phases: list[np.ndarray], C: np.ndarray, d: n
     C = np.asarray(C, np.float64)
     lam = C @ A
     k = C.shape[1] + 1
-    u = 2.0 ** -53
-    err = (k * u / (1 - k * u)) * (np.abs(C) @ (np.abs(A) @ reach + np.abs(a)) + np.abs(d))
+    u = _U
+    err = gamma(k, u) * (np.abs(C) @ (np.abs(A) @ reach + np.abs(a)) + np.abs(d))
     c = C @ a + d - np.abs(C) @ radius - 2 * err
     # lam's own rounding is inside err (it multiplies reach); c's subtraction rounding:
     return lam, c - 4 * u * (np.abs(C @ a) + np.abs(d) + np.abs(C) @ radius + 2 * err)
