@@ -1,5 +1,5 @@
 """Region splitting as an exact back end: ReLU phases split in layer order over input
-polytopes, with CROWN bounds and LPs (:mod:`hybridver.bab.region_split`).
+polytopes, with CROWN bounds and LPs (:mod:`hybridver.backends.region_split`).
 
 It is exact for networks that are chains of affine layers with ReLUs
 (:class:`~hybridver.ir.relu_chain.ReluChain`) and pays off for low-dimensional inputs
@@ -40,7 +40,7 @@ class RegionsBackend:
         return importlib.util.find_spec("highspy") is not None
 
     def solve(self, problem: Subproblem, limits: Limits) -> Outcome:
-        from hybridver.bab.region_split import RegionBounds, region_split_bab
+        from hybridver.backends.region_split import RegionBounds, region_split_bab
         from hybridver.bounds.engine import compute_bounds
         from hybridver.bounds.options import BoundConfig
         from hybridver.ir.evaluate import evaluate

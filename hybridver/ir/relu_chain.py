@@ -1,6 +1,6 @@
 """A network read as a chain of affine layers with ReLU between them (ACAS Xu's form).
 
-Region splitting (:mod:`hybridver.bab.region_split`) needs, for a fixed pattern of active
+Region splitting (:mod:`hybridver.backends.region_split`) needs, for a fixed pattern of active
 and inactive ReLUs, the exact affine map from the input to a pre-activation; that is easy
 to compose when the graph is a chain ``input -> [reshape] -> linear -> relu -> linear ->
 ... -> linear``.  :meth:`ReluChain.of` recognises that shape and returns None for any

@@ -1,4 +1,4 @@
-"""Region splitting (bab/region_split.py), its LPs (bab/polytope_lp.py), the chain form
+"""Region splitting (backends/region_split.py), its LPs (backends/polytope_lp.py), the chain form
 (ir/relu_chain.py), CROWN's pointwise linear bound (BoundResult.input_offset) and the
 ``regions`` back end.
 
@@ -18,7 +18,7 @@ import torch
 
 import hybridver
 from hybridver.backends.base import Limits, Status, get_backend
-from hybridver.bab.polytope_lp import (bounding_box, dual_bound, min_max_over_polytope,
+from hybridver.backends.polytope_lp import (bounding_box, dual_bound, min_max_over_polytope,
                                        propagate_cut)
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig

@@ -13,7 +13,7 @@ with bounds from this package's engine):
   one of its rows has a positive bound;
 * otherwise CROWN's linear lower bounds ``L_r(x) <= row_r(x)`` (valid at every point of
   the box, :func:`hybridver.bounds.engine.linear_bound_offset`) are minimised over ``P``
-  itself by LP, with a rigorous dual bound (:mod:`hybridver.bab.polytope_lp`): this is
+  itself by LP, with a rigorous dual bound (:mod:`hybridver.backends.polytope_lp`): this is
   where the cuts pay off, as CROWN alone only sees the box;
 * the LP's minimiser is tested on the model (a candidate counterexample);
 * the region still open is split on an unstable neuron of its first unstable layer
@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from hybridver.bab.polytope_lp import (bounding_box, linear_minima, min_max_over_polytope,
+from hybridver.backends.polytope_lp import (bounding_box, linear_minima, min_max_over_polytope,
                                        propagate_cut)
 from hybridver.bounds.linear_ops import gamma
 from hybridver.ir.relu_chain import ReluChain
