@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hybridver.backends.base import Status
-from hybridver.bab.input_split import DomainBatch, DomainPool
+from hybridver.bab.input_domains import DomainBatch, DomainPool
 from hybridver.ir.evaluate import evaluate
 from hybridver.problem import Subproblem
 from hybridver.schedule import Action, Scheduler, SubproblemFeatures

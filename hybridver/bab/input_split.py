@@ -18,6 +18,9 @@ batch (e.g. to an exact back end through the scheduler) and later report each on
 a counterexample, or returned (then it is bounded and split again).  A delegated domain
 counts as open until it is reported proven.
 
+The loop (deadline, stop, domain limit, hand-off timing, progress) is
+:func:`hybridver.bab_core.run_search`; this module is its strategy for boxes.
+
 Soundness rests on the bound function and on the split covering the parent box: children
 ``[l, m]`` and ``[m, u]`` share the midpoint, so no point is lost; "proven" needs an empty
 pool and no delegated domain outstanding.
@@ -26,15 +29,18 @@ pool and no delegated domain outstanding.
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 import torch
 
+from hybridver.bab.input_domains import (DomainBatch, DomainPool, NodeBounds, concat_batches,
+                                         split_domains)
+from hybridver.bab_core import (ProbeFn, ProgressFn, SearchLimits, SearchOutcome, SearchStats,
+                                StopFn, run_search)
+
 Tensor = torch.Tensor
-NodeBounds = dict[str, tuple[Tensor, Tensor]]
 
 
 @dataclasses.dataclass
@@ -54,10 +60,6 @@ class Bounded:
 
 #: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions NodeBounds | None) -> Bounded``
 BoundFn = Callable[[Tensor, Tensor, NodeBounds | None], Bounded]
-#: ``probe(points (K, n_in)) -> index of a confirmed counterexample among them, or None``.
-ProbeFn = Callable[[np.ndarray], int | None]
-#: ``progress(stats)`` after each batch (stats include "open" and "best_margin").
-ProgressFn = Callable[[Mapping], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,49 +71,10 @@ class InputSplitConfig:
     width_weight: float = 1.0      # see rank_split_dims
 
 
-@dataclasses.dataclass
-class InputSplitOutcome:
-    """``status``: "proven", "counterexample", "timeout", "exhausted" (domain limit) or
-    "stopped" (by the caller's ``stop``)."""
-
-    status: str
-    counterexample_index: int | None = None
-    counterexample_point: np.ndarray | None = None
-    stats: dict = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass
-class DomainBatch:
-    """Open domains taken out of the pool: boxes ``(K, n_in)``, ``margin (K, g)`` (per
-    disjunct, the best proven lower bound of its rows over the domain so far; the domain
-    is open because some entry is <= 0), ``depth (K,)`` (splits from the case's box),
-    ``node_bounds`` as in :class:`Bounded`."""
-
-    lower: Tensor
-    upper: Tensor
-    margin: Tensor
-    depth: Tensor
-    node_bounds: NodeBounds
-
-    def __len__(self) -> int:
-        return self.lower.shape[0]
-
-    @property
-    def worst(self) -> Tensor:
-        """``(K,)``: the case's margin bound (the smallest disjunct margin)."""
-        return self.margin.min(dim=1).values
-
-    def rows(self, rows) -> "DomainBatch":
-        """The domains at ``rows`` (an index tensor or a slice)."""
-        return DomainBatch(self.lower[rows], self.upper[rows], self.margin[rows],
-                           self.depth[rows],
-                           {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()})
-
-
 class Delegate(Protocol):
     """Takes hard domains out of the branch-and-bound and reports on them later."""
 
-    def select(self, pool: "DomainPool", deadline: float) -> DomainBatch | None:
+    def select(self, pool: DomainPool, deadline: float) -> DomainBatch | None:
         """Remove and take over some domains of ``pool`` (or None)."""
 
     def collect(self) -> tuple[list[DomainBatch], np.ndarray | None, int]:
@@ -167,136 +130,145 @@ def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
     return torch.where(top.values < 0, top.indices[:, :1], top.indices)
 
 
-class DomainPool:
-    """Open domains in growable buffers (capacity doubles; removal moves the last rows
-    into the holes, so a batch costs O(batch) copies, not O(pool)): boxes, per-disjunct
-    margins, depths, ranked split dimensions and the parent node bounds, popped lowest
-    (worst-disjunct) margin first.  The attributes are views of the live rows."""
+@dataclasses.dataclass
+class _Parents:
+    """Domains popped from the pool, to be split along their ranked dimensions ``dims
+    (K, n_dims)`` and bounded."""
 
-    def __init__(self, n_in: int, device: torch.device):
-        self.device = device
-        self.size = 0
-        self._buffers: dict[str, Tensor] = {}
-        self._nodes: list[str] = []
-        self._n_in = n_in
+    batch: DomainBatch
+    dims: Tensor
 
-    def __len__(self) -> int:
-        return self.size
 
-    def _view(self, key: str) -> Tensor:
-        return self._buffers[key][:self.size]
+@dataclasses.dataclass
+class _Open:
+    """A bounded batch's open domains: rows ``idx`` of ``batch``, with their bounds
+    (``bounded``, all rows), per-disjunct margins ``(K, g)`` (the parent's folded in) and
+    case margins ``(K,)`` of all rows."""
 
-    @property
-    def lower(self) -> Tensor:
-        return self._view("lower") if self._buffers else \
-            torch.empty((0, self._n_in), dtype=torch.float64, device=self.device)
+    batch: DomainBatch
+    bounded: Bounded
+    per_disjunct: Tensor
+    margin: Tensor
+    idx: Tensor
 
-    @property
-    def upper(self) -> Tensor:
-        return self._view("upper") if self._buffers else self.lower
 
-    @property
-    def margin(self) -> Tensor:
-        return self._view("margin") if self._buffers else \
-            torch.empty((0, 1), dtype=torch.float64, device=self.device)
+class _PoolHandOff:
+    """A :class:`Delegate` seen by the BaB core (it offers the pool)."""
 
-    @property
-    def depth(self) -> Tensor:
-        return self._view("depth") if self._buffers else \
-            torch.empty((0,), dtype=torch.long, device=self.device)
+    def __init__(self, delegate: Delegate, pool: DomainPool):
+        self.delegate, self.pool = delegate, pool
 
-    @property
-    def dims(self) -> Tensor:
-        return self._view("dims") if self._buffers else \
-            torch.empty((0, 1), dtype=torch.long, device=self.device)
+    def offer(self, deadline: float) -> int:
+        taken = self.delegate.select(self.pool, deadline)
+        return 0 if taken is None else len(taken)
 
-    @property
-    def node_bounds(self) -> NodeBounds:
-        return {n: (self._view(f"lo:{n}"), self._view(f"hi:{n}")) for n in self._nodes}
+    def collect(self) -> tuple[list[DomainBatch], np.ndarray | None, int]:
+        return self.delegate.collect()
+
+    def outstanding(self) -> int:
+        return self.delegate.outstanding()
+
+    def wait(self, deadline: float) -> None:
+        self.delegate.wait(deadline)
+
+
+class _InputSplitting:
+    """The strategy (:class:`hybridver.bab_core.Strategy`): pop the lowest-margin parents,
+    split each along its best dimension (with lookahead: the best of several), bound the
+    children, probe the centres of the hardest open ones, push the open ones with their
+    ranked split dimensions."""
+
+    def __init__(self, bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
+                 groups: Sequence[slice], config: InputSplitConfig, device: torch.device,
+                 delegate: Delegate | None):
+        self.bound_fn, self.groups, self.config, self.device = bound_fn, groups, config, device
+        self.stats = SearchStats()
+        self.lo = torch.as_tensor(np.array(lower, dtype=np.float64).reshape(1, -1), device=device)
+        self.hi = torch.as_tensor(np.array(upper, dtype=np.float64).reshape(1, -1), device=device)
+        self.pool = DomainPool(self.lo.shape[1], device)
+        self.hand_off = None if delegate is None else _PoolHandOff(delegate, self.pool)
+        self.n_dims = max(1, config.lookahead)
+
+    def root(self) -> DomainBatch:
+        return DomainBatch(self.lo, self.hi,
+                           torch.full((1, len(self.groups)), -np.inf, dtype=torch.float64,
+                                      device=self.device),
+                           torch.zeros(1, dtype=torch.long, device=self.device), {})
+
+    def open_count(self) -> int:
+        return len(self.pool)
 
     def best_margin(self) -> float:
-        """The lowest case margin bound of the open domains (+inf when none)."""
-        return float(self.margin.min()) if len(self) else float("inf")
+        return self.pool.best_margin()
 
-    def push(self, lower, upper, margin, depth, dims, node_bounds: NodeBounds) -> None:
-        k = lower.shape[0]
-        if k == 0:
-            return
-        rows = {"lower": lower, "upper": upper, "margin": margin, "depth": depth,
-                "dims": dims}
-        if not self._buffers:
-            self._nodes = sorted(node_bounds)
-        for n in self._nodes:
-            rows[f"lo:{n}"], rows[f"hi:{n}"] = node_bounds[n]
-        if not self._buffers or self.size + k > next(iter(self._buffers.values())).shape[0]:
-            capacity = max(2 * (self.size + k), 1024)
-            grown = {}
-            for key, value in rows.items():
-                buffer = torch.empty((capacity, *value.shape[1:]), dtype=value.dtype,
-                                     device=self.device)
-                if key in self._buffers:
-                    buffer[:self.size] = self._buffers[key][:self.size]
-                grown[key] = buffer
-            self._buffers = grown
-        for key, value in rows.items():
-            self._buffers[key][self.size:self.size + k] = value
-        self.size += k
+    def select(self) -> _Parents:
+        parents, dims = self.pool.pop(max(1, self.config.batch_size // (2 * self.n_dims)))
+        return _Parents(parents, dims)
 
-    def pop(self, k: int, lowest: bool = True) -> tuple[DomainBatch, Tensor]:
-        """Remove the ``k`` domains of lowest (or highest) margin: the batch and their
-        ranked split dimensions ``(k, n_dims)``."""
-        k = min(k, len(self))
-        if k == len(self):
-            rows = torch.arange(k, device=self.device)
+    def _bound(self, batch: DomainBatch) -> Bounded:
+        bounded = self.bound_fn(batch.lower, batch.upper, batch.node_bounds or None)
+        self.stats.domains_bounded += len(batch)
+        self.stats.batches += 1
+        return bounded
+
+    def bound(self, work: DomainBatch | _Parents) -> _Open | None:
+        """Bound a batch as it is (the root, domains the hand-off returned: their split
+        dimensions were not kept) or the children of popped parents."""
+        if isinstance(work, DomainBatch):
+            batch, bounded = work, self._bound(work)
         else:
-            rows = torch.topk(self.margin.min(dim=1).values, k, largest=not lowest).indices
-        dims = self.dims[rows].clone()
-        return self.take(rows), dims
+            batch, bounded = self._split_and_bound(work.batch, work.dims)
+        per_disjunct = torch.maximum(per_disjunct_margins(bounded.row_lower, self.groups),
+                                     batch.margin)  # the parent's bounds hold on a child
+        margin = per_disjunct.min(dim=1).values
+        open_mask = ~(margin > 0)
+        if not bool(open_mask.any()):
+            return None
+        return _Open(batch, bounded, per_disjunct, margin, torch.nonzero(open_mask).reshape(-1))
 
-    def take(self, rows: Tensor) -> DomainBatch:
-        """Remove the domains at ``rows`` (distinct indices) and return them."""
-        rows = rows.to(device=self.device, dtype=torch.long)
-        batch = self.rows_of(rows)
-        k, n = rows.numel(), self.size
-        if k:
-            tail_start = n - k
-            taken = torch.zeros(n, dtype=torch.bool, device=self.device)
-            taken[rows] = True
-            holes = rows[rows < tail_start]                  # taken rows outside the tail
-            movers = torch.nonzero(~taken[tail_start:]).reshape(-1) + tail_start
-            for buffer in self._buffers.values():            # same count: k - |tail taken|
-                buffer[holes] = buffer[movers]
-            self.size = tail_start
-        return batch
+    def _split_and_bound(self, parents: DomainBatch, dims: Tensor
+                         ) -> tuple[DomainBatch, Bounded]:
+        """Split every parent along its best dimension; with lookahead, bound the
+        children of each candidate dimension and keep those whose worse child is best."""
+        k = dims.shape[1]
+        if k == 1 or len(parents) == 0:
+            children = split_domains(parents, dims[:, 0])
+            return children, self._bound(children)
+        both = concat_batches([split_domains(parents, dims[:, j]) for j in range(k)])
+        bounded = self._bound(both)
+        n = len(parents)
+        margin = disjunct_margins(bounded.row_lower, self.groups).reshape(k, 2, n)
+        best = margin.min(dim=1).values.argmax(dim=0)                      # (n,)
+        rows = torch.arange(n, device=self.device)
+        pick = torch.cat([best * 2 * n + rows, best * 2 * n + n + rows])   # left, right
+        picked = Bounded(bounded.row_lower[pick],
+                         None if bounded.coef is None else bounded.coef[pick],
+                         None if bounded.node_bounds is None else
+                         {nm: (lo_n[pick], hi_n[pick]) for nm, (lo_n, hi_n)
+                          in bounded.node_bounds.items()})
+        return both.rows(pick), picked
 
-    def rows_of(self, rows: Tensor) -> DomainBatch:
-        """Copies of the domains at ``rows`` (the pool is unchanged)."""
-        return DomainBatch(self.lower[rows], self.upper[rows], self.margin[rows],
-                           self.depth[rows],
-                           {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()})
+    def candidates(self, found: _Open) -> np.ndarray | None:
+        """The centres of the hardest open domains (``probes_per_batch``)."""
+        if self.config.probes_per_batch <= 0:
+            return None
+        idx = found.idx
+        centres = ((found.batch.lower[idx] + found.batch.upper[idx]) / 2).cpu().numpy()
+        order = torch.argsort(found.margin[idx])[: self.config.probes_per_batch].cpu().numpy()
+        return centres[order]
 
-
-def split_domains(batch: DomainBatch, dims: Tensor) -> DomainBatch:
-    """Both halves of every domain along ``dims``: ``2K`` domains (left halves first);
-    the children inherit the parent's node bounds (sound on any sub-box)."""
-    rows = torch.arange(len(batch), device=batch.lower.device)
-    mid = (batch.lower[rows, dims] + batch.upper[rows, dims]) / 2
-    left_hi, right_lo = batch.upper.clone(), batch.lower.clone()
-    left_hi[rows, dims] = mid
-    right_lo[rows, dims] = mid
-    twice = {n: (torch.cat([lo, lo]), torch.cat([hi, hi]))
-             for n, (lo, hi) in batch.node_bounds.items()}
-    return DomainBatch(torch.cat([batch.lower, right_lo]), torch.cat([left_hi, batch.upper]),
-                       torch.cat([batch.margin, batch.margin]),
-                       torch.cat([batch.depth, batch.depth]) + 1, twice)
-
-
-def _concat(batches: Sequence[DomainBatch]) -> DomainBatch:
-    return DomainBatch(torch.cat([b.lower for b in batches]), torch.cat([b.upper for b in batches]),
-                       torch.cat([b.margin for b in batches]), torch.cat([b.depth for b in batches]),
-                       {n: (torch.cat([b.node_bounds[n][0] for b in batches]),
-                            torch.cat([b.node_bounds[n][1] for b in batches]))
-                        for n in batches[0].node_bounds})
+    def branch(self, found: _Open) -> None:
+        """Push the open domains with their ranked split dimensions and node bounds."""
+        batch, bounded, idx = found.batch, found.bounded, found.idx
+        blo, bhi = batch.lower[idx], batch.upper[idx]
+        coef = None if bounded.coef is None else bounded.coef[idx]
+        dims = rank_split_dims(blo, bhi, coef, bounded.row_lower[idx], self.n_dims,
+                               self.config.width_weight)
+        nodes = bounded.node_bounds if bounded.node_bounds is not None else batch.node_bounds
+        nodes = {n: (lo_n[idx], hi_n[idx]) for n, (lo_n, hi_n) in nodes.items()}
+        depth = batch.depth[idx]
+        self.stats.max_depth = max(self.stats.max_depth, int(depth.max()))
+        self.pool.push(blo, bhi, found.per_disjunct[idx], depth, dims, nodes)
 
 
 def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
@@ -304,130 +276,16 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
                     config: InputSplitConfig = InputSplitConfig(),
                     device: str | torch.device = "cpu", delegate: Delegate | None = None,
                     progress: ProgressFn | None = None,
-                    stop: Callable[[], bool] | None = None) -> InputSplitOutcome:
+                    stop: StopFn | None = None) -> SearchOutcome:
     """Prove the case on ``[lower, upper]`` or find a counterexample.
 
     ``groups``: the rows of each disjunct in the stacked constraint matrix the bound
     function uses.  ``probe`` checks candidate points (domain centres of the hardest
-    domains) on the real model.  ``delegate``: see :class:`Delegate`.
+    domains) on the real model.  ``delegate``: see :class:`Delegate`.  ``deadline``: a
+    ``time.monotonic()`` value; ``stop``: asked before every batch.  The status is a
+    :class:`~hybridver.bab_core.SearchStatus` (EXHAUSTED: ``config.max_domains`` reached).
     """
-    start = time.monotonic()
-    device = torch.device(device)
-    stats = {"domains_bounded": 0, "batches": 0, "max_queue": 0, "probes": 0,
-             "max_depth": 0, "delegated": 0, "delegated_proven": 0, "delegated_returned": 0}
-    lo = torch.as_tensor(np.array(lower, dtype=np.float64).reshape(1, -1), device=device)
-    hi = torch.as_tensor(np.array(upper, dtype=np.float64).reshape(1, -1), device=device)
-    pool = DomainPool(lo.shape[1], device)
-
-    def finish(status: str, point: np.ndarray | None = None) -> InputSplitOutcome:
-        stats["time_s"] = time.monotonic() - start
-        return InputSplitOutcome(status, counterexample_point=point, stats=stats)
-
-    n_dims = max(1, config.lookahead)
-
-    def bound(batch: DomainBatch) -> Bounded:
-        bounded = bound_fn(batch.lower, batch.upper, batch.node_bounds or None)
-        stats["domains_bounded"] += len(batch)
-        stats["batches"] += 1
-        return bounded
-
-    def push(batch: DomainBatch, bounded: Bounded) -> np.ndarray | None:
-        """Probe the hardest centres of a bounded batch and push its open domains; a
-        confirmed counterexample point or None."""
-        per_disjunct = torch.maximum(per_disjunct_margins(bounded.row_lower, groups),
-                                     batch.margin)  # the parent's bounds hold on a child
-        margin = per_disjunct.min(dim=1).values
-        open_mask = ~(margin > 0)
-        if not bool(open_mask.any()):
-            return None
-        idx = torch.nonzero(open_mask).reshape(-1)
-        blo, bhi = batch.lower[idx], batch.upper[idx]
-        coef = None if bounded.coef is None else bounded.coef[idx]
-        dims = rank_split_dims(blo, bhi, coef, bounded.row_lower[idx], n_dims,
-                               config.width_weight)
-        if probe is not None and config.probes_per_batch > 0:
-            centres = ((blo + bhi) / 2).cpu().numpy()
-            order = torch.argsort(margin[idx])[: config.probes_per_batch].cpu().numpy()
-            stats["probes"] += len(order)
-            hit = probe(centres[order])
-            if hit is not None:
-                return centres[order][hit]
-        nodes = bounded.node_bounds if bounded.node_bounds is not None else batch.node_bounds
-        nodes = {n: (lo_n[idx], hi_n[idx]) for n, (lo_n, hi_n) in nodes.items()}
-        depth = batch.depth[idx]
-        stats["max_depth"] = max(stats["max_depth"], int(depth.max()))
-        pool.push(blo, bhi, per_disjunct[idx], depth, dims, nodes)
-        return None
-
-    def bound_and_push(batch: DomainBatch) -> np.ndarray | None:
-        return push(batch, bound(batch))
-
-    def split_and_push(parents: DomainBatch, dims: Tensor) -> np.ndarray | None:
-        """Split every parent along its best dimension; with lookahead, bound the
-        children of each candidate dimension and keep those whose worse child is best."""
-        k = dims.shape[1]
-        if k == 1 or len(parents) == 0:
-            return bound_and_push(split_domains(parents, dims[:, 0]))
-        options = [split_domains(parents, dims[:, j]) for j in range(k)]
-        both = _concat(options)
-        bounded = bound(both)
-        n = len(parents)
-        margin = disjunct_margins(bounded.row_lower, groups).reshape(k, 2, n)
-        best = margin.min(dim=1).values.argmax(dim=0)                      # (n,)
-        rows = torch.arange(n, device=device)
-        pick = torch.cat([best * 2 * n + rows, best * 2 * n + n + rows])   # left, right
-        chosen = both.rows(pick)
-        picked = Bounded(bounded.row_lower[pick],
-                         None if bounded.coef is None else bounded.coef[pick],
-                         None if bounded.node_bounds is None else
-                         {nm: (lo_n[pick], hi_n[pick]) for nm, (lo_n, hi_n)
-                          in bounded.node_bounds.items()})
-        return push(chosen, picked)
-
-    root = DomainBatch(lo, hi, torch.full((1, len(groups)), -np.inf, dtype=torch.float64,
-                                          device=device),
-                       torch.zeros(1, dtype=torch.long, device=device), {})
-    point = bound_and_push(root)
-    if point is not None:
-        return finish("counterexample", point)
-
-    def delegate_some() -> None:
-        """Offer the delegate the pool; after a split, so that every round of the loop
-        branches on something even if the delegate returns what it takes at once."""
-        if delegate is not None and len(pool):
-            taken = delegate.select(pool, deadline)
-            if taken is not None:
-                stats["delegated"] += len(taken)
-
-    delegate_some()
-    while len(pool) or (delegate is not None and delegate.outstanding()):
-        stats["max_queue"] = max(stats["max_queue"], len(pool))
-        if time.monotonic() > deadline:
-            return finish("timeout")
-        if stop is not None and stop():
-            return finish("stopped")
-        if stats["domains_bounded"] > config.max_domains:
-            return finish("exhausted")
-        if delegate is not None:
-            returned, point, proven = delegate.collect()
-            stats["delegated_proven"] += proven
-            if point is not None:
-                return finish("counterexample", point)
-            for batch in returned:
-                stats["delegated_returned"] += len(batch)
-                found = bound_and_push(batch)  # re-bound: their split dims were not kept
-                if found is not None:
-                    return finish("counterexample", found)
-            if not len(pool):
-                if delegate.outstanding():
-                    delegate.wait(deadline)
-                continue
-        parents, dims = pool.pop(max(1, config.batch_size // (2 * n_dims)))
-        point = split_and_push(parents, dims)
-        if point is not None:
-            return finish("counterexample", point)
-        delegate_some()
-        if progress is not None:
-            progress({**stats, "open": len(pool) + (delegate.outstanding() if delegate else 0),
-                      "best_margin": pool.best_margin()})
-    return finish("proven")
+    strategy = _InputSplitting(bound_fn, lower, upper, groups, config, torch.device(device),
+                               delegate)
+    return run_search(strategy, SearchLimits(deadline, config.max_domains, stop), probe,
+                      progress)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybridver.bab.activation_split import (ActivationSplitConfig, _affine_rows, _candidates,
-                                            _choose_splits, _restrictions, _tighten_boxes,
-                                            activation_split_bab)
+from hybridver.bab.activation_split import ActivationSplitConfig, activation_split_bab
+from hybridver.bab.branching import _candidates, _choose_splits
+from hybridver.bab.neuron_domains import _affine_rows, _restrictions, _tighten_boxes
+from hybridver.bab_core import SearchStatus
 from hybridver.bab.input_split import disjunct_margins
 from hybridver.bounds import BoundConfig, compute_bounds
 from hybridver.bounds.crown import get_plan
@@ -69,9 +70,9 @@ def test_relu_counterexample_never_proven():
                                    time.monotonic() + 2.5,
                                    config=ActivationSplitConfig(batch_size=64,
                                                                 max_domains=20000))
-        assert out.status != "proven"
-        assert out.status in ("timeout", "exhausted")
-        assert out.stats["domains_bounded"] > 1
+        assert out.status is not SearchStatus.PROVEN
+        assert out.status in (SearchStatus.TIMEOUT, SearchStatus.EXHAUSTED)
+        assert out.stats.domains_bounded > 1
 
 
 def test_sigmoid_counterexample_never_proven():
@@ -82,8 +83,8 @@ def test_sigmoid_counterexample_never_proven():
                                    time.monotonic() + 2.5,
                                    config=ActivationSplitConfig(batch_size=64,
                                                                 max_domains=5000))
-        assert out.status != "proven"
-        assert out.stats["domains_bounded"] > 1
+        assert out.status is not SearchStatus.PROVEN
+        assert out.stats.domains_bounded > 1
 
 
 def test_proofs_agree_with_dense_sampling():
@@ -100,7 +101,7 @@ def test_proofs_agree_with_dense_sampling():
             out = activation_split_bab(graph, -np.ones(2), np.ones(2),
                                        np.array([[1.0, -1.0, 0.0]]), np.array([-t]),
                                        [slice(0, 1)], time.monotonic() + 1.5)
-            if out.status == "proven":
+            if out.status is SearchStatus.PROVEN:
                 proven += 1
                 assert true_min > t
     assert proven >= 1
@@ -121,16 +122,16 @@ def test_tiny_relu_needs_branching_and_is_proven():
     out = activation_split_bab(model.graph, case.region.lower, case.region.upper, st.C, st.d,
                                st.groups, time.monotonic() + 30.0,
                                config=ActivationSplitConfig(method=BoundMethod.CROWN))
-    assert out.status == "proven"
-    assert out.stats["method"] == "crown"
-    assert out.stats["domains_bounded"] > 1
-    assert out.stats["max_depth"] >= 1       # neurons were split
-    assert out.stats["infeasible"] > 0       # contradictory domains were dropped
+    assert out.status is SearchStatus.PROVEN
+    assert out.stats.method == "crown"
+    assert out.stats.domains_bounded > 1
+    assert out.stats.max_depth >= 1       # neurons were split
+    assert out.stats.infeasible > 0       # contradictory domains were dropped
     # the default for ReLU networks (alpha-beta-CROWN) proves it too
     out = activation_split_bab(model.graph, case.region.lower, case.region.upper, st.C, st.d,
                                st.groups, time.monotonic() + 30.0)
-    assert out.status == "proven"
-    assert out.stats["method"] == "alpha-beta-crown"
+    assert out.status is SearchStatus.PROVEN
+    assert out.stats.method == "alpha-beta-crown"
 
 
 def test_sigmoid_split_uses_table_point_inside_interval():
@@ -183,7 +184,7 @@ def test_contradictory_restrictions_are_infeasible_and_dropped():
     # the full loop drops such domains: y0 = relu(relu(x) - 0.5) >= -t holds for t > 0
     out = activation_split_bab(graph, -np.ones(1), np.ones(1), np.array([[1.0, 0.0]]),
                                np.array([1e-3]), [slice(0, 1)], time.monotonic() + 10.0)
-    assert out.status == "proven"
+    assert out.status is SearchStatus.PROVEN
 
 
 def test_box_tightening_keeps_every_satisfying_input():
@@ -279,19 +280,19 @@ def test_hidden_counterexample_found_by_domain_attacks():
                                time.monotonic() + 30.0,
                                ir_probe(graph, C, d, lower, upper, seen),
                                ActivationSplitConfig(batch_size=32, probe_every=1))
-    assert out.status == "counterexample"
+    assert out.status is SearchStatus.COUNTEREXAMPLE
     x = out.counterexample_point
     assert np.all((x >= lower) & (x <= upper))
     assert margin(x) <= 0
     assert np.abs(x - centre).sum() <= 0.025 + 1e-9
-    assert out.stats["probes"] > 0 and len(seen) == out.stats["attacks"]
+    assert out.stats.probes > 0 and len(seen) == out.stats.attacks
 
     for method in (BoundMethod.CROWN, None):
         out = activation_split_bab(graph, lower, upper, C, d, [slice(0, 1)],
                                    time.monotonic() + 3.0,
                                    config=ActivationSplitConfig(batch_size=32, method=method))
-        assert out.status in ("timeout", "exhausted")
-        assert out.stats["attacks"] == 0
+        assert out.status in (SearchStatus.TIMEOUT, SearchStatus.EXHAUSTED)
+        assert out.stats.attacks == 0
 
 
 def test_probe_rejections_never_end_the_search():
@@ -304,5 +305,5 @@ def test_probe_rejections_never_end_the_search():
                                time.monotonic() + 3.0,
                                lambda pts: calls.append(len(pts)),
                                ActivationSplitConfig(batch_size=64, probe_every=2))
-    assert out.status in ("timeout", "exhausted")
-    assert calls and out.stats["attacks"] == len(calls)
+    assert out.status in (SearchStatus.TIMEOUT, SearchStatus.EXHAUSTED)
+    assert calls and out.stats.attacks == len(calls)

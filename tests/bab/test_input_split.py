@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from hybridver.bab.input_split import (Bounded, DomainBatch, DomainPool, InputSplitConfig,
-                                       input_split_bab, rank_split_dims, split_domains)
+from hybridver.bab.input_domains import DomainBatch, DomainPool, split_domains
+from hybridver.bab.input_split import (Bounded, InputSplitConfig, input_split_bab,
+                                       rank_split_dims)
+from hybridver.bab_core import SearchStatus
 
 GROUPS = (slice(0, 1),)
 
@@ -74,8 +76,8 @@ def test_positive_function_is_proven_by_splitting(lookahead):
     outcome = input_split_bab(bound_fn, np.array([-1.0, -1.0]), np.array([1.0, 1.0]),
                               GROUPS, time.monotonic() + 30,
                               config=InputSplitConfig(batch_size=64, lookahead=lookahead))
-    assert outcome.status == "proven"
-    assert outcome.stats["domains_bounded"] > 1
+    assert outcome.status is SearchStatus.PROVEN
+    assert outcome.stats.domains_bounded > 1
 
 
 def test_hidden_counterexample_is_found_and_never_proven():
@@ -94,7 +96,7 @@ def test_hidden_counterexample_is_found_and_never_proven():
     outcome = input_split_bab(bound_fn, np.array([-1.0, -1.0]), np.array([1.0, 1.0]),
                               GROUPS, time.monotonic() + 30, probe,
                               InputSplitConfig(batch_size=64))
-    assert outcome.status == "counterexample"
+    assert outcome.status is SearchStatus.COUNTEREXAMPLE
     assert np.abs(outcome.counterexample_point - p.numpy()).sum() <= 1e-3
 
 
@@ -104,7 +106,7 @@ def test_without_a_probe_a_violated_case_times_out_not_proven():
 
     outcome = input_split_bab(bound_fn, np.zeros(2), np.ones(2), GROUPS,
                               time.monotonic() + 0.5, config=InputSplitConfig(batch_size=32))
-    assert outcome.status in ("timeout", "exhausted")
+    assert outcome.status in (SearchStatus.TIMEOUT, SearchStatus.EXHAUSTED)
 
 
 def test_parent_node_bounds_reach_the_children_as_restrictions():
@@ -118,7 +120,7 @@ def test_parent_node_bounds_reach_the_children_as_restrictions():
 
     outcome = input_split_bab(bound_fn, np.zeros(1), np.ones(1), GROUPS,
                               time.monotonic() + 10, config=InputSplitConfig(batch_size=4))
-    assert outcome.status == "proven"
+    assert outcome.status is SearchStatus.PROVEN
     assert seen[0] is None
     child = seen[1]
     assert set(child) == {"h"} and child["h"][0].shape[0] == 2
@@ -161,12 +163,12 @@ def test_delegated_domains_count_as_open_until_reported():
     outcome = input_split_bab(_always_open, np.zeros(2), np.ones(2), GROUPS,
                               time.monotonic() + 0.5, config=InputSplitConfig(batch_size=8),
                               delegate=silent)
-    assert outcome.status == "timeout"
+    assert outcome.status is SearchStatus.TIMEOUT
     proven = _Delegate("proven")
     outcome = input_split_bab(_always_open, np.zeros(2), np.ones(2), GROUPS,
                               time.monotonic() + 10, config=InputSplitConfig(batch_size=8),
                               delegate=proven)
-    assert outcome.status == "proven" and outcome.stats["delegated_proven"] > 0
+    assert outcome.status is SearchStatus.PROVEN and outcome.stats.delegated_proven > 0
 
 
 def test_returned_domains_are_branched_again():
@@ -178,8 +180,8 @@ def test_returned_domains_are_branched_again():
     outcome = input_split_bab(bound_fn, np.zeros(2), np.ones(2), GROUPS,
                               time.monotonic() + 10, config=InputSplitConfig(batch_size=8),
                               delegate=returned)
-    assert outcome.status == "proven"
-    assert outcome.stats["delegated_returned"] > 0
+    assert outcome.status is SearchStatus.PROVEN
+    assert outcome.stats.delegated_returned > 0
 
 
 def test_pool_take_keeps_the_rest_intact_through_growth_and_removal():
