@@ -32,6 +32,7 @@ from hybridver.ir.relu_chain import ReluChain
 from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margins,
                                        input_split_bab, per_disjunct_margins)
+from hybridver.bab_core import SearchStatus
 from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
@@ -299,17 +300,17 @@ def _split_cases(run: _Run, open_cases: list[int]):
                 run.stats["input_split"]["handoff_error"] = delegate.disabled
             for key in ("delegated", "delegated_proven", "delegated_returned"):
                 run.stats["input_split"][key] = (run.stats["input_split"].get(key, 0)
-                                                 + outcome.stats.get(key, 0))
+                                                 + getattr(outcome.stats, key))
             for key in ("domains_bounded", "probes"):
-                run.stats["input_split"][key] += outcome.stats.get(key, 0)
+                run.stats["input_split"][key] += getattr(outcome.stats, key)
             status = outcome.status
             if faces.found_one:
-                status = "counterexample"
+                status = SearchStatus.COUNTEREXAMPLE
             if race is not None:
                 status = race.finish(status, run.stats["input_split"])
-            if status == "counterexample" and found:
+            if status is SearchStatus.COUNTEREXAMPLE and found:
                 return Verdict.SAT, found[0], ""
-            if status != "proven":
+            if status is not SearchStatus.PROVEN:
                 return _unfinished(status)
         return Verdict.UNSAT, None, ""
     finally:
@@ -386,12 +387,12 @@ class _RegionRace:
         return self.race is not None and self.started_at is not None and \
             time.monotonic() >= self.started_at + self.run.config.region_takeover_s
 
-    def finish(self, status: str, stats: dict) -> str:
+    def finish(self, status: SearchStatus, stats: dict) -> SearchStatus:
         """The case's status once input splitting returned ``status``: the race's answer
         when it has one (waited for if input splitting stopped or ran out of domains)."""
         if self.race is None:
             return status
-        if status in ("exhausted", "stopped"):
+        if status in (SearchStatus.EXHAUSTED, SearchStatus.STOPPED):
             while self.race.poll() is None and not self.run.timed_out():
                 time.sleep(0.05)
         state = self.race.poll()
@@ -401,10 +402,10 @@ class _RegionRace:
         if self.found:   # a confirmed counterexample outranks any proof
             if state == "proven":
                 stats["region_race_disagreement"] = True
-            return "counterexample"
+            return SearchStatus.COUNTEREXAMPLE
         if state == "proven":
-            return "proven"
-        return "timeout" if status == "stopped" else status
+            return SearchStatus.PROVEN
+        return SearchStatus.TIMEOUT if status is SearchStatus.STOPPED else status
 
 
 def _sub_boxes(box: InputBox, parts: int) -> list[InputBox]:
@@ -460,18 +461,18 @@ def _bab_progress(run: _Run, done: int, total: int):
     """A branch-and-bound progress callback feeding ``run.progress``."""
     def report(stats) -> None:
         jobs = run._scheduler.in_flight if run._scheduler is not None else 0
-        run.progress.update(domains_left=stats["open"], domains_bounded=stats["domains_bounded"],
-                            best_bound=stats["best_margin"], cases_done=done, cases_total=total,
+        run.progress.update(domains_left=stats.open, domains_bounded=stats.domains_bounded,
+                            best_bound=stats.best_margin, cases_done=done, cases_total=total,
                             backend_jobs=jobs)
     return report
 
 
-def _unfinished(status: str) -> tuple[Verdict, None, str]:
+def _unfinished(status: SearchStatus) -> tuple[Verdict, None, str]:
     """The verdict of a branch-and-bound that neither proved the case nor found a
     confirmed counterexample."""
-    if status == "timeout":
+    if status is SearchStatus.TIMEOUT:
         return Verdict.TIMEOUT, None, "time limit reached in branch-and-bound"
-    return Verdict.UNKNOWN, None, f"branch-and-bound stopped: {status}"
+    return Verdict.UNKNOWN, None, f"branch-and-bound stopped: {status.value}"
 
 
 def _activation_split_cases(run: _Run, open_cases: list[int]):
@@ -506,24 +507,24 @@ def _activation_split_cases(run: _Run, open_cases: list[int]):
                                            stop=None if race is None else
                                            lambda: race.poll() in ("proven", "counterexample"))
             for key in ("domains_bounded", "infeasible", "attacks"):
-                stats[key] += outcome.stats.get(key, 0)
-            stats["method"] = outcome.stats.get("method")
+                stats[key] += getattr(outcome.stats, key)
+            stats["method"] = outcome.stats.method
             status = outcome.status
             if race is not None:
-                if status == "exhausted":   # nothing left to split: the race may still end
+                if status is SearchStatus.EXHAUSTED:   # nothing to split: the race may still end
                     while race.poll() is None and not run.timed_out():
                         time.sleep(0.05)
                 state = race.poll()
                 stats["races"][state or "unfinished"] = \
                     stats["races"].get(state or "unfinished", 0) + 1
                 if state == "proven":
-                    status = "proven"
+                    status = SearchStatus.PROVEN
                 elif state == "counterexample" and found:
-                    status = "counterexample"
+                    status = SearchStatus.COUNTEREXAMPLE
                 race.cancel()
-            if status == "counterexample" and found:
+            if status is SearchStatus.COUNTEREXAMPLE and found:
                 return Verdict.SAT, found[0], ""
-            if status != "proven":
+            if status is not SearchStatus.PROVEN:
                 return _unfinished(status)
         return Verdict.UNSAT, None, ""
     finally:

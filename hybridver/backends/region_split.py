@@ -21,6 +21,9 @@ with bounds from this package's engine):
   ``P`` (a neuron unstable on the box is often stable on the polytope);
 * open regions are taken most promising first (lowest LP bound of the parent).
 
+The loop is :func:`hybridver.bab_core.run_search`; this module is its strategy for
+polytopes.
+
 Soundness: the cut of a split is the computed ``A_j x + a_j`` widened by its rounding
 radius on both sides (``A_j x + a_j >= -radius`` for the active child, ``<= radius`` for
 the inactive one), so every point of the parent whose true ``z_j`` is ``>= 0`` (resp.
@@ -29,7 +32,8 @@ restriction ``z_j >= 0`` (resp. ``<= 0``) is true at exactly those points: the c
 cover the parent.  A region is dropped only when the engine's bound, an LP dual bound or an
 emptiness certificate proves it; "proven" needs no open region.  A fully linear region
 whose LP cannot refute it and whose minimiser is not a confirmed counterexample is
-"unresolved" (a tie within rounding): the run ends undecided, never "proven".
+unresolved (a tie within rounding, counted as ``stats.stuck``): the run ends EXHAUSTED,
+never PROVEN.
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -45,6 +48,8 @@ import torch
 
 from hybridver.backends.polytope_lp import (bounding_box, linear_minima, min_max_over_polytope,
                                        propagate_cut)
+from hybridver.bab_core import (ProbeFn, SearchLimits, SearchOutcome, SearchStats, StopFn,
+                                run_search)
 from hybridver.bounds.linear_ops import gamma
 from hybridver.ir.relu_chain import ReluChain
 
@@ -73,29 +78,21 @@ class RegionBounds:
 #: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions name -> (lo, hi) (N, n))``
 BoundFn = Callable[[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]],
                    RegionBounds]
-#: ``probe(points (K, n_in)) -> index of a confirmed counterexample among them, or None``
-ProbeFn = Callable[[np.ndarray], "int | None"]
+#: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions name -> (lo, hi) (N, n))``
+BoundFn = Callable[[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]],
+                   RegionBounds]
 
 
 @dataclasses.dataclass(frozen=True)
 class RegionSplitConfig:
     batch_size: int = 256          # regions bounded per engine call
-    max_regions: int = 5_000_000   # regions bounded before giving up ("exhausted")
+    max_regions: int = 5_000_000   # regions bounded before giving up (EXHAUSTED)
     tighten_boxes: bool = True     # shrink new regions' boxes to their polytope (LPs)
     lp_intervals: bool = True      # exact intervals of the split layer's unstable neurons
     #                                over the polytope (2 LPs each) before choosing
     choice: str = "balanced"       # neuron of the first unstable layer: "balanced"
     #                                (largest min(-l, u)), "area" (-l u / (u - l), the
     #                                triangle relaxation's gap), "first" (lowest index)
-
-
-@dataclasses.dataclass
-class RegionSplitOutcome:
-    """``status``: "proven", "counterexample", "timeout", "exhausted" or "unresolved"."""
-
-    status: str
-    counterexample_point: np.ndarray | None = None
-    stats: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -109,50 +106,72 @@ class _Region:
     box_points: np.ndarray | None = None   # (2 n_in, n_in) LP minimisers of the box ends
 
 
-def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
-                     upper: np.ndarray, C: np.ndarray, d: np.ndarray,
-                     groups: Sequence[slice], deadline: float,
-                     probe: ProbeFn, config: RegionSplitConfig = RegionSplitConfig(),
-                     stop: Callable[[], bool] | None = None,
-                     cuts: tuple[np.ndarray, np.ndarray] | None = None) -> RegionSplitOutcome:
-    """Decide one case on its box ``[lower, upper]`` ``(n_in,)`` (module docstring).
+@dataclasses.dataclass
+class _Bounded:
+    """A bounded batch: ``children``, per split region ``(worst LP bound, parent's box
+    minimisers, its children)``, and the candidate ``points`` (LP minimisers)."""
 
-    ``C (m, n_out)``, ``d (m,)``: the case's stacked rows (``bound_fn`` bounds the same);
-    ``groups``: the row slices of each disjunct in them; ``probe`` tests candidate points
-    on the model; ``stop()`` True ends the run early ("timeout"); ``cuts``: ``(G (K,
-    n_in), h (K,))`` that every point of interest satisfies (e.g. branching decisions on
-    the first layer), the root region's polytope."""
-    lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
-    n_in = lower.shape[0]
-    reach = np.maximum(np.abs(lower), np.abs(upper))
-    full = {name: (np.full(w.shape[0], -np.inf), np.full(w.shape[0], np.inf))
-            for name, w in zip(chain.pre_names, chain.weights)}
-    G0, h0 = cuts if cuts is not None else (np.zeros((0, n_in)), np.zeros(0))
-    # open regions, most promising first: keyed by the parent's worst LP bound (the tree
-    # to prove is the same in any order; a counterexample is reached sooner this way)
-    heap = [(-math.inf, 0, _Region(lower, upper, np.asarray(G0, np.float64),
-                                   np.asarray(h0, np.float64), full,
-                                   np.ones(len(groups), dtype=bool)))]
-    pushed = 1
-    stats = {"linear_regions": 0, "regions_bounded": 0, "lps": 0, "lp_proven": 0,
-             "empty": 0, "max_cuts": 0, "probes": 0}
-    while heap:
-        if time.monotonic() >= deadline or (stop is not None and stop()):
-            return RegionSplitOutcome("timeout", stats={**stats, "open": len(heap)})
-        if stats["regions_bounded"] >= config.max_regions:
-            return RegionSplitOutcome("exhausted", stats=stats)
-        batch = [heapq.heappop(heap)[2] for _ in range(min(config.batch_size, len(heap)))]
+    children: list[tuple[float, np.ndarray | None, list[_Region]]]
+    points: list[np.ndarray]
+
+
+class _RegionSplitting:
+    """The strategy (:class:`hybridver.bab_core.Strategy`): pop the most promising
+    regions, bound them (engine, then LPs over each polytope), split each open one on a
+    neuron of its first unstable layer, probe the LP minimisers, shrink the children's
+    boxes and push them."""
+
+    hand_off = None
+
+    def __init__(self, chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
+                 upper: np.ndarray, C: np.ndarray, d: np.ndarray, groups: Sequence[slice],
+                 config: RegionSplitConfig, cuts: tuple[np.ndarray, np.ndarray] | None):
+        self.chain, self.bound_fn, self.C, self.d = chain, bound_fn, C, d
+        self.groups, self.config = groups, config
+        self.stats = SearchStats()
+        lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
+        n_in = lower.shape[0]
+        self.reach = np.maximum(np.abs(lower), np.abs(upper))
+        full = {name: (np.full(w.shape[0], -np.inf), np.full(w.shape[0], np.inf))
+                for name, w in zip(chain.pre_names, chain.weights)}
+        G0, h0 = cuts if cuts is not None else (np.zeros((0, n_in)), np.zeros(0))
+        # open regions, most promising first: keyed by the parent's worst LP bound (the
+        # tree to prove is the same in any order; a counterexample is reached sooner)
+        self.heap = [(-math.inf, 0, _Region(lower, upper, np.asarray(G0, np.float64),
+                                            np.asarray(h0, np.float64), full,
+                                            np.ones(len(groups), dtype=bool)))]
+        self.pushed = 1
+
+    def root(self) -> None:
+        return None   # the root region is in the heap
+
+    def open_count(self) -> int:
+        return len(self.heap)
+
+    def best_margin(self) -> float:
+        return self.heap[0][0] if self.heap else math.inf
+
+    def select(self) -> list[_Region]:
+        return [heapq.heappop(self.heap)[2]
+                for _ in range(min(self.config.batch_size, len(self.heap)))]
+
+    def bound(self, batch: list[_Region]) -> _Bounded:
+        """Refute disjuncts by the engine's bounds, then by LPs over each polytope; split
+        the regions still open (fully linear ones: the exact rows' LP, else stuck)."""
+        chain, groups, stats, config = self.chain, self.groups, self.stats, self.config
         n = len(batch)
         restrictions = {name: (np.stack([r.intervals[name][0] for r in batch]),
                                np.stack([r.intervals[name][1] for r in batch]))
                         for name in chain.pre_names}
-        bounds = bound_fn(np.stack([r.lo for r in batch]), np.stack([r.hi for r in batch]),
-                          restrictions)
-        stats["regions_bounded"] += n
-        points, unresolved = [], False
+        bounds = self.bound_fn(np.stack([r.lo for r in batch]),
+                               np.stack([r.hi for r in batch]), restrictions)
+        stats.domains_bounded += n
+        stats.batches += 1
+        out = _Bounded([], [])
+        points = out.points
         for b, region in enumerate(batch):
             if bounds.infeasible[b]:
-                stats["empty"] += 1
+                stats.infeasible += 1
                 continue
             still = region.open_disjuncts.copy()
             for k, rows in enumerate(groups):
@@ -163,12 +182,12 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
             worst = math.inf
             for k in np.flatnonzero(still):
                 rows = groups[k]
-                stats["lps"] += 1
+                stats.lps += 1
                 result = min_max_over_polytope(bounds.coef[b, rows], bounds.offset[b, rows],
                                                region.G, region.h, region.lo, region.hi)
                 if result.lower > 0:
                     still[k] = False
-                    stats["lp_proven"] += 1
+                    stats.lp_proven += 1
                     continue
                 worst = min(worst, result.lower)
                 if result.point is not None:
@@ -177,35 +196,57 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
                 continue
             intervals = {name: (bounds.intervals[name][0][b], bounds.intervals[name][1][b])
                          for name in chain.pre_names}
-            children, phases = _split(chain, region, intervals, still, reach, config.choice,
-                                      config.lp_intervals)
+            children, phases = _split(chain, region, intervals, still, self.reach,
+                                      config.choice, config.lp_intervals)
             if children is None:   # fully linear: the exact affine output, in float64
-                stats["linear_regions"] += 1
+                stats.linear_regions += 1
                 for k in np.flatnonzero(still):
-                    lam, c = _linear_rows(chain, phases, C[groups[k]], d[groups[k]], reach)
+                    lam, c = _linear_rows(chain, phases, self.C[groups[k]], self.d[groups[k]],
+                                          self.reach)
                     result = min_max_over_polytope(lam, c, region.G, region.h, region.lo,
                                                    region.hi)
                     if result.lower > 0:
                         still[k] = False
                     elif result.point is not None:
                         points.append(result.point)
-                unresolved |= bool(still.any())
+                stats.stuck += int(still.any())
                 continue
+            out.children.append((worst, region.box_points, children))
+            stats.max_cuts = max(stats.max_cuts, region.G.shape[0] + 1)
+        return out
+
+    def candidates(self, bounded: _Bounded) -> np.ndarray | None:
+        return np.stack(bounded.points) if bounded.points else None
+
+    def branch(self, bounded: _Bounded) -> None:
+        """Shrink each child's box to its polytope (dropping the empty ones) and push it."""
+        for worst, box_points, children in bounded.children:
             for child in children:
-                if not _shrink_box(child, region.box_points, config.tighten_boxes):
-                    stats["empty"] += 1
+                if not _shrink_box(child, box_points, self.config.tighten_boxes):
+                    self.stats.infeasible += 1
                     continue
-                heapq.heappush(heap, (worst, pushed, child))
-                pushed += 1
-            stats["max_cuts"] = max(stats["max_cuts"], region.G.shape[0] + 1)
-        if points:
-            stats["probes"] += len(points)
-            hit = probe(np.stack(points))
-            if hit is not None:
-                return RegionSplitOutcome("counterexample", points[hit], stats=stats)
-        if unresolved:
-            return RegionSplitOutcome("unresolved", stats=stats)
-    return RegionSplitOutcome("proven", stats=stats)
+                heapq.heappush(self.heap, (worst, self.pushed, child))
+                self.pushed += 1
+
+
+def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
+                     upper: np.ndarray, C: np.ndarray, d: np.ndarray,
+                     groups: Sequence[slice], deadline: float,
+                     probe: ProbeFn, config: RegionSplitConfig = RegionSplitConfig(),
+                     stop: StopFn | None = None,
+                     cuts: tuple[np.ndarray, np.ndarray] | None = None) -> SearchOutcome:
+    """Decide one case on its box ``[lower, upper]`` ``(n_in,)`` (module docstring).
+
+    ``C (m, n_out)``, ``d (m,)``: the case's stacked rows (``bound_fn`` bounds the same);
+    ``groups``: the row slices of each disjunct in them; ``probe`` tests candidate points
+    on the model; ``deadline``: a ``time.monotonic()`` value; ``stop()`` True ends the run
+    early (STOPPED); ``cuts``: ``(G (K, n_in), h (K,))`` that every point of interest
+    satisfies (e.g. branching decisions on the first layer), the root region's polytope.
+    The status is a :class:`~hybridver.bab_core.SearchStatus`: EXHAUSTED when
+    ``config.max_regions`` is reached or a region is unresolved (``stats.stuck``)."""
+    strategy = _RegionSplitting(chain, bound_fn, lower, upper, np.asarray(C, np.float64),
+                                np.asarray(d, np.float64), groups, config, cuts)
+    return run_search(strategy, SearchLimits(deadline, config.max_regions, stop), probe)
 
 
 def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool) -> bool:

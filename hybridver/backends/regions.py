@@ -20,6 +20,7 @@ import torch
 
 from hybridver.backends.base import (Capabilities, Limits, Outcome, Status,
                                      register_backend)
+from hybridver.bab_core import SearchStatus
 from hybridver.problem import Subproblem
 from hybridver.result import CandidateCounterexample
 
@@ -122,13 +123,16 @@ class RegionsBackend:
                                    [slice(0, C.shape[0])], start + limits.time_s, probe,
                                    cuts=cuts)
         elapsed = time.monotonic() - start
-        stats = dict(outcome.stats)
-        if outcome.status == "proven":
+        stats = outcome.stats.as_dict()
+        if outcome.status is SearchStatus.PROVEN:
             return Outcome(Status.INFEASIBLE, elapsed, solver_status="proven", stats=stats)
-        if outcome.status == "counterexample" and found:
+        if outcome.status is SearchStatus.COUNTEREXAMPLE and found:
             return self._candidate(graph, found[-1], elapsed, evaluate, stats)
-        status = Status.TIMEOUT if outcome.status == "timeout" else Status.UNKNOWN
-        return Outcome(status, elapsed, solver_status=outcome.status, stats=stats)
+        status = Status.TIMEOUT if outcome.status is SearchStatus.TIMEOUT else Status.UNKNOWN
+        message = "a fully linear region left unrefuted (a tie within rounding)" \
+            if outcome.stats.stuck else ""
+        return Outcome(status, elapsed, solver_status=outcome.status.value, message=message,
+                       stats=stats)
 
     @staticmethod
     def _candidate(graph, x: np.ndarray, elapsed: float, evaluate, stats=None) -> Outcome:

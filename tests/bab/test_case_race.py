@@ -80,15 +80,15 @@ def test_race_alone_decides_through_worker_processes(monkeypatch):
     import time
 
     import hybridver.verify_hybrid as verify_hybrid
-    from hybridver.bab.input_split import InputSplitOutcome
+    from hybridver.bab_core import SearchOutcome, SearchStatus
 
     def waiting_bab(*args, stop=None, **kwargs):
         deadline = args[6]
         while time.monotonic() < deadline:
             if stop is not None and stop():
-                return InputSplitOutcome("stopped")
+                return SearchOutcome(SearchStatus.STOPPED)
             time.sleep(0.05)
-        return InputSplitOutcome("timeout")
+        return SearchOutcome(SearchStatus.TIMEOUT)
 
     monkeypatch.setattr(verify_hybrid, "activation_split_bab", waiting_bab)
     model = hybridver.load_model(EXAMPLES / "digits_relu.onnx")

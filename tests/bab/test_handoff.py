@@ -17,6 +17,7 @@ import torch
 import hybridver
 from hybridver.bab.handoff import HandoffConfig, SchedulerDelegate
 from hybridver.bab.input_split import Bounded, InputSplitConfig, input_split_bab
+from hybridver.bab_core import SearchStatus
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig
 from hybridver.config import VerifyConfig
@@ -67,17 +68,17 @@ def _run(threshold: float, centres, backends=("highs",), min_depth=2, seconds=60
 @pytest.mark.parametrize("backend", ["highs", "ortools", "z3"])
 def test_hidden_counterexample_is_never_proven_through_the_handoff(backend):
     outcome, confirmed, scheduler = _run(0.5, [P], (backend,))
-    assert outcome.status != "proven"
+    assert outcome.status is not SearchStatus.PROVEN
     assert scheduler.report()["submitted"] > 0
-    if outcome.status == "counterexample":
+    if outcome.status is SearchStatus.COUNTEREXAMPLE:
         assert confirmed and np.abs(confirmed[0] - np.array(P)).sum() <= R
 
 
 @pytest.mark.parametrize("backend", ["highs", "ortools", "z3"])
 def test_separated_bumps_are_proven_with_delegated_domains(backend):
     outcome, _, scheduler = _run(1.5, [P, Q], (backend,), min_depth=0)
-    assert outcome.status == "proven"
-    assert outcome.stats["delegated_proven"] > 0
+    assert outcome.status is SearchStatus.PROVEN
+    assert outcome.stats.delegated_proven > 0
     assert scheduler.backend_stats()[backend]["outcomes"].get("infeasible", 0) > 0
 
 
