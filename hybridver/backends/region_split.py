@@ -30,7 +30,7 @@ the inactive one), so every point of the parent whose true ``z_j`` is ``>= 0`` (
 ``<= 0``) lies in the active (resp. inactive) child's polytope, and the child's
 restriction ``z_j >= 0`` (resp. ``<= 0``) is true at exactly those points: the children
 cover the parent.  A region is dropped only when the engine's bound, an LP dual bound or an
-emptiness certificate proves it; "proven" needs no open region.  A fully linear region
+emptiness certificate proves it; PROVEN needs no open region.  A fully linear region
 whose LP cannot refute it and whose minimiser is not a confirmed counterexample is
 unresolved (a tie within rounding, counted as ``stats.stuck``): the run ends EXHAUSTED,
 never PROVEN.
@@ -75,9 +75,6 @@ class RegionBounds:
     infeasible: np.ndarray
 
 
-#: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions name -> (lo, hi) (N, n))``
-BoundFn = Callable[[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]],
-                   RegionBounds]
 #: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions name -> (lo, hi) (N, n))``
 BoundFn = Callable[[np.ndarray, np.ndarray, Mapping[str, tuple[np.ndarray, np.ndarray]]],
                    RegionBounds]
