@@ -36,7 +36,7 @@ def _source_manifest() -> dict:
 
 def test_package_has_no_symbolic_links():
     links = [str(p.relative_to(REPO)) for p in PACKAGE.rglob("*") if p.is_symlink()]
-    assert links == [], f"symbolic links in the package (lost on checkouts without them): {links}"
+    assert links == [], f"symbolic links in the package (lost without link support): {links}"
 
 
 def test_tables_folder_is_data_only():
