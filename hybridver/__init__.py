@@ -4,7 +4,7 @@ The public API is what this module re-exports; heavy dependencies and solvers ar
 only when used.
 """
 
-__version__ = "0.1.0"
+from hybridver.version import __version__  # noqa: E402
 
 from hybridver.result import (ConfirmedCounterexample, CandidateCounterexample,  # noqa: E402
                               VerificationResult, Verdict, read_results_file,

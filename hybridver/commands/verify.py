@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from hybridver import __version__
+from hybridver.version import __version__
 from hybridver.commands.settings import apply_process_settings, config_from_args
 from hybridver.errors import HybridverInputError
 from hybridver.progress import make_progress
