@@ -56,7 +56,7 @@ def _tightened(graph, case, deadline: float, config: ExactConfig, info: dict):
     bounds = subproblem_bounds(graph, case.region)
     if not config.lp_tightening or importlib.util.find_spec("highspy") is None:
         return bounds
-    from hybridver.backends.highs import lp_tightened_bounds
+    from hybridver.backends.lp import lp_tightened_bounds
     from hybridver.encode.milp import NotEncodableError
 
     if not case.disjuncts:

@@ -551,7 +551,7 @@ def _start_race(run: _Run, case, stacked: StackedCase,
                 for k, disjunct in enumerate(case.disjuncts)]
     budget = min(5.0, 0.1 * max(0.0, run.deadline - time.monotonic()))
     try:
-        from hybridver.backends.highs import lp_tightened_bounds
+        from hybridver.backends.lp import lp_tightened_bounds
         from hybridver.encode.milp import NotEncodableError
 
         tight, _ = lp_tightened_bounds(problems[0], budget)
