@@ -71,28 +71,27 @@ import numpy as np
 import torch
 
 from hybridver.bounds.intervals import RULES, Interval, UnsupportedBoundError
-from hybridver.bounds.linear_ops import (LinearRule, broadcast_operand, gamma, is_linear,
-                                         unbroadcast)
+from hybridver.bounds.linear_ops import LinearRule, broadcast_operand, is_linear, unbroadcast
 from hybridver.bounds.options import BoundConfig, IntermediateMethod
 from hybridver.ir.evaluate import EVALUATORS
 from hybridver.ir.graph import NetworkGraph
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import U32, U64, U_BF16, U_TF32, gamma
 from hybridver.relaxations.base import BinaryRelaxation, UnaryRelaxation, get_relaxation
 
 Tensor = torch.Tensor
-U64 = 2.0 ** -53
 
 
 def unit_roundoff(dtype: torch.dtype, device: torch.device) -> float:
     """Unit roundoff of matmuls/convolutions in ``dtype`` on ``device`` (see module doc)."""
     if dtype == torch.float64:
         return U64
-    u = 2.0 ** -24
+    u = U32
     if torch.get_float32_matmul_precision() != "highest":
-        u = 2.0 ** -8
+        u = U_BF16
     if device.type == "cuda" and (torch.backends.cuda.matmul.allow_tf32
                                   or torch.backends.cudnn.allow_tf32):
-        u = max(u, 2.0 ** -11)
+        u = max(u, U_TF32)
     return u
 
 

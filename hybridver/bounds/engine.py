@@ -20,14 +20,13 @@ import torch
 from hybridver.bounds import alpha as alpha_mod
 from hybridver.bounds.crown import BoundState, backward, build_state, get_plan, unit_roundoff
 from hybridver.bounds.intervals import Interval, UnsupportedBoundError
-from hybridver.bounds.linear_ops import gamma
 from hybridver.bounds.options import BoundConfig, BoundMethod
 from hybridver.errors import DimensionMismatchError
 from hybridver.ir.graph import NetworkGraph
+from hybridver.numerics import U64, gamma
 
 Tensor = torch.Tensor
 ArrayLike = Any
-U64 = 2.0 ** -53
 
 
 @dataclasses.dataclass(frozen=True)

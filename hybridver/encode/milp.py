@@ -47,6 +47,7 @@ from hybridver.encode.affine_form import (Affine, NonlinearSite, NotEncodableErr
                                           build_network_form, interval_node_bounds)
 from hybridver.ir.decompose import decompose_max_pool
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import U64
 from hybridver.problem import Subproblem
 from hybridver.result import CandidateCounterexample
 
@@ -374,7 +375,7 @@ def _margin_range(C: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray
     Cp, Cn = np.maximum(C, 0.0), np.minimum(C, 0.0)
     row_lo = Cp @ lo + Cn @ hi + d
     row_hi = Cp @ hi + Cn @ lo + d
-    err = 2 * (C.shape[1] + 2) * _U * (np.abs(C) @ np.maximum(np.abs(lo), np.abs(hi))
+    err = 2 * (C.shape[1] + 2) * U64 * (np.abs(C) @ np.maximum(np.abs(lo), np.abs(hi))
                                         + np.abs(d))
     return [float(np.max(row_lo - err))], [float(np.max(row_hi + err))]
 
@@ -559,49 +560,3 @@ def format_lp(model: MilpModel) -> str:
         lines += [" " + " ".join(ints[i:i + 10]) for i in range(0, len(ints), 10)]
     lines.append("End")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------------- safe LP bounds
-_U = 2.0 ** -53
-
-
-def safe_lp_lower_bound(model: MilpModel, cost: np.ndarray, row_multipliers: np.ndarray
-                        ) -> float:
-    """A rigorous lower bound of ``cost . v`` over the LP relaxation of ``model`` (rows and
-    variable bounds; integrality dropped), from ANY row multipliers ``y`` ``(n_rows,)``
-    (a solver's duals give a near-optimal one).
-
-    For every feasible ``v``: ``cost . v = y . (A v) + r . v`` with ``r = cost - A^T y``;
-    ``y_i (A v)_i >= y_i * (row_lower_i if y_i > 0 else row_upper_i)`` and
-    ``r_j v_j >= min(r_j l_j, r_j u_j)``.  Multipliers that would meet an infinite side are
-    set to 0 first.  Float64 rounding of ``r`` and of the sums is bounded with
-    ``u = 2**-53`` and subtracted (Higham's bound ``n u sum |terms|``, doubled), so the value
-    holds whatever the solver's tolerances were.  ``-inf`` if a variable with an infinite
-    bound keeps a non-zero reduced cost.
-    """
-    y = np.asarray(row_multipliers, dtype=np.float64).copy()
-    lo, hi = model.row_lower, model.row_upper
-    y[(y > 0) & ~np.isfinite(lo)] = 0.0
-    y[(y < 0) & ~np.isfinite(hi)] = 0.0
-    y[~np.isfinite(y)] = 0.0
-    row_terms = np.where(y > 0, y * np.where(np.isfinite(lo), lo, 0.0),
-                         np.where(y < 0, y * np.where(np.isfinite(hi), hi, 0.0), 0.0))
-    A = model.A
-    cost = np.asarray(cost, dtype=np.float64)
-    r = cost - A.T @ y
-    nnz = np.diff(A.tocsc().indptr)
-    r_err = 2 * (nnz + 2) * _U * (np.abs(cost) + abs(A).T @ np.abs(y))
-    l, u = model.var_lower, model.var_upper
-    reach = np.maximum(np.abs(l), np.abs(u))
-    loose = (np.abs(r) + r_err > 0) & ~np.isfinite(reach)
-    if np.any(loose):
-        return -math.inf
-    with np.errstate(invalid="ignore"):
-        col_terms = np.where(np.abs(r) + r_err > 0,
-                             np.minimum(r * np.where(np.isfinite(l), l, 0.0),
-                                        r * np.where(np.isfinite(u), u, 0.0))
-                             - r_err * np.where(np.isfinite(reach), reach, 0.0), 0.0)
-    terms = np.concatenate([row_terms, col_terms])
-    total = float(np.sum(terms))
-    err = 2 * (terms.size + 4) * _U * float(np.sum(np.abs(terms)))
-    return total - err

@@ -17,7 +17,7 @@ import numpy as np
 from hybridver.bab.attack import face_candidates
 from hybridver.bab.case_race import CaseRace
 from hybridver.bab.input_split import per_disjunct_margins
-from hybridver.backends.highs import lp_tightened_bounds
+from hybridver.backends.lp import lp_tightened_bounds
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
 from hybridver.bounds.options import BoundConfig
