@@ -1,4 +1,5 @@
-"""Exceptions for bad input.  The CLI turns each into one readable line and exit code 2."""
+"""Exceptions: bad input (the CLI turns each into one readable line and exit code 2), and
+the deadline of a run passing inside a computation (:class:`DeadlineExceeded`)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,12 @@ class DimensionMismatchError(HybridverInputError):
 
 class SolverUnavailableError(HybridverInputError):
     """A requested back end's solver package is not installed or cannot be loaded."""
+
+
+class DeadlineExceeded(Exception):
+    """A computation passed its deadline (a ``time.monotonic()`` value) and stopped.
+
+    Not a bad-input error: the input was fine, the time ran out.  Raised by the bound
+    passes (:class:`hybridver.bounds.options.BoundConfig` ``deadline``); whoever set the
+    deadline catches it and answers timeout.  No bound is claimed from a stopped pass.
+    """

@@ -32,14 +32,14 @@ from hybridver.ir.relu_chain import ReluChain
 from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.input_split import (Bounded, InputSplitConfig, disjunct_margins,
                                        input_split_bab, per_disjunct_margins)
-from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
 from hybridver.bounds.options import AlphaConfig, BoundConfig, BoundMethod
+from hybridver.bounds.plan import NodeKind, get_plan
 from hybridver.config import VerifyConfig
 from hybridver.ir.evaluate import evaluate
-from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
+from hybridver.relaxations.base import piecewise_linear_ops
 from hybridver.specs import InputBox
 from hybridver.progress import NullProgress, Progress
 from hybridver.schedule import LocalProcessExecutor, Scheduler, SchedulerConfig
@@ -47,7 +47,7 @@ from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
                               VerificationResult, Verdict, confirm_counterexample)
 
 
-_RELU_LIKE = (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS)
+_RELU_LIKE = piecewise_linear_ops()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +253,7 @@ def _split_cases(run: _Run, open_cases: list[int]):
     plan = get_plan(graph, config.torch_dtype, torch.device(run.config.device))
     reused = sorted(plan.pre_activations)
     relu_inputs = sorted({graph.node(name).inputs[0] for name, kind in plan.kind.items()
-                          if kind == "unary" and graph.node(name).op in _RELU_LIKE})
+                          if kind is NodeKind.UNARY and graph.node(name).op in _RELU_LIKE})
     chain_ok = run.config.handoff and run.config.region_race and \
         ReluChain.of(graph) is not None
     run.progress.phase("input_split")
