@@ -33,8 +33,8 @@ from hybridver.backends.base import Capabilities, Limits, Outcome, register_back
 from hybridver.backends.milp_backend import MilpBackend
 from hybridver.backends.options import milp_outcome
 from hybridver.encode.milp import MilpModel, encode_milp, safe_lp_lower_bound
-from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
+from hybridver.relaxations.base import is_piecewise_linear, kink_slope
 
 
 @register_backend
@@ -193,7 +193,7 @@ def lp_tightened_bounds(problem: Subproblem, time_s: float, envelope_pieces: int
             site = model.sites[s]
         z = site.z_vars
         lo, hi = model.var_lower[z].copy(), model.var_upper[z].copy()
-        piecewise = site.op in (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS)
+        piecewise = is_piecewise_linear(site.op)
         targets = np.nonzero((lo < 0) & (hi > 0) if piecewise else (hi - lo > 1e-9))[0]
         if not targets.size:
             continue
@@ -230,9 +230,8 @@ def lp_tightened_bounds(problem: Subproblem, time_s: float, envelope_pieces: int
         bounds[site.operand] = (new_lo, new_hi)
         if piecewise:
             stats["stabilized"] += int(np.sum((new_lo[targets] >= 0) | (new_hi[targets] <= 0)))
-        if site.op in (OpKind.RELU, OpKind.LEAKY_RELU) and site.node in bounds:
-            alpha = (float(problem.graph.node(site.node).attrs["alpha"])
-                     if site.op is OpKind.LEAKY_RELU else 0.0)
+        alpha = kink_slope(site.op, problem.graph.node(site.node).attrs)
+        if alpha is not None and site.node in bounds:
             if 0.0 <= alpha <= 1.0:   # monotone: the output interval is f of the ends
                 f_lo = np.where(new_lo >= 0, new_lo, alpha * new_lo)
                 f_hi = np.where(new_hi >= 0, new_hi, alpha * new_hi)
