@@ -65,7 +65,7 @@ from collections.abc import Mapping
 
 import torch
 
-from hybridver.bounds.backward import RuleTable, Walk, walk
+from hybridver.bounds.backward import RuleTable, Walk, linear_backward, walk
 from hybridver.bounds.linear_ops import gamma, unbroadcast
 from hybridver.bounds.plan import NodeKind
 from hybridver.bounds.state import BoundState, Relaxed, SplitConstraints
@@ -126,7 +126,8 @@ class _CrownRules(RuleTable):
                                       NodeKind.LEAF: self.concretize,
                                       NodeKind.LINEAR: self.linear,
                                       NodeKind.UNARY: self.relaxed,
-                                      NodeKind.BINARY: self.relaxed})
+                                      NodeKind.BINARY: self.relaxed},
+                         state.config.deadline)
         self.state, self.overrides, self.splits, self.capture = state, overrides, splits, capture
         self.total = total
         self.abs_terms = total.abs()
@@ -178,7 +179,8 @@ class _CrownRules(RuleTable):
         self.err = self.err + _dot(lam_v.abs(), self.state.q[name]).double()
         self.add_term(term)
         return [(node.inputs[pos], contribution)
-                for pos, contribution in zip(rule.var_pos, rule.backward(lam_v))]
+                for pos, contribution in zip(rule.var_pos,
+                                             linear_backward(rule, lam_v, self.deadline))]
 
     def relaxed(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
         """``lam+ * lower_slope + lam- * upper_slope`` to the operands, the biases to
@@ -221,5 +223,5 @@ def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = N
     rules = _CrownRules(state, total, zeros, overrides or {}, splits or {}, capture)
     if not exact_start:
         rules.err = rules.err + state.g(1) * _dot(lam.abs(), state.mag_w(start)).double()
-    walk(rules, start, lam, state.config.deadline)
+    walk(rules, start, lam)
     return rules.total - 2.0 * rules.err - gamma(rules.count + 2, U64) * rules.abs_terms

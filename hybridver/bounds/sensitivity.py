@@ -17,7 +17,7 @@ from typing import NoReturn
 
 import torch
 
-from hybridver.bounds.backward import RuleTable, walk
+from hybridver.bounds.backward import RuleTable, linear_backward, walk
 from hybridver.bounds.intervals import Interval
 from hybridver.bounds.linear_ops import unbroadcast
 from hybridver.bounds.plan import GraphPlan, NodeKind
@@ -41,11 +41,11 @@ class _NoRule(Exception):
 
 class _SensitivityRules(RuleTable):
     def __init__(self, plan: GraphPlan, intervals: Mapping[str, Interval], n: int,
-                 wanted: set[str]):
+                 wanted: set[str], deadline: float | None):
         super().__init__(plan, {NodeKind.INPUT: self.input,
                                 NodeKind.LINEAR: self.linear,
                                 NodeKind.UNARY: self.unary,
-                                NodeKind.BINARY: self.binary})
+                                NodeKind.BINARY: self.binary}, deadline)
         self.intervals, self.n, self.wanted = intervals, n, wanted
         self.magnitudes: dict[str, Tensor] = {}
         self.signed_input: Tensor | None = None
@@ -67,7 +67,8 @@ class _SensitivityRules(RuleTable):
         rule = self.plan.rules[name]
         node = self.plan.graph.node(name)
         return [(node.inputs[pos], contrib)
-                for pos, contrib in zip(rule.var_pos, rule.backward(lam))]
+                for pos, contrib in zip(rule.var_pos,
+                                        linear_backward(rule, lam, self.deadline))]
 
     def unary(self, name: str, lam: Tensor) -> list[tuple[str, Tensor]]:
         self.record(name, lam)
@@ -111,10 +112,10 @@ def branching_sensitivities(plan: GraphPlan, intervals: Mapping[str, Interval],
     """
     graph = plan.graph
     n = rows_C.shape[0]
-    rules = _SensitivityRules(plan, intervals, n, set(nodes) | {plan.input})
+    rules = _SensitivityRules(plan, intervals, n, set(nodes) | {plan.input}, deadline)
     lam = rows_C.reshape(1, n, *graph.output_node.shape).to(plan.dtype)
     try:
-        walk(rules, plan.output, lam, deadline)
+        walk(rules, plan.output, lam)
     except _NoRule:
         return None
     return Sensitivities(rules.magnitudes, rules.signed_input)

@@ -77,8 +77,8 @@ def test_deadline_inside_a_crown_pass_on_mnist():
 class _Counting(RuleTable):
     """Counts visits; linear rules pass coefficients through unchanged in shape."""
 
-    def __init__(self, plan):
-        super().__init__(plan, {kind: self.visit for kind in NodeKind})
+    def __init__(self, plan, deadline=None):
+        super().__init__(plan, {kind: self.visit for kind in NodeKind}, deadline)
         self.visited: list[str] = []
 
     def visit(self, name, lam):
@@ -93,11 +93,30 @@ def test_walk_checks_the_deadline_at_every_node(monkeypatch):
     plan = get_plan(graph, torch.float64, torch.device("cpu"))
     clock = iter(range(1000))
     monkeypatch.setattr(backward_mod.time, "monotonic", lambda: float(next(clock)))
-    table = _Counting(plan)
+    table = _Counting(plan, deadline=2.5)
     start = torch.zeros((1, 1, *graph.output_node.shape))
     with pytest.raises(DeadlineExceeded):
-        walk(table, plan.output, start, deadline=2.5)   # clock reads 0, 1, 2, then 3
+        walk(table, plan.output, start)   # the clock reads 0, 1, 2, then 3
     assert len(table.visited) == 3
     full = _Counting(plan)
     walk(full, plan.output, start)
     assert full.visited == plan.cone(plan.output)
+
+
+def test_linear_backward_in_pieces(monkeypatch):
+    """With a deadline, linear nodes are pushed through in row pieces: the same bounds up
+    to summation order (and the deadline is checked between pieces)."""
+    graph, lo, hi = digits()
+    plain = compute_bounds(graph, lo, hi)
+    monkeypatch.setattr(backward_mod, "PIECE_MACS", 1)   # one row per piece
+    pieces = compute_bounds(graph, lo, hi, config=BoundConfig(deadline=time.monotonic() + 3600))
+    assert torch.allclose(plain.lower, pieces.lower, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(plain.upper, pieces.upper, rtol=1e-5, atol=1e-6)
+    plan = get_plan(graph, torch.float32, torch.device("cpu"))
+    rule = next(plan.rules[n] for n in plan.cone(plan.output)
+                if plan.kind[n] is NodeKind.LINEAR)
+    clock = iter(range(1000))
+    monkeypatch.setattr(backward_mod.time, "monotonic", lambda: float(next(clock)))
+    lam = torch.ones((5, 1, *rule.node.shape))
+    with pytest.raises(DeadlineExceeded):
+        backward_mod.linear_backward(rule, lam, deadline=2.5)   # before the fourth piece
