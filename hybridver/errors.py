@@ -48,9 +48,8 @@ class SolverUnavailableError(HybridverInputError):
 
 
 class DeadlineExceeded(Exception):
-    """A computation passed its deadline (a ``time.monotonic()`` value) and stopped.
-
-    Not a bad-input error: the input was fine, the time ran out.  Raised by the bound
-    passes (:class:`hybridver.bounds.options.BoundConfig` ``deadline``); whoever set the
-    deadline catches it and answers timeout.  No bound is claimed from a stopped pass.
+    """A computation passed the run's deadline (a ``time.monotonic()`` value) and stopped;
+    the run answers ``timeout``.  Not bad input: raised inside bound passes
+    (:class:`hybridver.bounds.options.BoundConfig` ``deadline``) and searches, caught by the
+    pipeline.  No bound is claimed from a stopped pass.
     """

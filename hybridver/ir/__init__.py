@@ -1,4 +1,7 @@
-"""Graph IR: op vocabulary, NetworkGraph, importers, passes, reference evaluation."""
+"""Graph IR: the op vocabulary (``ops``), :class:`NetworkGraph` (``graph``), reference
+evaluation in float64 (``evaluate``), simplification passes (``passes``), decompositions
+into relaxable ops (``decompose``), a graph read as affine layers with ReLUs (``relu_chain``).
+Importers and the onnxruntime wrapper are in ``hybridver.frontends``."""
 
 from hybridver.ir.evaluate import evaluate, evaluate_all
 from hybridver.ir.graph import GraphValidationError, NetworkGraph, Node
