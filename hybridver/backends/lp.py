@@ -24,9 +24,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from hybridver.encode.milp import MilpModel, encode_milp, merged_bounds
-from hybridver.ir.ops import OpKind
 from hybridver.numerics import TINY, U64, gamma
 from hybridver.problem import Subproblem
+from hybridver.relaxations.base import is_piecewise_linear, kink_slope
 
 __all__ = ["LpSolver", "LpStatus", "dual_lower_bounds", "model_lower_bound",
            "lp_tightened_bounds"]
@@ -280,7 +280,7 @@ def lp_tightened_bounds(problem: Subproblem, time_s: float, envelope_pieces: int
             site = model.sites[s]
         z = site.z_vars
         lo, hi = model.var_lower[z].copy(), model.var_upper[z].copy()
-        piecewise = site.op in (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS)
+        piecewise = is_piecewise_linear(site.op)
         targets = np.nonzero((lo < 0) & (hi > 0) if piecewise else (hi - lo > 1e-9))[0]
         if not targets.size:
             continue
@@ -317,9 +317,8 @@ def lp_tightened_bounds(problem: Subproblem, time_s: float, envelope_pieces: int
         bounds[site.operand] = (new_lo, new_hi)
         if piecewise:
             stats["stabilized"] += int(np.sum((new_lo[targets] >= 0) | (new_hi[targets] <= 0)))
-        if site.op in (OpKind.RELU, OpKind.LEAKY_RELU) and site.node in bounds:
-            alpha = (float(problem.graph.node(site.node).attrs["alpha"])
-                     if site.op is OpKind.LEAKY_RELU else 0.0)
+        alpha = kink_slope(site.op, problem.graph.node(site.node).attrs)
+        if alpha is not None and site.node in bounds:
             if 0.0 <= alpha <= 1.0:   # monotone: the output interval is f of the ends
                 f_lo = np.where(new_lo >= 0, new_lo, alpha * new_lo)
                 f_hi = np.where(new_hi >= 0, new_hi, alpha * new_hi)

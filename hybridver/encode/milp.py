@@ -49,6 +49,7 @@ from hybridver.ir.decompose import decompose_max_pool
 from hybridver.ir.ops import OpKind
 from hybridver.numerics import U64
 from hybridver.problem import Subproblem
+from hybridver.relaxations.base import kink_slope
 from hybridver.result import CandidateCounterexample
 
 __all__ = ["MilpModel", "EnvelopeSite", "NotEncodableError", "encode_milp", "merged_bounds",
@@ -56,9 +57,6 @@ __all__ = ["MilpModel", "EnvelopeSite", "NotEncodableError", "encode_milp", "mer
 
 #: Extra split points of envelope pieces: node name -> element index -> sorted points.
 Breakpoints = Mapping[str, Mapping[int, tuple[float, ...]]]
-
-_PIECEWISE_LINEAR = {OpKind.RELU: 0.0, OpKind.ABS: -1.0}
-
 
 def _up(x: float | np.ndarray) -> np.ndarray:
     """Round toward +inf by one ulp (covers one rounded float64 operation)."""
@@ -335,9 +333,8 @@ def encode_milp(problem: Subproblem, envelope_pieces: int = 4,
         comments.append(f"node {s}: {site.node} ({site.op.value}, {site.outputs.size} elements)")
         operand = graph.node(site.node).inputs[0]
         first = b.n_vars
-        if site.op in _PIECEWISE_LINEAR or site.op is OpKind.LEAKY_RELU:
-            alpha = (float(site.attrs["alpha"]) if site.op is OpKind.LEAKY_RELU
-                     else _PIECEWISE_LINEAR[site.op])
+        alpha = kink_slope(site.op, site.attrs)   # x / alpha*x: two lines, exact
+        if alpha is not None:
             split = problem.relu_splits.get(site.node)
             z = _encode_two_lines(b, s, site, alpha, split)
         else:

@@ -41,9 +41,8 @@ from hybridver.encode.affine_form import (Affine, NetworkForm, NonlinearSite, No
                                           build_network_form, interval_node_bounds)
 from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
+from hybridver.relaxations.base import kink_slope
 
-#: Ops encoded exactly (the others need envelopes from the relaxation registry).
-PIECEWISE_LINEAR = frozenset({OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS})
 #: Cuts per smooth element and side: the relaxation's default plus this many alphas.
 ENVELOPE_PIECES = 5
 #: Relative precision of the outward-rounded bounds written into the (redundant) lemmas:
@@ -228,16 +227,8 @@ def _two_piece(w: _Writer, y: str, z: str, a: Fraction, lower: float, upper: flo
     return True
 
 
-def _leaky_slope(site: NonlinearSite) -> Fraction:
-    if site.op is OpKind.RELU:
-        return Fraction(0)
-    if site.op is OpKind.ABS:
-        return Fraction(-1)
-    return rational(site.attrs["alpha"])
-
-
-def _encode_two_piece(w: _Writer, site: NonlinearSite, split: np.ndarray | None) -> int:
-    a = _leaky_slope(site)
+def _encode_two_piece(w: _Writer, site: NonlinearSite, a: Fraction,
+                      split: np.ndarray | None) -> int:
     (expr,), ((lower, upper),) = site.operands, site.operand_bounds
     unstable = 0
     for k, out in enumerate(site.outputs):
@@ -339,8 +330,10 @@ def smt_script(problem: Subproblem) -> SmtScript:
         w.bound(w.names[i], float(form.var_lower[i]), float(form.var_upper[i]))
     exact, unstable = True, 0
     for site in form.sites:
-        if site.op in PIECEWISE_LINEAR:
-            unstable += _encode_two_piece(w, site, problem.relu_splits.get(site.node))
+        slope = kink_slope(site.op, site.attrs)   # piecewise linear x / a*x: exact
+        if slope is not None:
+            unstable += _encode_two_piece(w, site, rational(slope),
+                                          problem.relu_splits.get(site.node))
         else:
             exact = False
             _encode_smooth(w, site, form)
@@ -374,5 +367,5 @@ def to_smt2(problem: Subproblem, get_values: bool = False) -> str:
     return smt_script(problem).text(get_values)
 
 
-__all__ = ["ENVELOPE_PIECES", "PIECEWISE_LINEAR", "SmtScript", "rational", "smt_linear",
+__all__ = ["ENVELOPE_PIECES", "SmtScript", "rational", "smt_linear",
            "smt_number", "smt_script", "to_smt2"]

@@ -143,9 +143,10 @@ def start_case_race(ctx: RunContext, case, stacked, found: list[ConfirmedCounter
     graph = ctx.model.graph
     with ctx.phase("race_setup", show=False):
         try:
+            config = BoundConfig(method="crown", deadline=ctx.deadline)
             result = compute_bounds(graph, case.region.lower[None], case.region.upper[None],
-                                    stacked.C, stacked.d, config=BoundConfig(method="crown"),
-                                    bound_upper=False, device=ctx.config.device)
+                                    stacked.C, stacked.d, config=config, bound_upper=False,
+                                    device=ctx.config.device)
         except UnsupportedBoundError:
             return None
         margins = per_disjunct_margins(result.lower, stacked.groups)[0].tolist()

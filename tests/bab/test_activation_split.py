@@ -15,7 +15,7 @@ from hybridver.bab.activation_split import (ActivationSplitConfig, _affine_rows,
                                             activation_split_bab)
 from hybridver.bab.input_split import disjunct_margins
 from hybridver.bounds import BoundConfig, compute_bounds
-from hybridver.bounds.crown import get_plan
+from hybridver.bounds.plan import get_plan
 from hybridver.bounds.options import BoundMethod
 from hybridver.ir import NetworkGraph, Node, OpKind, evaluate
 from hybridver.relaxations.base import get_relaxation
