@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from hybridver.ir.builder import GraphBuilder
 from hybridver.ir.evaluate import EVALUATORS
 from hybridver.ir.graph import NetworkGraph, Node
 from hybridver.ir.ops import OpKind
@@ -54,7 +55,8 @@ def _uses(nodes: Iterable[Node]) -> Counter:
 
 
 class _Rewriter:
-    """Current versions of a graph's nodes during one sweep."""
+    """Current versions of a graph's nodes during one sweep; new nodes (constants, helpers)
+    go to a :class:`GraphBuilder` and are placed first (constants) or last (helpers)."""
 
     def __init__(self, g: NetworkGraph):
         self.g = g
@@ -62,8 +64,7 @@ class _Rewriter:
         self.cur: dict[str, Node] = {n.name: n for n in g.nodes()}
         self.uses = _uses(self.cur.values())
         self.outputs = set(g.outputs)
-        self.taken = set(self.cur)
-        self.extra: list[Node] = []  # new nodes (constants, helpers), placed first/last
+        self.extra = GraphBuilder(taken=self.cur)
         self.changed = False
 
     def node(self, name: str) -> Node:
@@ -80,37 +81,27 @@ class _Rewriter:
         value = np.asarray(node.consts["value"])
         return value.astype(np.float64) if value.dtype.kind in "biuf" else None
 
-    def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
-
     def new_const(self, base: str, value: np.ndarray) -> str:
-        name = self.fresh(base)
-        value = np.asarray(value, dtype=np.float64)
-        self.extra.append(Node(name, OpKind.CONSTANT, consts={"value": value},
-                               shape=value.shape))
+        return self.extra.constant(np.asarray(value, dtype=np.float64), base=base)
+
+    def emit(self, op: OpKind, inputs: tuple[str, ...], shape: tuple[int, ...], base: str
+             ) -> str:
+        """A brand-new (non-constant) node; it must only read nodes that precede it."""
+        name = self.extra.emit(op, inputs, shape, base=base)
+        self.changed = True
         return name
 
     def set(self, node: Node) -> None:
         self.cur[node.name] = node
         self.changed = True
 
-    def add(self, node: Node) -> None:
-        """A brand-new (non-constant) node; it must only read nodes that precede it."""
-        self.taken.add(node.name)
-        self.extra.append(node)
-        self.changed = True
-
     def graph(self) -> NetworkGraph:
         if not self.changed:
             return self.g
-        nodes = [n for n in self.extra if n.op is OpKind.CONSTANT]
+        extra = self.extra.nodes()
+        nodes = [n for n in extra if n.op is OpKind.CONSTANT]
         nodes += [self.cur[name] for name in self.order]
-        nodes += [n for n in self.extra if n.op is not OpKind.CONSTANT]
+        nodes += [n for n in extra if n.op is not OpKind.CONSTANT]
         return self.g.with_nodes(nodes, check_shapes=False)
 
 
@@ -397,10 +388,8 @@ def fold_batch_norm(g: NetworkGraph) -> NetworkGraph:
             trailing = (1,) * (rank - 2)
             scale = rw.new_const(f"{name}_scale_value", factor.reshape(-1, *trailing))
             offset = rw.new_const(f"{name}_shift_value", shift.reshape(-1, *trailing))
-            mul = Node(rw.fresh(f"{name}_scale"), OpKind.MUL, (bn.inputs[0], scale),
-                       shape=bn.shape)
-            rw.add(mul)
-            rw.set(Node(name, OpKind.ADD, (mul.name, offset), shape=bn.shape))
+            mul = rw.emit(OpKind.MUL, (bn.inputs[0], scale), bn.shape, f"{name}_scale")
+            rw.set(Node(name, OpKind.ADD, (mul, offset), shape=bn.shape))
         return rw.graph()
     return _fixpoint(sweep, g)
 
