@@ -1,4 +1,7 @@
-"""Graph IR: op vocabulary, NetworkGraph, importers, passes, reference evaluation."""
+"""Graph IR: op vocabulary, nodes, NetworkGraph, the graph builder, passes, reference evaluation.
+
+The importers that produce graphs live in :mod:`hybridver.frontends`.
+"""
 
 from hybridver.ir.evaluate import evaluate, evaluate_all
 from hybridver.ir.graph import GraphValidationError, NetworkGraph, Node
