@@ -64,7 +64,7 @@ class OnnxRuntimeModel:
     """
 
     def __init__(self, path: str | Path, threads: int = 1):
-        import onnxruntime as ort  # optional at import time: only sessions need it
+        import onnxruntime as ort  # heavy: imported when a session is made
 
         self.path = Path(path)
         data = read_model_bytes(self.path)
