@@ -55,7 +55,7 @@ def instances(nets: list[str], props: list[int], examples: bool):
 def run(args: argparse.Namespace) -> list[dict]:
     from hybridver.api import load_model, load_spec
     from hybridver.backends.options import ExactConfig
-    from hybridver.exact import verify_exact
+    from hybridver.pipeline.exact import verify_exact
 
     rows = []
     out = open(args.json, "a") if args.json else None

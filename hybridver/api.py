@@ -1,9 +1,11 @@
 """Public entry points: load a model and a spec, verify.
 
-``verify`` runs the pipeline behind ``hybridver verify`` (``verify_hybrid.py``): a
-falsification attack whose candidates the real model must confirm, bound propagation, and
-input-splitting branch-and-bound for low-dimensional inputs; whatever they do not settle
-is ``unknown`` (or ``timeout`` when the time limit cut it short).
+``verify`` runs the pipeline behind ``hybridver verify`` (``hybridver/pipeline``): the
+stages of the config's schedule (falsification whose candidates the real model must
+confirm, bound propagation, branch-and-bound with exact back ends beside it), or exact
+mode's one stage; whatever they do not settle is ``unknown`` (or ``timeout`` when the
+time limit cut it short).  The time limit is one deadline, fixed when the call starts
+(``verify_files``: before loading).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from hybridver.config import Mode, VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.ir.graph import NetworkGraph
+from hybridver.pipeline import run_pipeline
 from hybridver.progress import NullProgress, Progress
 from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
@@ -86,25 +89,21 @@ def load_spec(path: str | Path, model: LoadedModel) -> Spec:
 
 
 def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig(),
-           progress: Progress | None = None) -> VerificationResult:
+           progress: Progress | None = None, deadline: float | None = None
+           ) -> VerificationResult:
     """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
     model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
     case (see ``docs/soundness.md``).
 
     ``progress``: where the run reports its phase and counters (``hybridver.progress``);
-    None shows nothing.  The caller owns it and closes it.
+    None shows nothing.  The caller owns it and closes it.  ``deadline``: the run's
+    absolute ``time.monotonic()`` limit (default: ``config.timeout_s`` from now).
     """
     progress = NullProgress() if progress is None else progress
     spec.check_dimensions(model.n_inputs, model.n_outputs)
     if config.mode is Mode.EXACT:
-        from hybridver.backends.options import ExactConfig
-        from hybridver.exact import verify_exact
-
-        progress.phase(f"exact ({config.backend})")
-        return verify_exact(model, spec, ExactConfig(backend=config.backend), config.timeout_s)
-    from hybridver.verify_hybrid import verify_hybrid
-
-    return verify_hybrid(model, spec, config, progress=progress)
+        progress.phase(f"exact ({config.exact.backend})")
+    return run_pipeline(model, spec, config, progress, deadline=deadline)
 
 
 def verify_files(model_path: str | Path, spec_path: str | Path,
@@ -120,7 +119,6 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     model = load_model(model_path)
     spec = load_spec(spec_path, model)
     load_time = time.monotonic() - t0
-    remaining = dataclasses.replace(config, timeout_s=max(0.0, config.timeout_s - load_time))
-    res = verify(model, spec, remaining, progress)
+    res = verify(model, spec, config, progress, deadline=t0 + config.timeout_s)
     return dataclasses.replace(res, time_s=res.time_s + load_time,
                                phase_times={"load": load_time, **res.phase_times})

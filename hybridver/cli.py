@@ -11,28 +11,9 @@ import os
 import sys
 import traceback
 
+from hybridver.commands.settings import add_run_options, positive_float, positive_int
 from hybridver.errors import HybridverInputError
 from hybridver.progress import MODES as PROGRESS_MODES
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
 
 
 def _backend_names() -> list[str]:
@@ -48,26 +29,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hybridver.config import Mode
-
     parser = _Parser(prog="hybridver", description="Neural-network verifier.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="ops, shapes and parameters of models")
     info.add_argument("models", nargs="+", metavar="MODEL")
-    info.add_argument("--check", type=_positive_int, metavar="N",
+    info.add_argument("--check", type=positive_int, metavar="N",
                       help="compare the IR with onnxruntime on N random inputs")
     info.add_argument("--seed", type=int, default=0)
 
     verify = sub.add_parser("verify", help="verify a VNN-LIB property of an ONNX model")
     verify.add_argument("model", metavar="MODEL")
     verify.add_argument("spec", metavar="SPEC")
-    verify.add_argument("--timeout", type=_positive_float, default=300.0, metavar="S")
     verify.add_argument("--results-file", metavar="F", help="VNN-COMP results file to write")
     verify.add_argument("--json", metavar="F", help="JSON report to write")
-    verify.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
-    verify.add_argument("--backend", choices=_backend_names(), default="highs",
-                        help="exact back end for --mode exact (default: highs)")
+    add_run_options(verify, _backend_names())
     verify.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                         help="live progress line on stderr: auto (when stderr is a terminal, "
                              "the default), on, off")
@@ -81,12 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--root", metavar="DIR", help="folder the CSV's paths are relative to")
     run.add_argument("--output", metavar="F", default="run_results.csv",
                      help="CSV of results to write (default: run_results.csv)")
-    run.add_argument("--timeout-cap", type=_positive_float, metavar="S",
+    run.add_argument("--timeout-cap", type=positive_float, metavar="S",
                      help="cap each instance's timeout at S seconds")
-    run.add_argument("--limit", type=_positive_int, metavar="N", help="run the first N only")
-    run.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.HYBRID.value)
-    run.add_argument("--backend", choices=_backend_names(), default="highs",
-                     help="exact back end for --mode exact (default: highs)")
+    run.add_argument("--limit", type=positive_int, metavar="N", help="run the first N only")
+    add_run_options(run, _backend_names(), timeout=False)
     run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                      help="live line per running instance on stderr: auto (when stderr is a "
                           "terminal, the default), on, off")

@@ -1,84 +1,176 @@
-"""Settings as frozen dataclasses with defaults; no global mutable state."""
+"""The settings of one verification as one tree of frozen dataclasses with defaults.
+
+:class:`VerifyConfig` is the root.  It carries every component's settings whole (the
+attack's, the whole-box bounds', input and activation splitting's, the scheduler's, exact
+mode's) and the :class:`Schedule`: which stages run, in which order, and when the races
+and hand-offs of branch-and-bound start, as data a config file can change.  The
+components define their own settings classes; this module only assembles them, so it
+sits above them (``bab``, ``bounds``, ``schedule``, ``backends``) and below the pipeline.
+
+``load_config(path)`` reads a TOML file (stdlib ``tomllib``) into a ``VerifyConfig``:
+tables are sub-configs, unknown keys and wrong types are errors (``ConfigError``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import enum
 
+from hybridver.bab.activation_split import ActivationSplitConfig
+from hybridver.bab.attack import AttackConfig
+from hybridver.bab.input_split import InputSplitConfig
+from hybridver.backends.options import ExactConfig
+from hybridver.bounds.options import AlphaConfig
+from hybridver.schedule.scheduler import SchedulerConfig
+
+__all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "Escalation", "Event",
+           "ExactConfig", "InputSplitConfig", "Mode", "Schedule", "SchedulerConfig",
+           "StageName", "VerifyConfig", "WholeBoxConfig", "EXACT_SCHEDULE"]
+
 
 class Mode(str, enum.Enum):
     """How ``verify`` searches.
 
-    HYBRID: sampling, bound propagation, PGD and input-splitting branch-and-bound (the
-    scheduler's hand-off to exact back ends grows behind this mode);
+    HYBRID: the stages of :attr:`VerifyConfig.schedule` (sampling, bound propagation, PGD,
+    branch-and-bound with hand-offs and races to exact back ends);
     EXACT: the whole query goes to one exact back end (MILP with HiGHS or OR-Tools, SMT with
-    z3), after LP bound tightening.
+    z3, region splitting), after LP bound tightening: the one-stage schedule
+    :data:`EXACT_SCHEDULE`.
     """
 
     HYBRID = "hybrid"
     EXACT = "exact"
 
 
-@dataclasses.dataclass(frozen=True)
-class AttackConfig:
-    """Falsification: uniform sampling, then projected gradient descent on the margin.
+class StageName(str, enum.Enum):
+    """The stages a schedule can name (``hybridver/pipeline/``).
 
-    ``samples`` uniform points of the box are evaluated first; if none violates,
-    ``restarts`` random starting points (plus the box centre) run as one batch for ``steps``
-    signed-gradient steps of size ``step_fraction * box width``, decaying linearly.
-    Inputs of at most ``low_dim`` dimensions (ACAS Xu's 5) are cheap to attack, so they
-    get ``low_dim_restarts`` starts instead (on ACAS Xu 2_9 property 8, 64 starts miss the
-    counterexample and 1024 find it in 0.2 s).  A low-dimensional case that input
-    splitting has not decided after ``face_after_s`` seconds gets ``face_samples`` random
-    points on each face of its box (``bab/attack.face_candidates``; ACAS Xu 1_9 property 7
-    has its counterexamples in a slab against a face: 0.5 s with 20,000 per face).
+    SAMPLING: uniform points of every case's box; WHOLE_BOX: IBP, CROWN, alpha-CROWN on
+    each case's whole box; PGD: gradient attack on the cases still open; INPUT_SPLIT:
+    branch-and-bound on the input box (cases with at most ``input_split_max_dim``
+    inputs); ACTIVATION_SPLIT: branch-and-bound on the nonlinearities' inputs (the rest);
+    EXACT: every disjunct to the exact back end ``exact.backend``.
     """
 
-    samples: int = 256
-    restarts: int = 64
-    steps: int = 60
-    step_fraction: float = 0.1
-    rounds: int = 3
-    seed: int = 0
-    low_dim: int = 16
-    low_dim_restarts: int = 1024
-    face_samples: int = 20_000
-    face_after_s: float = 2.0
+    SAMPLING = "sampling"
+    WHOLE_BOX = "whole_box"
+    PGD = "pgd"
+    INPUT_SPLIT = "input_split"
+    ACTIVATION_SPLIT = "activation_split"
+    EXACT = "exact"
+
+
+class Event(str, enum.Enum):
+    """What branch-and-bound starts beside itself on a case, at a scheduled time.
+
+    FACE_ATTACK: random points on the faces of a low-dimensional box (once);
+    HANDOFF: input splitting hands its hardest domains to exact back ends;
+    REGION_RACE: region splitting (``regions`` back end) races input splitting on a
+    ReLU chain; REGION_TAKEOVER: input splitting stops and leaves the cores to the race
+    (measured from the race's start); CASE_RACE: an exact back end races activation
+    splitting on the whole case.
+    """
+
+    FACE_ATTACK = "face_attack"
+    HANDOFF = "handoff"
+    REGION_RACE = "region_race"
+    REGION_TAKEOVER = "region_takeover"
+    CASE_RACE = "case_race"
+
+
+@dataclasses.dataclass(frozen=True)
+class Escalation:
+    """``event`` starts ``after_s`` seconds after the case's branch-and-bound started
+    (REGION_TAKEOVER: after the region race started)."""
+
+    event: Event
+    after_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The stages in order, and the escalations inside branch-and-bound; an event absent
+    from ``escalations`` never happens.  ``handoff_workers``: worker processes of the
+    hand-offs and the case race; ``region_race_workers``: of the region race, whose box
+    is cut into ``region_race_parts`` sub-boxes (one job each)."""
+
+    stages: tuple[StageName, ...] = (StageName.SAMPLING, StageName.WHOLE_BOX, StageName.PGD,
+                                     StageName.INPUT_SPLIT, StageName.ACTIVATION_SPLIT)
+    escalations: tuple[Escalation, ...] = (
+        Escalation(Event.FACE_ATTACK, 2.0), Escalation(Event.REGION_RACE, 2.0),
+        Escalation(Event.HANDOFF, 3.0), Escalation(Event.REGION_TAKEOVER, 6.0),
+        Escalation(Event.CASE_RACE, 0.0))
+    handoff_workers: int = 1
+    region_race_workers: int = 2
+    region_race_parts: int = 4
+
+    def after(self, event: Event) -> float | None:
+        """Seconds before ``event`` starts, or None when it is not scheduled."""
+        times = [e.after_s for e in self.escalations if e.event is Event(event)]
+        return min(times) if times else None
+
+    def without(self, *events: Event) -> "Schedule":
+        """This schedule with ``events`` removed."""
+        return dataclasses.replace(self, escalations=tuple(
+            e for e in self.escalations if e.event not in events))
+
+    def at(self, event: Event, after_s: float) -> "Schedule":
+        """This schedule with ``event`` at ``after_s`` (added or moved)."""
+        return dataclasses.replace(self.without(event), escalations=(
+            *self.without(event).escalations, Escalation(Event(event), after_s)))
+
+
+#: exact mode: one stage, no escalation
+EXACT_SCHEDULE = Schedule(stages=(StageName.EXACT,), escalations=())
+
+
+@dataclasses.dataclass(frozen=True)
+class WholeBoxConfig:
+    """Bounds on each case's whole box: ``methods`` tried in order until one proves the
+    case; ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's)."""
+
+    methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
+    alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
 
 
 @dataclasses.dataclass(frozen=True)
 class VerifyConfig:
     """Settings of one verification.
 
-    ``backend``: the exact back end of ``Mode.EXACT``; ``bound_methods``: whole-box bound
-    methods tried in order; ``input_split_max_dim``:
-    inputs up to this size are branched on by input splitting, larger ones by splitting
-    activations (``activation_split``; off: whole-box bounds only); ``split_batch``:
-    subdomains bounded per call.  ``handoff``: input-splitting branch-and-bound that is
-    still running after ``handoff_after_s`` seconds hands hard domains to exact back ends
-    through the scheduler (``hybridver.schedule``), on ``handoff_workers`` worker processes.
-    ``region_race``: for chains of affine layers and ReLUs with inputs small enough for
-    input splitting, region splitting (the ``regions`` back end) races input splitting on
-    each case once input splitting has run ``region_race_after_s``: the box in
-    ``region_race_parts`` parts, on ``region_race_workers`` worker processes; after
-    ``region_takeover_s`` more, input splitting stops and the race has the cores (needs
-    ``handoff``, which enables worker processes).
+    ``timeout_s``: the run's one time limit (a deadline fixed when the run starts);
+    ``mode``: HYBRID runs ``schedule``, EXACT runs :data:`EXACT_SCHEDULE` with
+    ``exact``; ``device``: torch device of the bound computations; ``threads``: torch
+    threads (None: torch's default); ``input_split_max_dim``: cases with at most this
+    many inputs are branched on by input splitting, larger ones by activation splitting.
     """
 
     timeout_s: float = 300.0
     mode: Mode = Mode.HYBRID
-    attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     device: str = "cpu"
-    backend: str = "highs"
-    bound_methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
+    threads: int | None = None
     input_split_max_dim: int = 8
-    activation_split: bool = True
-    split_batch: int = 256
-    handoff: bool = True
-    handoff_workers: int = 1
-    handoff_after_s: float = 3.0
-    region_race: bool = True
-    region_race_after_s: float = 2.0
-    region_race_parts: int = 4
-    region_race_workers: int = 2
-    region_takeover_s: float = 6.0
+    attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
+    whole_box: WholeBoxConfig = dataclasses.field(default_factory=WholeBoxConfig)
+    input_split: InputSplitConfig = dataclasses.field(
+        default_factory=lambda: InputSplitConfig(batch_size=256))
+    activation_split: ActivationSplitConfig = dataclasses.field(
+        default_factory=ActivationSplitConfig)
+    scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
+    exact: ExactConfig = dataclasses.field(default_factory=ExactConfig)
+    schedule: Schedule = dataclasses.field(default_factory=Schedule)
+
+    def __post_init__(self) -> None:
+        if self.timeout_s < 0 or self.input_split_max_dim < 0:
+            raise ValueError("timeout_s and input_split_max_dim must be >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError("threads must be >= 1")
+
+    @property
+    def stages(self) -> tuple[StageName, ...]:
+        """The stages this run executes (exact mode: one)."""
+        return EXACT_SCHEDULE.stages if self.mode is Mode.EXACT else self.schedule.stages
+
+    def with_workers(self, workers: int) -> "VerifyConfig":
+        """Every worker pool (hand-offs, races) sized ``workers``."""
+        return dataclasses.replace(self, schedule=dataclasses.replace(
+            self.schedule, handoff_workers=workers, region_race_workers=workers))

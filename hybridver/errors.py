@@ -44,3 +44,8 @@ class DimensionMismatchError(HybridverInputError):
 
 class SolverUnavailableError(HybridverInputError):
     """A requested back end's solver package is not installed or cannot be loaded."""
+
+
+class DeadlineExceeded(Exception):
+    """A computation passed the run's deadline and stopped; the run answers ``timeout``.
+    Not bad input: raised inside bound passes and searches, caught by the pipeline."""

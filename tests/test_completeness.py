@@ -8,7 +8,7 @@ import csv
 import pytest
 
 import hybridver
-from hybridver.config import Mode, VerifyConfig
+from hybridver.config import ExactConfig, Mode, VerifyConfig
 from hybridver.result import Verdict
 from tests.conftest import EXAMPLES
 
@@ -24,7 +24,7 @@ def _both(onnx_path, vnnlib_path, timeout: float):
     model = hybridver.load_model(onnx_path)
     spec = hybridver.load_spec(vnnlib_path, model)
     exact = hybridver.verify(model, spec, VerifyConfig(timeout_s=timeout, mode=Mode.EXACT,
-                                                       backend="highs"))
+                                                       exact=ExactConfig(backend="highs")))
     hybrid = hybridver.verify(model, spec, VerifyConfig(timeout_s=timeout))
     return exact, hybrid
 

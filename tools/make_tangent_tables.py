@@ -1,11 +1,11 @@
-"""Generate the data tables of ``encodings/`` used by the S-shaped relaxations.
+"""Generate the data tables of ``hybridver/tables/`` used by the S-shaped relaxations.
 
     .venv/bin/python tools/make_tangent_tables.py [--check]
 
 Writes (deterministically: same bytes on every run)
 
-* ``encodings/tangent_points.npz``: for sigmoid, tanh and erf, on a grid ``g_0 < ... <
-  g_{N-1} = 0`` of lower bounds ``l`` (``l_k = -expm1(t_k)``, ``t`` uniform in
+* ``hybridver/tables/tangent_points.npz``: for sigmoid, tanh and erf, on a grid
+  ``g_0 < ... < g_{N-1} = 0`` of lower bounds ``l`` (``l_k = -expm1(t_k)``, ``t`` uniform in
   ``[0, log(1 + 1e6)]``, so dense near 0 and geometric far out), a bracket
   ``{fn}_lo[k] < d*(g_k) < {fn}_hi[k]`` (equal to 0 at ``g = 0``) of the tangent point
   ``d* > 0`` whose tangent passes through ``(l, f(l))``, i.e. the root of
@@ -13,12 +13,14 @@ Writes (deterministically: same bytes on every run)
   widened until the signs ``phi(lo) < 0 < phi(hi)`` are CONFIRMED in 50-digit arithmetic
   (mpmath) at the exact float64 values stored.  Also checks ``lo`` and ``hi`` decrease
   with ``l`` (``d*`` is decreasing; the proof is in ``s_shaped.py``).
-* ``encodings/branch_points.npz``: for each function, on the grid ``axis`` (-10..10, step
-  0.1) of interval ends, ``{fn}_fraction[i, j]`` = the split fraction ``(p - l) / (u - l)``
-  with ``l = axis[i] < u = axis[j]`` minimizing the total relaxation gap of the two halves
-  (``SShapedRelaxation.split_gap``, default lines) over fractions 0.02, 0.025, ..., 0.98;
-  0.5 where ``i >= j`` (never used as such, only as bilinear neighbours).
-* ``encodings/manifest.json``: sha256 and size of each file, the generator and grid facts.
+* ``hybridver/tables/branch_points.npz``: for each function, on the grid ``axis``
+  (-10..10, step 0.1) of interval ends, ``{fn}_fraction[i, j]`` = the split fraction
+  ``(p - l) / (u - l)`` with ``l = axis[i] < u = axis[j]`` minimizing the total
+  relaxation gap of the two halves (``SShapedRelaxation.split_gap``, default lines) over
+  fractions 0.02, 0.025, ..., 0.98; 0.5 where ``i >= j`` (never used as such, only as
+  bilinear neighbours).
+* ``hybridver/tables/manifest.json``: sha256 and size of each file, the generator and
+  grid facts.
 
 ``--check`` regenerates in memory and fails if the bytes differ from the files on disk.
 """
@@ -38,7 +40,7 @@ import numpy as np
 from scipy import special
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "encodings"
+OUT = ROOT / "hybridver" / "tables"
 N_TANGENT = 8192
 L_MIN = -1e6
 BRANCH_AXIS = np.round(np.linspace(-10.0, 10.0, 201), 12)

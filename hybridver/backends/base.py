@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from hybridver.errors import SolverUnavailableError
@@ -93,10 +94,10 @@ def register_backend(cls: type) -> type:
 
 
 def _discover() -> None:
-    import hybridver.backends as package
-    for module in pkgutil.iter_modules(package.__path__):
+    """Import every module of this package (each registers its back ends)."""
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if module.name != "base":
-            importlib.import_module(f"{package.__name__}.{module.name}")
+            importlib.import_module(f"{__package__}.{module.name}")
 
 
 def backend_names() -> list[str]:

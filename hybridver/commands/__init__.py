@@ -1,1 +1,2 @@
-"""CLI command implementations (thin layers over the API)."""
+"""The ``hybridver`` subcommands, one module each (verify, info, bounds, encode,
+run-instances): arguments and output over :mod:`hybridver.api`, no verification logic."""

@@ -68,7 +68,7 @@ def _encode_text(problem, fmt: str, pieces: int) -> tuple[str, bool | None]:
 
 def run_encode(args: argparse.Namespace) -> int:
     from hybridver.api import load_model, load_spec
-    from hybridver.exact import exact_subproblems, subproblem_bounds
+    from hybridver.encode.subproblems import exact_subproblems, subproblem_bounds
 
     fmt = args.format or Path(args.output).suffix.lstrip(".").lower()
     if fmt not in FORMATS:

@@ -82,7 +82,7 @@ def judge(verdict: str, expected: str | None) -> str:
 
 def run_instances(args: argparse.Namespace) -> int:
     from hybridver.api import verify_files
-    from hybridver.config import Mode, VerifyConfig
+    from hybridver.commands.settings import apply_process_settings, config_from_args
 
     csv_path = Path(args.csv)
     instances = read_instances(csv_path)
@@ -90,6 +90,7 @@ def run_instances(args: argparse.Namespace) -> int:
         instances = instances[: args.limit]
     root = Path(args.root) if args.root else csv_path.parent
     expected = read_expected(csv_path.parent / "expected_results.csv")
+    apply_process_settings(config_from_args(args, 1.0))
     rows = []
     header = f"{'instance':<60} {'verdict':<8} {'expected':<8} {'time_s':>8}  check"
     print(header)
@@ -104,8 +105,7 @@ def run_instances(args: argparse.Namespace) -> int:
                            label=f"[{number}/{len(instances)}] {name}") as progress:
             try:
                 result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
-                                      VerifyConfig(timeout_s=timeout, mode=Mode(args.mode),
-                                                   backend=args.backend), progress=progress)
+                                      config_from_args(args, timeout), progress=progress)
                 verdict, message = result.verdict.value, result.message
             except HybridverInputError as exc:
                 verdict, message = "error", str(exc)

@@ -22,8 +22,8 @@ import json
 import sys
 from pathlib import Path
 
-from hybridver import __version__
-from hybridver.config import Mode, VerifyConfig
+from hybridver.version import __version__
+from hybridver.commands.settings import apply_process_settings, config_from_args
 from hybridver.errors import HybridverInputError
 from hybridver.progress import make_progress
 from hybridver.result import Verdict, format_results_file
@@ -34,16 +34,18 @@ REPORT_VERSION = 1
 def run_verify(args: argparse.Namespace) -> int:
     from hybridver.api import verify_files
 
-    config = VerifyConfig(timeout_s=args.timeout, mode=Mode(args.mode), backend=args.backend)
+    config = config_from_args(args)
+    apply_process_settings(config)
     with make_progress(getattr(args, "progress", "auto")) as progress:
         result = verify_files(args.model, args.spec, config, progress=progress)
     if args.results_file:
         _write(args.results_file, format_results_file(result))
     if args.json:
         report = {"report_version": REPORT_VERSION, "hybridver": __version__,
-                  "model": str(args.model), "spec": str(args.spec), "mode": args.mode,
-                  "backend": args.backend if args.mode == "exact" else None,
-                  "timeout_s": args.timeout, **result.to_json()}
+                  "model": str(args.model), "spec": str(args.spec),
+                  "mode": config.mode.value,
+                  "backend": config.exact.backend if config.mode.value == "exact" else None,
+                  "timeout_s": config.timeout_s, **result.to_json()}
         _write(args.json, json.dumps(report, indent=2, allow_nan=False) + "\n")
     detail = f"{result.time_s:.2f}s"
     if result.message:

@@ -1,4 +1,8 @@
-"""Linear relaxations of nonlinearities, registered by op kind (see ``base.py``)."""
+"""Sound linear relaxations of nonlinearities, registered by op kind.
+
+The interface, traits and registry (``base``), one module per op family (``families/``),
+and the loader of the precomputed tables in ``hybridver/tables/`` (``tables``).
+"""
 
 from hybridver.relaxations.base import (BilinearBounds, BinaryRelaxation, LinearBounds, Traits,
                                         UnaryRelaxation, get_relaxation, register,

@@ -1,13 +1,9 @@
-"""Loader for the data tables shipped in ``encodings/`` (tangent points, branching points).
+"""Loader for the data tables in ``hybridver/tables/`` (tangent points, branching points).
 
 The tables are DATA, generated offline by ``tools/make_tangent_tables.py`` and listed with
-their sha256 in ``encodings/manifest.json``.  They are found
-
-1. as package data ``hybridver/_encodings/`` (``importlib.resources``): in an installed
-   wheel the files are copied there; in the source tree ``hybridver/_encodings`` is a
-   symbolic link to ``../encodings`` so an editable install finds them the same way;
-2. failing that, in ``<source tree>/encodings/`` next to the ``hybridver`` package (a
-   checkout where the link was lost, e.g. on a file system without symbolic links).
+their sha256 in ``hybridver/tables/manifest.json``.  The folder is package data inside
+``hybridver`` (no ``__init__.py``, no ``.py`` files), so a source checkout, an editable
+install and an installed wheel all find it the same way, through ``importlib.resources``.
 
 Every file is checked against the manifest's sha256 when it is first loaded: a table
 that does not match is refused (a corrupted tangent table would give unsound bounds).
@@ -21,15 +17,13 @@ import hashlib
 import io
 import json
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-PACKAGE_DATA_DIR = "_encodings"
+PACKAGE_DATA_DIR = "tables"
 MANIFEST = "manifest.json"
-SOURCE_TREE_DIR = Path(__file__).resolve().parents[2] / "encodings"
 
 
 class TableError(RuntimeError):
@@ -37,21 +31,15 @@ class TableError(RuntimeError):
 
 
 def _read_bytes(name: str) -> bytes:
-    """The bytes of ``name`` from the first location that has it (see module docstring)."""
+    """The bytes of ``name`` from the package data folder ``hybridver/tables/``."""
     try:
         entry = resources.files("hybridver").joinpath(PACKAGE_DATA_DIR, name)
         if entry.is_file():
             return entry.read_bytes()
-    except (FileNotFoundError, ModuleNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, NotADirectoryError):
         pass
-    path = SOURCE_TREE_DIR / name
-    # only a real source tree (never the standard library's ``encodings`` package)
-    in_source_tree = ((SOURCE_TREE_DIR.parent / "pyproject.toml").is_file()
-                      and not (SOURCE_TREE_DIR / "__init__.py").exists())
-    if in_source_tree and path.is_file():
-        return path.read_bytes()
     raise TableError(f"data table {name!r} not found in package data "
-                     f"(hybridver/{PACKAGE_DATA_DIR}) nor in {SOURCE_TREE_DIR}")
+                     f"(hybridver/{PACKAGE_DATA_DIR}/)")
 
 
 @functools.lru_cache(maxsize=None)

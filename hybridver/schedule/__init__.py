@@ -4,8 +4,8 @@
 keep branching), from features and declared capabilities only; ``jobs`` and ``executor``:
 running solves in this process (:class:`InlineExecutor`) or in killable worker processes
 (:class:`LocalProcessExecutor`); ``scheduler``: the object a BaB loop calls (consider,
-submit/offer, poll, portfolio races, decision log, per-back-end statistics).  Importing
-this package imports no solver.
+submit/offer, poll, portfolio races, decision log, per-back-end statistics).  It reads
+only features and the back ends' declared capabilities: it imports no solver and never bab.
 """
 
 from hybridver.schedule.executor import Executor, InlineExecutor

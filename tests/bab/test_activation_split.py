@@ -108,7 +108,7 @@ def test_proofs_agree_with_dense_sampling():
 
 def test_tiny_relu_needs_branching_and_is_proven():
     from hybridver.api import load_model, load_spec
-    from hybridver.verify_hybrid import StackedCase
+    from hybridver.pipeline.whole_box import StackedCase
 
     model = load_model(EXAMPLES / "tiny_relu.onnx")
     spec = load_spec(EXAMPLES / "tiny_relu.vnnlib", model)

@@ -12,7 +12,7 @@ import pytest
 import hybridver
 from hybridver.bab.case_race import CaseRace
 from hybridver.config import AttackConfig, VerifyConfig
-from hybridver.exact import exact_subproblems
+from hybridver.encode.subproblems import exact_subproblems
 from hybridver.result import CandidateCounterexample, Verdict, confirm_counterexample
 from hybridver.schedule import InlineExecutor, Scheduler
 from tests.conftest import EXAMPLES
@@ -79,7 +79,7 @@ def test_race_alone_decides_through_worker_processes(monkeypatch):
     sat with a confirmed counterexample, never unsat."""
     import time
 
-    import hybridver.verify_hybrid as verify_hybrid
+    import hybridver.pipeline.activation_split as activation_stage
     from hybridver.bab.input_split import InputSplitOutcome
 
     def waiting_bab(*args, stop=None, **kwargs):
@@ -90,7 +90,7 @@ def test_race_alone_decides_through_worker_processes(monkeypatch):
             time.sleep(0.05)
         return InputSplitOutcome("timeout")
 
-    monkeypatch.setattr(verify_hybrid, "activation_split_bab", waiting_bab)
+    monkeypatch.setattr(activation_stage, "activation_split_bab", waiting_bab)
     model = hybridver.load_model(EXAMPLES / "digits_relu.onnx")
     spec = hybridver.load_spec(EXAMPLES / "digits_relu_eps_large_2.vnnlib", model)
     result = hybridver.verify(model, spec, VerifyConfig(timeout_s=60, attack=NO_ATTACK))

@@ -1,6 +1,6 @@
 """Hand-off of input-splitting domains to exact back ends (bab/handoff.py).
 
-The network is the two-input "bump" of tests/test_verify_hybrid.py: with a threshold
+The network is the two-input "bump" of tests/pipeline/test_verify_hybrid.py: with a threshold
 below 1 a counterexample exists only in a diamond of L1 radius 1e-3 (sampling and PGD miss
 it); above 1 the property holds.  Delegated domains must never make the first unsat, and
 must help prove the second.
@@ -19,10 +19,10 @@ from hybridver.bab.handoff import HandoffConfig, SchedulerDelegate
 from hybridver.bab.input_split import Bounded, InputSplitConfig, input_split_bab
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig
-from hybridver.config import VerifyConfig
+from hybridver.config import Event, Schedule, VerifyConfig
 from hybridver.result import Verdict
 from hybridver.schedule import InlineExecutor, Policy, PolicyConfig, Scheduler
-from tests.test_verify_hybrid import NO_ATTACK, P, Q, R, Bumps, _model, _spec
+from tests.pipeline.test_verify_hybrid import NO_ATTACK, P, Q, R, Bumps, _model, _spec
 
 
 def _run(threshold: float, centres, backends=("highs",), min_depth=2, seconds=60):
@@ -85,7 +85,8 @@ def test_verify_hands_off_through_worker_processes():
     """End to end with the local process pool: the hand-off starts at once; the hidden
     counterexample is never unsat and the separated bumps are unsat, with the scheduler's
     statistics in the report."""
-    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK, handoff_after_s=0.0)
+    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK,
+                          schedule=Schedule().at(Event.HANDOFF, 0.0))
     bad = hybridver.verify(_model([P], threshold=0.5), _spec(), config)
     assert bad.verdict is not Verdict.UNSAT
     assert bad.stats["scheduler"]["decisions"] > 0   # deep domains were offered

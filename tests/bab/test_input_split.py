@@ -1,7 +1,7 @@
 """Input-splitting branch-and-bound: the domain pool, splitting, lookahead, delegation.
 
 The bound functions here are exact interval bounds of small functions, so every claim
-can be checked by hand; the network-level paths are in tests/test_verify_hybrid.py.
+can be checked by hand; the network-level paths are in tests/pipeline/test_verify_hybrid.py.
 """
 
 from __future__ import annotations

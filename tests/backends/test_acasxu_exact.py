@@ -16,7 +16,7 @@ import pytest
 
 from hybridver.backends import backend_names, get_backend
 from hybridver.backends.options import ExactConfig
-from hybridver.exact import verify_exact
+from hybridver.pipeline.exact import verify_exact
 from hybridver.result import Verdict
 from tests.conftest import SHARED_BENCHMARKS
 

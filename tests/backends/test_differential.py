@@ -20,7 +20,7 @@ import torch
 from hybridver.api import from_module
 from hybridver.backends import backend_names, get_backend
 from hybridver.backends.options import ExactConfig
-from hybridver.exact import verify_exact
+from hybridver.pipeline.exact import verify_exact
 from hybridver.result import Verdict
 from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
 

@@ -22,12 +22,12 @@ from hybridver.backends.polytope_lp import (bounding_box, dual_bound, min_max_ov
                                        propagate_cut)
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig
-from hybridver.config import AttackConfig, VerifyConfig
+from hybridver.config import AttackConfig, Event, Schedule, VerifyConfig
 from hybridver.ir.relu_chain import ReluChain
 from hybridver.problem import Subproblem
 from hybridver.result import Verdict
 from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
-from tests.test_verify_hybrid import P, Q, R, _model as bumps_model
+from tests.pipeline.test_verify_hybrid import P, Q, R, _model as bumps_model
 
 pytest.importorskip("highspy")
 
@@ -234,7 +234,7 @@ def _diamond_spec() -> Spec:
 def _useless_input_split(monkeypatch):
     """Input splitting whose bounds never prove anything (-inf is a sound lower bound) and
     whose probes never find anything: only the region race can decide."""
-    import hybridver.verify_hybrid as vh
+    import hybridver.pipeline.input_split as vh
     from hybridver.bab.input_split import Bounded
 
     original = vh.input_split_bab
@@ -249,8 +249,8 @@ def _useless_input_split(monkeypatch):
 
 def test_the_region_race_alone_proves_a_safe_case_and_never_a_violated_one(monkeypatch):
     _useless_input_split(monkeypatch)
-    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK, region_race_after_s=0.0,
-                          handoff_after_s=1e9)
+    config = VerifyConfig(timeout_s=60, attack=NO_ATTACK,
+                          schedule=Schedule().at(Event.REGION_RACE, 0.0).without(Event.HANDOFF))
     result = hybridver.verify(_diamonds(0.5)[1], _diamond_spec(), config)
     assert result.verdict is not Verdict.UNSAT
     assert result.verdict is Verdict.SAT and result.counterexample.source == "regions"
@@ -284,6 +284,6 @@ def test_face_sampling_finds_a_slab_against_a_face_that_uniform_sampling_misses(
     found = face_candidates(model.graph, spec.cases[0], 1000, 0)
     assert found and all(c.x[0] == -1.0 for c in found)
     result = hybridver.verify(model, spec, VerifyConfig(
-        timeout_s=60, attack=AttackConfig(samples=256, rounds=0, face_after_s=0.0),
-        region_race=False))
+        timeout_s=60, attack=AttackConfig(samples=256, rounds=0),
+        schedule=Schedule().at(Event.FACE_ATTACK, 0.0).without(Event.REGION_RACE)))
     assert result.verdict is Verdict.SAT

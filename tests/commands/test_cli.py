@@ -230,3 +230,33 @@ def test_bounds_command_json(tmp_path, capsys):
     assert data["method"] == "crown" and len(data["lower"]) == 10 and len(data["spec_lower"]) == 9
     assert all(lo <= hi for lo, hi in zip(data["lower"], data["upper"]))
     assert min(data["spec_lower"]) > 0  # CROWN proves the small-eps property
+
+
+def test_verify_reads_a_config_file_and_flags_override_it(tmp_path, capsys):
+    config, report = tmp_path / "run.toml", tmp_path / "report.json"
+    config.write_text('timeout_s = 1000\nmode = "exact"\n[whole_box]\nmethods = ["ibp"]\n')
+    code, out, err = run(["verify", RELU, SMALL, "--config", str(config), "--mode", "hybrid",
+                          "--timeout", "60", "--workers", "1", "--threads", "1",
+                          "--device", "cpu", "--json", str(report)], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "unsat", err
+    data = json.loads(report.read_text())
+    assert data["mode"] == "hybrid" and data["timeout_s"] == 60.0
+    assert data["stats"]["bounds"]["methods"] == {"ibp": 1}   # from the file
+
+
+@pytest.mark.parametrize("text, words", [("timeout = 3\n", "unknown setting 'timeout'"),
+                                         ("[attack\n", "line 1")])
+def test_a_bad_config_file_is_one_line_and_exit_2(tmp_path, capsys, text, words):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    code, out, err = run(["verify", RELU, SMALL, "--config", str(config)], capsys)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    out = capsys.readouterr().out
+    for words in ("default: 300", "default: hybrid", "default: highs", "default: cpu",
+                  "--config", "--workers", "--threads"):
+        assert words in out

@@ -9,7 +9,7 @@ Binary relaxations are checked the same way with planes over boxes.  An op may r
 interval with :class:`NotRelaxableError` (sound: nothing claimed); the refused intervals are
 left out, but enough intervals of every op must be relaxable for the check to mean
 something.  Further: tightness sanity (ReLU triangle, narrow sigmoid), branching points,
-the S-shaped tables (certified brackets, manifest hashes) and ``encodings/`` hygiene.
+the S-shaped tables (certified brackets, manifest hashes) and ``hybridver/tables/`` hygiene.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from hybridver.relaxations import BinaryRelaxation, UnaryRelaxation, registered_
 from hybridver.relaxations.errors import NotRelaxableError
 
 REPO = Path(__file__).resolve().parents[2]
+TABLES = REPO / "hybridver" / "tables"
 OPS = registered_ops()
 TOL64 = 1e-9
 TOL32 = 1e-5
@@ -400,21 +401,21 @@ def test_s_shaped_branch_point_beats_midpoint(op):
     torch.testing.assert_close(relax.branch_point(far_l, far_u, {}), (far_l + far_u) / 2)
 
 
-# ---- tables and encodings/ -----------------------------------------------------------------
+# ---- the data tables in hybridver/tables/ ---------------------------------------------------
 
-def test_encodings_has_no_python_files():
-    folder = REPO / "encodings"
-    assert folder.is_dir()
+def test_tables_folder_has_no_python_files():
+    folder = TABLES
+    assert folder.is_dir() and not folder.is_symlink()
     offenders = [p for p in folder.rglob("*") if p.suffix in (".py", ".pyc") or
                  p.name == "__init__.py" or p.name == "__pycache__"]
     assert offenders == []
 
 
 def test_manifest_hashes_match():
-    manifest = json.loads((REPO / "encodings" / "manifest.json").read_text())
+    manifest = json.loads((TABLES / "manifest.json").read_text())
     assert manifest["files"]
     for name, entry in manifest["files"].items():
-        data = (REPO / "encodings" / name).read_bytes()
+        data = (TABLES / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
     # the loader (package data or source tree) reads the same manifest
     assert tables.manifest() == manifest

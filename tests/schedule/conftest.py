@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hybridver.backends import Limits, Status, get_backend
-from hybridver.exact import exact_subproblems, subproblem_bounds
+from hybridver.encode.subproblems import exact_subproblems, subproblem_bounds
 from hybridver.problem import Subproblem
 from hybridver.specs import InputBox
 from tests.conftest import EXAMPLES

@@ -48,8 +48,8 @@ moves the tangent point linearly over its sound range, left end at 0, right end 
 upper ``[l, u]`` / ``[d_hi, u]``, lower ``[l, u]`` / ``[l, e_lo]`` with ``e_lo = -d_hi(-u)``.
 Where the line is a chord or a constant, alpha has no effect.
 
-Tangent points come from ``encodings/tangent_points.npz`` (see ``tools/make_tangent_tables.py``);
-branching points from ``encodings/branch_points.npz``.
+Tangent points come from ``hybridver/tables/tangent_points.npz`` (see
+``tools/make_tangent_tables.py``); branching points from ``hybridver/tables/branch_points.npz``.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hybridver
-from hybridver.config import AttackConfig, VerifyConfig
+from hybridver.config import AttackConfig, Schedule, StageName, VerifyConfig
 from hybridver.result import Verdict
 from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
 
@@ -84,8 +84,9 @@ def test_separated_bumps_below_threshold_are_proven_by_branch_and_bound():
 
 def test_whole_box_bounds_path_is_not_fooled():
     """Whole-box bounds only: never unsat on the hidden counterexample."""
+    stages = tuple(s for s in Schedule().stages if s is not StageName.ACTIVATION_SPLIT)
     config = VerifyConfig(timeout_s=30, attack=NO_ATTACK, input_split_max_dim=1,
-                          activation_split=False)
+                          schedule=Schedule(stages=stages))
     result = hybridver.verify(_model([P], threshold=0.5), _spec(), config)
     assert result.verdict is Verdict.UNKNOWN
 

@@ -1,0 +1,93 @@
+"""The run options shared by ``verify`` and ``run-instances``, and the settings tree
+they make: the config file's (``--config``), with each flag given on the command line
+on top of it.  The flags default to None so that a file's value stands unless a flag is
+given; the help texts name the built-in defaults."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+#: built-in defaults shown in the help (they equal VerifyConfig's; a test checks it)
+DEFAULT_TIMEOUT_S = 300.0
+DEFAULT_MODE = "hybrid"
+DEFAULT_BACKEND = "highs"
+DEFAULT_DEVICE = "cpu"
+MODES = ("hybrid", "exact")
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+
+def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
+                    timeout: bool = True) -> None:
+    """``--config --mode --backend --device --workers --threads`` (and ``--timeout``)."""
+    if timeout:
+        parser.add_argument("--timeout", type=positive_float, metavar="S",
+                            help=f"time limit in seconds, loading included "
+                                 f"(default: {DEFAULT_TIMEOUT_S:g})")
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="settings file (docs/cli.md); flags given here override it")
+    parser.add_argument("--mode", choices=MODES,
+                        help=f"hybrid: the staged pipeline; exact: one exact back end "
+                             f"(default: {DEFAULT_MODE})")
+    parser.add_argument("--backend", choices=backends,
+                        help=f"exact back end for --mode exact (default: {DEFAULT_BACKEND})")
+    parser.add_argument("--device", metavar="DEV",
+                        help=f"torch device of the bound computations, e.g. cpu, cuda, "
+                             f"cuda:1 (default: {DEFAULT_DEVICE})")
+    parser.add_argument("--workers", type=positive_int, metavar="N",
+                        help="worker processes for exact back ends beside branch-and-bound "
+                             "(default: 1 for hand-offs, 2 for region races)")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="torch threads of this process (default: torch's choice)")
+
+
+def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
+    """The :class:`~hybridver.config.VerifyConfig` of ``args`` (``timeout_s`` replaces
+    ``--timeout`` when given, for run-instances' per-instance limits)."""
+    from hybridver.config import Mode, VerifyConfig
+    from hybridver.config_file import load_config
+
+    config = load_config(args.config) if getattr(args, "config", None) else VerifyConfig()
+    changes: dict = {}
+    timeout = timeout_s if timeout_s is not None else getattr(args, "timeout", None)
+    if timeout is not None:
+        changes["timeout_s"] = float(timeout)
+    if args.mode is not None:
+        changes["mode"] = Mode(args.mode)
+    if args.device is not None:
+        changes["device"] = args.device
+    if args.threads is not None:
+        changes["threads"] = args.threads
+    if args.backend is not None:
+        changes["exact"] = dataclasses.replace(config.exact, backend=args.backend)
+    config = dataclasses.replace(config, **changes)
+    if args.workers is not None:
+        config = config.with_workers(args.workers)
+    return config
+
+
+def apply_process_settings(config) -> None:
+    """Process-wide settings of a run: torch's thread count."""
+    if config.threads is not None:
+        import torch
+        torch.set_num_threads(config.threads)

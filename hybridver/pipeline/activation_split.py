@@ -1,0 +1,77 @@
+"""Activation splitting on the open cases of a network too large for input splitting,
+raced by an exact back end on the whole case (the schedule's CASE_RACE)."""
+
+from __future__ import annotations
+
+import time
+
+from hybridver.bab.activation_split import activation_split_bab
+from hybridver.config import Event
+from hybridver.pipeline.context import RunContext
+from hybridver.pipeline.hooks import make_probe, make_progress
+from hybridver.pipeline.input_split import unfinished
+from hybridver.pipeline.races import start_case_race
+from hybridver.pipeline.stage import CaseResult, CaseStatus
+from hybridver.pipeline.stats import ActivationSplitStats
+from hybridver.pipeline.whole_box import StackedCase
+from hybridver.result import ConfirmedCounterexample
+
+
+class ActivationSplitStage:
+    """alpha-beta-CROWN branch-and-bound (ReLU) or splits of general nonlinearities at
+    pre-optimized points, per open case, with a counterexample search inside the
+    domains.  Stops at the first case it cannot decide."""
+
+    name = "activation_split"
+    falsifies = False
+
+    def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
+        if ctx.model.graph.input_node.size <= ctx.config.input_split_max_dim:
+            return {}
+        if ctx.stats.activation_split is None:
+            ctx.stats.activation_split = ActivationSplitStats()
+        stats = ctx.stats.activation_split
+        results: dict[int, CaseResult] = {}
+        with ctx.phase(self.name):
+            for done, index in enumerate(cases):
+                case = ctx.spec.cases[index]
+                stacked = StackedCase.of(case)
+                stats.cases += 1
+                found: list[ConfirmedCounterexample] = []
+                race = None
+                if ctx.config.schedule.after(Event.CASE_RACE) is not None:
+                    try:
+                        race = start_case_race(ctx, case, stacked, found)
+                    except Exception as exc:  # noqa: BLE001 - the race is optional
+                        stats.race_error = f"{type(exc).__name__}: {exc}"
+                outcome = activation_split_bab(
+                    ctx.model.graph, case.region.lower, case.region.upper, stacked.C,
+                    stacked.d, stacked.groups, ctx.deadline, probe=make_probe(ctx, case, found),
+                    config=ctx.config.activation_split, device=ctx.config.device,
+                    progress=make_progress(ctx, done, len(cases)),
+                    stop=None if race is None else
+                    lambda race=race: race.poll() in ("proven", "counterexample"))
+                for key in ("domains_bounded", "infeasible", "attacks"):
+                    setattr(stats, key, getattr(stats, key) + outcome.stats.get(key, 0))
+                stats.method = outcome.stats.get("method")
+                status = outcome.status
+                if race is not None:
+                    if status == "exhausted":   # nothing left to split: the race may still end
+                        while race.poll() is None and not ctx.timed_out():
+                            time.sleep(0.05)
+                    state = race.poll()
+                    stats.races[state or "unfinished"] = stats.races.get(state or "unfinished",
+                                                                         0) + 1
+                    if state == "proven":
+                        status = "proven"
+                    elif state == "counterexample" and found:
+                        status = "counterexample"
+                    race.cancel()
+                if status == "counterexample" and found:
+                    results[index] = CaseResult(CaseStatus.COUNTEREXAMPLE, found[0])
+                    return results
+                if status != "proven":
+                    results[index] = unfinished(status)
+                    return results
+                results[index] = CaseResult(CaseStatus.PROVEN)
+        return results

@@ -1,0 +1,120 @@
+"""The state of one verification run, shared by its stages.
+
+A :class:`RunContext` holds the run's one absolute deadline (a ``time.monotonic()``
+value fixed when the run starts; every stage, search, bound pass and back-end budget is
+measured against it), the confirmation of candidates on the real model, the scheduler
+(made on first use), the progress sink, the typed statistics and the phase times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from hybridver.config import VerifyConfig
+from hybridver.pipeline.stats import RunStats
+from hybridver.progress import NullProgress, Progress
+from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
+                              VerificationResult, Verdict, confirm_counterexample)
+from hybridver.schedule import LocalProcessExecutor, Scheduler
+
+
+class RunContext:
+    """One run: ``model`` (a :class:`hybridver.api.LoadedModel`), ``spec``, ``config``,
+    ``deadline`` (absolute; defaults to now + ``config.timeout_s``)."""
+
+    def __init__(self, model, spec, config: VerifyConfig, progress: Progress | None = None,
+                 deadline: float | None = None, start: float | None = None):
+        self.model, self.spec, self.config = model, spec, config
+        self.progress = progress or NullProgress()
+        self.start = time.monotonic() if start is None else start
+        self.deadline = self.start + config.timeout_s if deadline is None else deadline
+        self.stats = RunStats()
+        self.phases: dict[str, float] = {}
+        self.unconfirmed: CandidateCounterexample | None = None
+        self._scheduler: Scheduler | None = None
+
+    # -- time ---------------------------------------------------------------------------
+    def timed_out(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (0 once passed)."""
+        return max(0.0, self.deadline - time.monotonic())
+
+    @contextlib.contextmanager
+    def phase(self, name: str, show: bool = True) -> Iterator[None]:
+        """Time a phase (added to ``phases[name]``) and announce it to the progress sink."""
+        if show:
+            self.progress.phase(name)
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.monotonic() - t0
+
+    # -- confirmation ---------------------------------------------------------------------
+    def confirm(self, candidate: CandidateCounterexample) -> ConfirmedCounterexample | None:
+        """The candidate confirmed on the real model, or None (kept for the report when
+        the IR says violated and the real model disagrees)."""
+        self.stats.attack.candidates += 1
+        cex = confirm_counterexample(candidate, self.spec, self.model.real_model,
+                                     self.model.graph.input_node.shape, self.model.checked_by,
+                                     self.model.input_dtype)
+        if cex is not None:
+            self.stats.attack.confirmed += 1
+        else:
+            self.stats.attack.rejected += 1
+            if self.unconfirmed is None and any(
+                    case.violation_margin(candidate.predicted_y) <= 0 for case in self.spec.cases):
+                self.unconfirmed = candidate
+        return cex
+
+    def solver_confirm(self, found: list[ConfirmedCounterexample], source: str):
+        """``confirm(x, predicted_y) -> bool`` for a back end's candidate: checked on the
+        real model; a confirmed one is appended to ``found``."""
+        def confirm(x: np.ndarray, predicted_y) -> bool:
+            y = np.full(self.model.graph.output_node.size, np.nan) if predicted_y is None \
+                else np.asarray(predicted_y)
+            cex = self.confirm(CandidateCounterexample(np.asarray(x), y, source))
+            if cex is not None:
+                found.append(cex)
+            return cex is not None
+        return confirm
+
+    # -- scheduler ------------------------------------------------------------------------
+    def scheduler(self, workers: int | None = None) -> Scheduler:
+        """The run's scheduler (one for all cases), made on first call with
+        ``max(schedule.handoff_workers, workers)`` worker processes."""
+        if self._scheduler is None:
+            count = max(self.config.schedule.handoff_workers, workers or 0)
+            # one queued job per worker keeps the workers busy between batches
+            settings = self.config.scheduler
+            if settings.max_queued < count:
+                settings = dataclasses.replace(settings, max_queued=count)
+            self._scheduler = Scheduler(LocalProcessExecutor(count), config=settings,
+                                        deadline=self.deadline)
+        return self._scheduler
+
+    @property
+    def jobs_in_flight(self) -> int:
+        return self._scheduler.in_flight if self._scheduler is not None else 0
+
+    def close(self) -> None:
+        """Stop the scheduler's workers and copy its statistics into ``stats``."""
+        if self._scheduler is None:
+            return
+        self._scheduler.shutdown()
+        report = self._scheduler.report()
+        self.stats.add_backend_rows(report["backends"])
+        self.stats.scheduler = {**report, "decision_log": self._scheduler.decision_log[:200]}
+        self._scheduler = None
+
+    def result(self, verdict: Verdict, cex: ConfirmedCounterexample | None = None,
+               message: str = "") -> VerificationResult:
+        return VerificationResult(verdict, time.monotonic() - self.start, cex, self.unconfirmed,
+                                  dict(self.phases), self.stats.to_report(), message)

@@ -1,0 +1,112 @@
+"""Input splitting on the open cases of a low-dimensional network, with the escalations
+of the schedule: hand-off of hard domains, face sampling, region splitting racing it."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from hybridver.bab.handoff import SchedulerDelegate
+from hybridver.bab.input_split import Bounded, input_split_bab
+from hybridver.bounds.crown import get_plan
+from hybridver.bounds.engine import compute_bounds
+from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.config import Event
+from hybridver.ir.ops import OpKind
+from hybridver.ir.relu_chain import ReluChain
+from hybridver.pipeline.context import RunContext
+from hybridver.pipeline.hooks import make_probe, make_progress
+from hybridver.pipeline.races import FaceAttack, RegionRace
+from hybridver.pipeline.stage import CaseResult, CaseStatus
+from hybridver.pipeline.whole_box import StackedCase
+from hybridver.result import ConfirmedCounterexample
+
+_RELU_LIKE = (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS)
+
+
+def unfinished(status: str) -> CaseResult:
+    """The result of a search that neither proved the case nor found a confirmed
+    counterexample."""
+    if status == "timeout":
+        return CaseResult(CaseStatus.TIMEOUT, message="time limit reached in branch-and-bound")
+    return CaseResult(CaseStatus.UNKNOWN, message=f"branch-and-bound stopped: {status}")
+
+
+class InputSplitStage:
+    """Branch-and-bound on the input box of each open case (inputs of at most
+    ``input_split_max_dim`` dimensions; larger networks are left to activation
+    splitting).  Stops at the first case it cannot decide."""
+
+    name = "input_split"
+    falsifies = False
+
+    def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
+        graph = ctx.model.graph
+        if graph.input_node.size > ctx.config.input_split_max_dim:
+            return {}
+        config = BoundConfig(method=BoundMethod.CROWN)
+        plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device))
+        reused = sorted(plan.pre_activations)
+        relu_inputs = sorted({graph.node(name).inputs[0] for name, kind in plan.kind.items()
+                              if kind == "unary" and graph.node(name).op in _RELU_LIKE})
+        schedule = ctx.config.schedule
+        chain_ok = schedule.after(Event.REGION_RACE) is not None and \
+            ReluChain.of(graph) is not None
+        results: dict[int, CaseResult] = {}
+        stats = ctx.stats.input_split
+        with ctx.phase(self.name):
+            for done, index in enumerate(cases):
+                case = ctx.spec.cases[index]
+                stacked = StackedCase.of(case)
+                found: list[ConfirmedCounterexample] = []
+
+                def bound_fn(lo, hi, restrictions, stacked=stacked) -> Bounded:
+                    result = compute_bounds(graph, lo, hi, stacked.C, stacked.d, config=config,
+                                            restrictions=restrictions, bound_upper=False,
+                                            device=ctx.config.device, input_coefficients=True)
+                    nodes = {name: (result.intervals[name].lower, result.intervals[name].upper)
+                             for name in reused}
+                    return Bounded(result.lower, result.input_coef, nodes)
+
+                stats.cases += 1
+                delegate = None
+                handoff_after = schedule.after(Event.HANDOFF)
+                if handoff_after is not None:
+                    delegate = SchedulerDelegate(ctx.scheduler, graph, case.disjuncts,
+                                                 relu_inputs,
+                                                 ctx.solver_confirm(found, "handoff"),
+                                                 label=f"case {index}",
+                                                 start_at=time.monotonic() + handoff_after)
+                race = RegionRace(ctx, case, found) if chain_ok else None
+                faces = FaceAttack(ctx, case, found)
+
+                def stop(race=race, faces=faces) -> bool:
+                    return faces.decided() or (race is not None and (race.decided()
+                                                                      or race.takes_over()))
+
+                outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
+                                          stacked.groups, ctx.deadline,
+                                          make_probe(ctx, case, found), ctx.config.input_split,
+                                          ctx.config.device, delegate=delegate,
+                                          progress=make_progress(ctx, done, len(cases)),
+                                          stop=stop)
+                if delegate is not None and delegate.disabled:
+                    stats.handoff_error = delegate.disabled
+                for key in ("delegated", "delegated_proven", "delegated_returned",
+                            "domains_bounded", "probes"):
+                    setattr(stats, key, getattr(stats, key) + outcome.stats.get(key, 0))
+                status = outcome.status
+                if faces.found_one:
+                    status = "counterexample"
+                if race is not None:
+                    status, disagreement = race.finish(status, stats.region_races)
+                    stats.region_race_disagreement |= disagreement
+                if status == "counterexample" and found:
+                    results[index] = CaseResult(CaseStatus.COUNTEREXAMPLE, found[0])
+                    return results
+                if status != "proven":
+                    results[index] = unfinished(status)
+                    return results
+                results[index] = CaseResult(CaseStatus.PROVEN)
+        return results

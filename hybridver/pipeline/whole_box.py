@@ -1,0 +1,74 @@
+"""Whole-box bounds: IBP, CROWN, alpha-CROWN on each open case's box.
+
+A case is PROVEN when, for some method, every disjunct has a row whose sound lower bound
+over the box is positive (no point of the box satisfies the disjunct).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hybridver.bab.input_split import disjunct_margins
+from hybridver.bounds.engine import compute_bounds
+from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.pipeline.context import RunContext
+from hybridver.pipeline.stage import CaseResult, CaseStatus
+
+TRUE_OUTPUT = ("a case with output condition 'true' has no counterexample found yet")
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedCase:
+    """A case's disjuncts stacked: ``C (m, n_out)``, ``d (m,)``, rows of disjunct k in
+    ``groups[k]``."""
+
+    C: np.ndarray
+    d: np.ndarray
+    groups: tuple[slice, ...]
+
+    @classmethod
+    def of(cls, case) -> "StackedCase":
+        groups, offset = [], 0
+        for disjunct in case.disjuncts:
+            groups.append(slice(offset, offset + disjunct.C.shape[0]))
+            offset += disjunct.C.shape[0]
+        return cls(np.concatenate([dj.C for dj in case.disjuncts]),
+                   np.concatenate([dj.d for dj in case.disjuncts]), tuple(groups))
+
+
+class WholeBoxStage:
+    """``whole_box.methods`` in order on each open case until one proves it."""
+
+    name = "bounds"
+    falsifies = False
+
+    def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
+        stats = ctx.stats.bounds
+        settings = ctx.config.whole_box
+        alpha = dataclasses.replace(settings.alpha, deadline=ctx.deadline)
+        results: dict[int, CaseResult] = {}
+        with ctx.phase(self.name):
+            for index in cases:
+                case = ctx.spec.cases[index]
+                if not case.disjuncts:
+                    results[index] = CaseResult(CaseStatus.UNKNOWN, message=TRUE_OUTPUT)
+                    continue
+                stacked = StackedCase.of(case)
+                stats.disjuncts += len(stacked.groups)
+                for method in settings.methods:
+                    if ctx.timed_out():
+                        return results
+                    bounds = compute_bounds(ctx.model.graph, case.region.lower[None],
+                                            case.region.upper[None], stacked.C, stacked.d,
+                                            config=BoundConfig(method=BoundMethod(method),
+                                                               alpha=alpha),
+                                            bound_upper=False, device=ctx.config.device)
+                    stats.count_method(method)
+                    if bool(disjunct_margins(bounds.lower, stacked.groups)[0] > 0):
+                        stats.cases_proven += 1
+                        stats.refuted += len(stacked.groups)
+                        results[index] = CaseResult(CaseStatus.PROVEN)
+                        break
+        return results
