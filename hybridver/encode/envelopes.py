@@ -39,9 +39,11 @@ import numpy as np
 import torch
 
 from hybridver.encode.affine_form import NonlinearSite, NotEncodableError
-from hybridver.encode.milp import (EnvelopeSite, MilpModel, ModelBuilder,
-                                   add_operand_vars)
+from hybridver.encode.milp_model import (EnvelopeSite, MilpModel, ModelBuilder,
+                                         add_operand_vars)
 from hybridver.numerics import REL_SLACK
+from hybridver.relaxations import base as relaxation_base
+from hybridver.relaxations.base import BinaryRelaxation, UnaryRelaxation
 
 __all__ = ["Cuts", "unary_cuts", "binary_cuts", "encode_envelope_site", "refine_breakpoints",
            "envelope_error"]
@@ -62,8 +64,7 @@ class Cuts:
 
 
 def _relaxation(site_op):
-    from hybridver.relaxations.base import get_relaxation  # noqa: PLC0415
-    return get_relaxation(site_op)
+    return relaxation_base.get_relaxation(site_op)
 
 
 def _alphas(pieces: int) -> list[float | None]:
@@ -180,8 +181,6 @@ def _cut_rows(b: ModelBuilder, s: int, z: np.ndarray, y: np.ndarray, cuts: Cuts,
 def encode_envelope_site(b: ModelBuilder, s: int, site: NonlinearSite, pieces: int,
                          breakpoints: Mapping[int, tuple[float, ...]]) -> EnvelopeSite:
     """Add the envelope of one smooth node to the model (see the module docstring)."""
-    from hybridver.relaxations.base import BinaryRelaxation, UnaryRelaxation  # noqa: PLC0415
-
     relaxation = _relaxation(site.op)
     y = site.outputs
     if isinstance(relaxation, UnaryRelaxation) and len(site.operands) == 1:
