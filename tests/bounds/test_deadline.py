@@ -16,7 +16,7 @@ from hybridver.bounds import AlphaConfig, BoundConfig, compute_bounds
 from hybridver.bounds.backward import RuleTable, walk
 from hybridver.bounds.plan import NodeKind, get_plan
 from hybridver.errors import DeadlineExceeded, HybridverInputError
-from hybridver.ir.onnx_import import load_onnx
+from hybridver.frontends.onnx import load_onnx
 from hybridver.ir.passes import simplify
 from tests.bounds.test_crown import mlp
 
