@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from hybridver.ir.evaluate import evaluate
-from hybridver.ir.onnx_import import load_onnx
-from hybridver.ir.onnx_runtime import OnnxRuntimeModel
+from hybridver.frontends.onnx import load_onnx
+from hybridver.frontends.onnx import OnnxRuntimeModel
 from hybridver.ir.passes import simplify
 
 DEFAULT_MODELS = [

@@ -13,7 +13,7 @@ bounds each sub-box.  A sub-box is kept when CROWN does not prove it and its cen
 not violate (those the BaB's probing settles).  Up to ``--per-instance`` of them, spread
 over the range of CROWN's gap (one with a violating random sample among them when there is
 one, so that sat subdomains are represented), become Subproblems with CROWN node intervals
-tightened by LPs (:func:`hybridver.backends.highs.lp_tightened_bounds`, at most
+tightened by LPs (:func:`hybridver.backends.lp.lp_tightened_bounds`, at most
 ``--tighten`` s), as exact mode does.
 
 Oracle: every back end runs every subdomain in this process with the same cap; a
@@ -73,7 +73,7 @@ def hard_subdomains(net: str, prop: int, rounds: int, args, rng):
     import torch
 
     from hybridver.api import load_model, load_spec
-    from hybridver.backends.highs import lp_tightened_bounds
+    from hybridver.backends.lp import lp_tightened_bounds
     from hybridver.bounds.engine import compute_bounds
     from hybridver.encode.milp import NotEncodableError
     from hybridver.ir.evaluate import evaluate

@@ -51,8 +51,8 @@ class LoadedModel:
 
 def load_model(path: str | Path, simplify_graph: bool = True) -> LoadedModel:
     """Import an ONNX model (``.onnx`` or ``.onnx.gz``) and open it in onnxruntime."""
-    from hybridver.ir.onnx_import import load_onnx
-    from hybridver.ir.onnx_runtime import OnnxRuntimeModel
+    from hybridver.frontends.onnx import load_onnx
+    from hybridver.frontends.onnx import OnnxRuntimeModel
     from hybridver.ir.passes import simplify
 
     graph = load_onnx(path)
@@ -75,7 +75,7 @@ class _TorchRunner:
 def from_module(module: torch.nn.Module, example_input: torch.Tensor) -> LoadedModel:
     """Import a torch module traced with ``example_input`` (shape includes batch dim 1)."""
     from hybridver.ir.passes import simplify
-    from hybridver.ir.torch_import import from_torch
+    from hybridver.frontends.torch import from_torch
 
     graph = simplify(from_torch(module, example_input))
     dtype = example_input.dtype

@@ -1,4 +1,5 @@
-"""Exceptions for bad input.  The CLI turns each into one readable line and exit code 2."""
+"""Exceptions: bad input (the CLI turns each into one readable line and exit code 2), and
+the deadline of a run passing inside a computation (:class:`DeadlineExceeded`)."""
 
 from __future__ import annotations
 
@@ -47,5 +48,8 @@ class SolverUnavailableError(HybridverInputError):
 
 
 class DeadlineExceeded(Exception):
-    """A computation passed the run's deadline and stopped; the run answers ``timeout``.
-    Not bad input: raised inside bound passes and searches, caught by the pipeline."""
+    """A computation passed the run's deadline (a ``time.monotonic()`` value) and stopped;
+    the run answers ``timeout``.  Not bad input: raised inside bound passes
+    (:class:`hybridver.bounds.options.BoundConfig` ``deadline``) and searches, caught by the
+    pipeline.  No bound is claimed from a stopped pass.
+    """

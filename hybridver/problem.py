@@ -1,8 +1,8 @@
 """Subproblem: the unit of work that flows from branch-and-bound to the scheduler, the
 encoders and the exact back ends.
 
-It sits low in the layering (it only needs the IR and the spec types) so every layer can
-create or read one.
+It sits low in the layering (it only needs the IR, the spec types and the relaxations'
+traits) so every layer above can create or read one.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from hybridver.ir.graph import NetworkGraph
 from hybridver.ir.ops import ELEMENTWISE_NONLINEAR, OpKind
+from hybridver.relaxations.base import is_piecewise_linear
 from hybridver.specs import InputBox, OutputConstraints
 
 NodeBounds = Mapping[str, tuple[np.ndarray, np.ndarray]]
@@ -58,7 +59,7 @@ class Subproblem:
         unstable = 0
         smooth: set[str] = set()
         for node in self.graph.nodes():
-            if node.op in (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS):
+            if is_piecewise_linear(node.op):
                 pre = self.node_bounds.get(node.inputs[0])
                 split = self.relu_splits.get(node.name)
                 if pre is None:

@@ -11,7 +11,7 @@ import torch
 
 import hybridver
 from hybridver.config import AttackConfig, VerifyConfig
-from hybridver.ir.onnx_runtime import OnnxRuntimeModel
+from hybridver.frontends.onnx import OnnxRuntimeModel
 from hybridver.result import Verdict
 from hybridver.specs import robustness
 from tests.conftest import EXAMPLES, SHARED_BENCHMARKS

@@ -79,9 +79,9 @@ from hybridver.bab.input_split import disjunct_margins
 from hybridver.bab.neuron_domains import _affine_rows, _restrictions, _tighten_boxes
 from hybridver.bab_core import (ProbeFn, ProgressFn, SearchLimits, SearchOutcome, SearchStats,
                                 StopFn, run_search)
-from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import AlphaConfig, BoundConfig, BoundMethod
+from hybridver.bounds.plan import get_plan
 
 Tensor = torch.Tensor
 

@@ -15,7 +15,8 @@ import dataclasses
 
 import torch
 
-from hybridver.bounds.linear_ops import unbroadcast
+from hybridver.bounds.plan import NodeKind
+from hybridver.bounds.sensitivity import branching_sensitivities
 
 Tensor = torch.Tensor
 
@@ -39,7 +40,7 @@ Decision = tuple[int, int, bool, float]
 def _candidates(graph, plan) -> list[_Candidate]:
     out, seen = [], set()
     for name in plan.order:
-        if plan.kind.get(name) != "unary":
+        if plan.kind.get(name) is not NodeKind.UNARY:
             continue
         pre = plan.graph.node(name).inputs[0]
         if pre not in plan.pre_activations or pre not in graph or pre in seen:
@@ -53,59 +54,16 @@ def _candidates(graph, plan) -> list[_Candidate]:
 def _sensitivities(plan, intervals, rows_C: Tensor, cands: list[_Candidate]
                    ) -> dict[str, Tensor] | None:
     """``|lambda|`` ``(N, size)`` at each candidate's nonlinear output and at the input,
-    from one CROWN-style backward pass of ``rows_C (N, n_out)`` with the slopes of the
-    relaxations on the domains' intervals (no biases, no rounding: a heuristic only); the
-    signed input coefficients under the key :data:`SIGNED_INPUT`.  None when a node kind
-    on the way has no backward rule here."""
-    graph = plan.graph
-    n = rows_C.shape[0]
-    wanted = {c.act for c in cands} | {plan.input}
-    pending = {plan.output: rows_C.reshape(1, n, *graph.output_node.shape).to(plan.dtype)}
-    found: dict[str, Tensor] = {}
-    for name in plan.cone(plan.output):
-        lam = pending.pop(name, None)
-        if lam is None:
-            continue
-        if name in wanted:
-            found[name] = lam.abs().reshape(n, -1)
-        if name == plan.input:
-            found[SIGNED_INPUT] = lam.reshape(n, -1)
-        kind = plan.kind.get(name)
-        node = graph.node(name)
-        if kind == "input":
-            continue  # (its |lambda| was recorded above: steers input splits)
-        if kind == "linear":
-            rule = plan.rules[name]
-            for pos, contrib in zip(rule.var_pos, rule.backward(lam)):
-                src = node.inputs[pos]
-                pending[src] = pending[src] + contrib if src in pending else contrib
-        elif kind in ("unary", "binary"):
-            relax = plan.relaxations[name]
-            attrs = plan.attrs[name]
-            pos_l, neg_l = lam.clamp(min=0), lam.clamp(max=0)
-            if kind == "unary":
-                src = node.inputs[0]
-                itv = intervals[src]
-                lb = relax.bounds(itv.lower, itv.upper, attrs)
-                contribs = {src: pos_l * lb.lower_slope + neg_l * lb.upper_slope}
-            else:
-                ops = []
-                for s in node.inputs:
-                    itv = intervals[s]
-                    ops.append((torch.broadcast_to(itv.lower, (n, *node.shape)),
-                                torch.broadcast_to(itv.upper, (n, *node.shape))))
-                bb = relax.bounds(ops[0][0], ops[0][1], ops[1][0], ops[1][1], attrs)
-                contribs = {}
-                for s, lo_s, up_s in ((node.inputs[0], bb.lower_x, bb.upper_x),
-                                      (node.inputs[1], bb.lower_y, bb.upper_y)):
-                    if s in plan.variable:
-                        c = unbroadcast(pos_l * lo_s + neg_l * up_s, graph.node(s).shape)
-                        contribs[s] = contribs[s] + c if s in contribs else c
-            for src, c in contribs.items():
-                c = torch.nan_to_num(c, nan=0.0, posinf=0.0, neginf=0.0)
-                pending[src] = pending[src] + c if src in pending else c
-        else:
-            return None
+    from one backward walk of ``rows_C (N, n_out)`` with the slopes of the relaxations on
+    the domains' intervals (:func:`hybridver.bounds.sensitivity.branching_sensitivities`);
+    the signed input coefficients under the key :data:`SIGNED_INPUT`.  None when a node
+    kind on the way has no backward rule there."""
+    sens = branching_sensitivities(plan, intervals, rows_C, [c.act for c in cands])
+    if sens is None:
+        return None
+    found = dict(sens.magnitudes)
+    if sens.signed_input is not None:
+        found[SIGNED_INPUT] = sens.signed_input
     return found
 
 

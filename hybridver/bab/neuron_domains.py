@@ -14,6 +14,7 @@ import torch
 
 from hybridver.bab.branching import Decision, _Candidate
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import REL_SLACK, TINY, U64
 
 Tensor = torch.Tensor
 
@@ -61,14 +62,14 @@ def _tighten_boxes(lo: Tensor, hi: Tensor, domains: list[tuple[Decision, ...]],
             sign = 1.0 if up else -1.0      # A x <= c:  sign * (w x + b) <= sign * p
             A[i, j] = sign * w[f]
             c[i, j] = sign * (p - float(b[f]))
-    tol = 4 * (n_in + 4) * 2.0 ** -53
+    tol = 4 * (n_in + 4) * U64
     for _ in range(passes):
         low_terms = torch.minimum(A * lo[:, None], A * hi[:, None])        # (N, K, n_in)
         total = low_terms.sum(-1, keepdim=True)
         mag = (A.abs() * torch.maximum(lo.abs(), hi.abs())[:, None]).sum(-1, keepdim=True)
-        slack = c[..., None] - (total - low_terms) + tol * (mag + c.abs()[..., None]) + 1e-300
+        slack = c[..., None] - (total - low_terms) + tol * (mag + c.abs()[..., None]) + TINY
         bound = slack / A                                                  # x_j on one side
-        bound = bound + (bound.abs() * 1e-12 + 1e-300) * torch.sign(A)    # widen outward
+        bound = bound + (bound.abs() * REL_SLACK + TINY) * torch.sign(A)    # widen outward
         pos, neg = A > 0, A < 0
         inf = torch.full_like(bound, np.inf)
         new_hi = torch.where(pos, bound, inf).amin(1)

@@ -69,7 +69,7 @@ class ExactConfig:
     ``threads``: solver threads; ``interval_precheck``: skip a disjunct that interval
     bounds already refute (sound, and cheap); ``lp_tightening``: tighten the pre-activation
     bounds of each case with LPs before any back end runs
-    (:func:`hybridver.backends.highs.lp_tightened_bounds`, needs highspy), spending at most
+    (:func:`hybridver.backends.lp.lp_tightened_bounds`, needs highspy), spending at most
     ``lp_tightening_share`` of the remaining time.
     """
 

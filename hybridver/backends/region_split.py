@@ -46,16 +46,15 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from hybridver.backends.lp import LpSolver
 from hybridver.backends.polytope_lp import (bounding_box, linear_minima, min_max_over_polytope,
-                                       propagate_cut)
+                                            new_solver, propagate_cut)
 from hybridver.bab_core import (ProbeFn, SearchLimits, SearchOutcome, SearchStats, StopFn,
                                 run_search)
-from hybridver.bounds.linear_ops import gamma
 from hybridver.ir.relu_chain import ReluChain
+from hybridver.numerics import TINY, U64, gamma
 
 Tensor = torch.Tensor
-_U = 2.0 ** -53
-_TINY = 2.0 ** -1022   # covers underflow in the rounding terms
 
 
 @dataclasses.dataclass
@@ -126,6 +125,7 @@ class _RegionSplitting:
         self.chain, self.bound_fn, self.C, self.d = chain, bound_fn, C, d
         self.groups, self.config = groups, config
         self.stats = SearchStats()
+        self.lp = new_solver()   # the run owns one LP solver
         lower, upper = np.asarray(lower, np.float64), np.asarray(upper, np.float64)
         n_in = lower.shape[0]
         self.reach = np.maximum(np.abs(lower), np.abs(upper))
@@ -181,7 +181,8 @@ class _RegionSplitting:
                 rows = groups[k]
                 stats.lps += 1
                 result = min_max_over_polytope(bounds.coef[b, rows], bounds.offset[b, rows],
-                                               region.G, region.h, region.lo, region.hi)
+                                               region.G, region.h, region.lo, region.hi,
+                                               self.lp)
                 if result.lower > 0:
                     still[k] = False
                     stats.lp_proven += 1
@@ -194,14 +195,14 @@ class _RegionSplitting:
             intervals = {name: (bounds.intervals[name][0][b], bounds.intervals[name][1][b])
                          for name in chain.pre_names}
             children, phases = _split(chain, region, intervals, still, self.reach,
-                                      config.choice, config.lp_intervals)
+                                      config.choice, config.lp_intervals, self.lp)
             if children is None:   # fully linear: the exact affine output, in float64
                 stats.linear_regions += 1
                 for k in np.flatnonzero(still):
                     lam, c = _linear_rows(chain, phases, self.C[groups[k]], self.d[groups[k]],
                                           self.reach)
                     result = min_max_over_polytope(lam, c, region.G, region.h, region.lo,
-                                                   region.hi)
+                                                   region.hi, self.lp)
                     if result.lower > 0:
                         still[k] = False
                     elif result.point is not None:
@@ -219,7 +220,7 @@ class _RegionSplitting:
         """Shrink each child's box to its polytope (dropping the empty ones) and push it."""
         for worst, box_points, children in bounded.children:
             for child in children:
-                if not _shrink_box(child, box_points, self.config.tighten_boxes):
+                if not _shrink_box(child, box_points, self.config.tighten_boxes, self.lp):
                     self.stats.infeasible += 1
                     continue
                 heapq.heappush(self.heap, (worst, self.pushed, child))
@@ -240,13 +241,15 @@ def region_split_bab(chain: ReluChain, bound_fn: BoundFn, lower: np.ndarray,
     early (STOPPED); ``cuts``: ``(G (K, n_in), h (K,))`` that every point of interest
     satisfies (e.g. branching decisions on the first layer), the root region's polytope.
     The status is a :class:`~hybridver.bab_core.SearchStatus`: EXHAUSTED when
-    ``config.max_regions`` is reached or a region is unresolved (``stats.stuck``)."""
+    ``config.max_regions`` is reached or a region is unresolved (``stats.stuck``).  The
+    run owns one LP solver."""
     strategy = _RegionSplitting(chain, bound_fn, lower, upper, np.asarray(C, np.float64),
                                 np.asarray(d, np.float64), groups, config, cuts)
     return run_search(strategy, SearchLimits(deadline, config.max_regions, stop), probe)
 
 
-def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool) -> bool:
+def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool,
+                lp: LpSolver) -> bool:
     """Shrink ``child``'s box (its parent's) to its polytope: the new cut propagated, then,
     if ``use_lp``, an LP for every end whose parent minimiser violates the new cut (the
     others are still optimal).  False when the child is proven empty."""
@@ -262,7 +265,7 @@ def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool) 
     else:
         with np.errstate(invalid="ignore"):
             solve = ~(parent_points @ child.G[-1] <= child.h[-1])   # NaN rows: solve
-    result = bounding_box(child.G, child.h, child.lo, child.hi, solve)
+    result = bounding_box(child.G, child.h, child.lo, child.hi, solve, lp)
     if result is None:
         return False
     child.lo, child.hi = result.lower, result.upper
@@ -274,19 +277,19 @@ def _shrink_box(child: _Region, parent_points: np.ndarray | None, use_lp: bool) 
 
 
 def _polytope_intervals(A: np.ndarray, a: np.ndarray, radius: np.ndarray,
-                        which: np.ndarray, region: _Region
+                        which: np.ndarray, region: _Region, lp: LpSolver
                         ) -> tuple[np.ndarray, np.ndarray] | None:
     """Bounds ``(lo, hi)`` ``(n,)`` of the pre-activations ``z = A x + a`` (within
     ``radius``) over ``region``'s polytope, by LP for the neurons in ``which`` (others
     unbounded); None when the polytope is proven empty."""
     idx = np.flatnonzero(which)
     result = linear_minima(np.vstack([A[idx], -A[idx]]), region.G, region.h, region.lo,
-                           region.hi)
+                           region.hi, lp)
     if result is None:
         return None
     bounds = result[0]
     k = len(idx)
-    u = _U
+    u = U64
     low = bounds[:k] + a[idx] - radius[idx]
     high = -bounds[k:] + a[idx] + radius[idx]
     slack = 4 * u * (np.abs(bounds[:k]) + np.abs(bounds[k:]) + np.abs(a[idx]) + radius[idx])
@@ -305,7 +308,7 @@ def _linear_rows(chain: ReluChain, phases: list[np.ndarray], C: np.ndarray, d: n
     C = np.asarray(C, np.float64)
     lam = C @ A
     k = C.shape[1] + 1
-    u = _U
+    u = U64
     err = gamma(k, u) * (np.abs(C) @ (np.abs(A) @ reach + np.abs(a)) + np.abs(d))
     c = C @ a + d - np.abs(C) @ radius - 2 * err
     # lam's own rounding is inside err (it multiplies reach); c's subtraction rounding:
@@ -314,8 +317,8 @@ def _linear_rows(chain: ReluChain, phases: list[np.ndarray], C: np.ndarray, d: n
 
 def _split(chain: ReluChain, region: _Region,
            intervals: dict[str, tuple[np.ndarray, np.ndarray]], open_disjuncts: np.ndarray,
-           reach: np.ndarray, choice: str = "balanced", lp_intervals: bool = True
-           ) -> tuple[list[_Region] | None, list[np.ndarray]]:
+           reach: np.ndarray, choice: str = "balanced", lp_intervals: bool = True,
+           lp: LpSolver | None = None) -> tuple[list[_Region] | None, list[np.ndarray]]:
     """``(children, phases)``: the two children of ``region`` on the chosen unstable neuron
     (``choice``) of its first layer with one (``[]`` when the polytope is proven empty),
     or None with every layer's phases when no neuron is unstable (the region is fully
@@ -331,7 +334,8 @@ def _split(chain: ReluChain, region: _Region,
         A = a = radius = None
         if unstable.any() and lp_intervals and region.G.shape[0]:
             A, a, radius = chain.affine_map(layer, phases, reach)
-            tight = _polytope_intervals(A, a, radius, unstable, region)
+            tight = _polytope_intervals(A, a, radius, unstable, region,
+                                        lp if lp is not None else new_solver())
             if tight is None:
                 return [], phases   # the polytope is proven empty
             lo, hi = np.fmax(lo, tight[0]), np.fmin(hi, tight[1])   # NaN never wins
@@ -352,7 +356,7 @@ def _split(chain: ReluChain, region: _Region,
             sign = -1.0 if active else 1.0   # active: -(A x + a) <= radius; else A x + a <= r
             cut_row = sign * A[j]
             cut_rhs = radius[j] - sign * a[j]
-            cut_rhs += 2 * _U * (radius[j] + abs(a[j])) + _TINY   # its rounding, upward
+            cut_rhs += 2 * U64 * (radius[j] + abs(a[j])) + TINY   # its rounding, upward
             new = dict(intervals)
             lo_j, hi_j = lo.copy(), hi.copy()
             if active:

@@ -21,6 +21,7 @@ import torch
 from hybridver.backends.base import (Capabilities, Limits, Outcome, Status,
                                      register_backend)
 from hybridver.bab_core import SearchStatus
+from hybridver.numerics import TINY, U64
 from hybridver.problem import Subproblem
 from hybridver.result import CandidateCounterexample
 
@@ -109,7 +110,7 @@ class RegionsBackend:
         first = chain.pre_names[0]
         if first in known:
             w, b = chain.weights[0], chain.biases[0]
-            u, tiny = 2.0 ** -53, 2.0 ** -1022   # right-hand sides rounded upward
+            u, tiny = U64, TINY   # right-hand sides rounded upward
             for j in np.flatnonzero(known[first][0] >= 0):   # z_j >= lo_j >= 0 is implied
                 rhs = b[j] - known[first][0][j]
                 cut_rows.append(-w[j])

@@ -10,20 +10,67 @@
 * ``unknown`` -> TIMEOUT when the time limit (z3's ``timeout`` parameter, in ms) ran out
   or z3 was cancelled, else UNKNOWN with z3's ``reason_unknown``.
 
-z3 is imported only inside :meth:`Z3Backend.is_available` and :meth:`Z3Backend.solve`.
+The formula is parsed into z3 here (:func:`encode_smt`) from the SMT-LIB2 text that
+:mod:`hybridver.encode.smt` writes without any solver.  z3 is imported only inside
+:meth:`Z3Backend.is_available`, :meth:`Z3Backend.solve` and :func:`encode_smt`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import time
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
 from hybridver.backends.base import Capabilities, Limits, Outcome, Status, register_backend
 from hybridver.encode.affine_form import NotEncodableError
+from hybridver.encode.smt import SmtScript, smt_script
 from hybridver.problem import Subproblem
 from hybridver.result import CandidateCounterexample
+
+
+@dataclasses.dataclass(frozen=True)
+class SmtEncoding:
+    """The formula in z3: ``assertions`` (a ``z3.AstVector``) in ``context`` (its own
+    ``z3.Context``, so encodings in different threads do not share state); ``inputs``
+    ``(n_in,)`` and ``outputs`` ``(n_out,)``: z3 Real constants; ``script``: the text it was
+    parsed from."""
+
+    script: SmtScript
+    context: Any
+    assertions: Any
+    inputs: tuple[Any, ...]
+    outputs: tuple[Any, ...]
+
+    @property
+    def exact(self) -> bool:
+        return self.script.exact
+
+    @property
+    def n_unstable(self) -> int:
+        return self.script.n_unstable
+
+
+def encode_smt(problem: Subproblem, context: Any = None) -> SmtEncoding:
+    """The subproblem as z3 constraints (imports z3).  ``context``: a ``z3.Context`` to build
+    in (a fresh one by default)."""
+    import z3
+
+    script = smt_script(problem)
+    ctx = context if context is not None else z3.Context()
+    assertions = z3.parse_smt2_string(script.body(), ctx=ctx)
+    return SmtEncoding(script, ctx, assertions,
+                       tuple(z3.Real(name, ctx) for name in script.inputs),
+                       tuple(z3.Real(name, ctx) for name in script.outputs))
+
+
+def z3_value(model: Any, var: Any) -> Fraction:
+    """The exact rational value of a Real constant in a z3 model (0 when unconstrained)."""
+    value = model.eval(var, model_completion=True)
+    return Fraction(value.as_fraction())
 
 
 @register_backend
@@ -50,8 +97,6 @@ class Z3Backend:
 
     def solve(self, problem: Subproblem, limits: Limits) -> Outcome:
         import z3
-
-        from hybridver.encode.smt import encode_smt, z3_value
 
         start = time.perf_counter()
         try:

@@ -1,8 +1,11 @@
 """Bound propagation over the IR; the entry is :func:`compute_bounds`.
 
-IBP with outward rounding (``intervals``), CROWN's backward pass (``crown``, with the rules
-of the linear ops in ``linear_ops``), alpha-CROWN (``alpha``), settings (``options``).
-Nonlinearities are asked of ``hybridver.relaxations``; nothing is written onto graph nodes.
+IBP with outward rounding (``intervals``); the graph plan with its node kinds (``plan``);
+one backward walk (``backward``) with two rule tables over it: CROWN (``crown``, with the
+rules of the linear ops in ``linear_ops``) and branching sensitivities (``sensitivity``);
+the state of one computation (``state``, ``intermediate``); alpha-CROWN (``alpha``);
+settings (``options``, with the deadline the passes honour).  Nonlinearities are asked of
+``hybridver.relaxations``; nothing is written onto graph nodes.
 """
 
 from hybridver.bounds.engine import BoundResult, compute_bounds

@@ -33,9 +33,12 @@ from typing import Any
 
 import torch
 
-from hybridver.bounds.crown import BoundState, Relaxed, SplitConstraints, backward
+from hybridver.bounds.backward import check_deadline
+from hybridver.bounds.crown import backward
 from hybridver.bounds.linear_ops import broadcast_operand
 from hybridver.bounds.options import AlphaConfig
+from hybridver.bounds.plan import NodeKind
+from hybridver.bounds.state import BoundState, Relaxed, SplitConstraints
 
 Tensor = torch.Tensor
 _GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -44,7 +47,7 @@ _GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 def optimizable_nodes(state: BoundState, start: str) -> list[str]:
     """Nonlinear nodes in the backward cone of ``start`` whose relaxation takes alphas."""
     plan = state.plan
-    return [name for name in plan.cone(start) if state.kind(name) in ("unary", "binary")
+    return [name for name in plan.cone(start) if state.kind(name).nonlinear
             and getattr(plan.relaxations[name], "optimizable", False)]
 
 
@@ -67,7 +70,7 @@ def initial_alphas(state: BoundState, name: str) -> tuple[Tensor, Tensor]:
     relaxation = plan.relaxations[name]
     shape = (1, state.n, *node.shape)
     hook = getattr(relaxation, "initial_alpha", None)
-    if hook is not None and plan.kind[name] == "unary":
+    if hook is not None and plan.kind[name] is NodeKind.UNARY:
         lo, hi = state.work(node.inputs[0])
         al, au = hook(lo, hi, plan.attrs[name])
         return (torch.broadcast_to(al, shape).clamp(0, 1).to(state.dtype),
@@ -129,6 +132,9 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
 
     ``crown_lower``: the CROWN bound of the same rows (the starting best).  ``splits``:
     restricted nodes whose constraints get beta multipliers (none: plain alpha-CROWN).
+    ``config.deadline`` ends the optimization early (the best bound so far is returned);
+    the bound computation's own deadline (``state.config.deadline``) raises
+    :class:`~hybridver.errors.DeadlineExceeded`.
     """
     names = optimizable_nodes(state, start)
     cone = set(state.plan.cone(start))
@@ -153,6 +159,7 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
     best = crown_lower.detach().clone()
     stale = 0
     for it in range(config.iterations):
+        check_deadline(state.config.deadline)
         with torch.enable_grad():
             overrides = {name: state.relax(name, al, au) for name, (al, au) in alphas.items()}
             lower = backward(state, start, lam, beta, overrides, exact_start,

@@ -1,13 +1,14 @@
 """CROWN: backward linear bound propagation over any IR graph, with a rigorous rounding bound.
 
-One generic backward pass (:func:`backward`) walks the ancestors of a start node in reverse
+:func:`backward` is CROWN's rule table over the generic backward walk
+(:mod:`hybridver.bounds.backward`), which visits the ancestors of a start node in reverse
 topological order.  Each visited node ``v`` holds ``lam_v: (m, N, *v.shape)``, the
 coefficients of ``v`` in ``m`` linear lower bounds (one per spec row) for ``N`` subdomains;
 contributions of several consumers are summed (fan-out, residual adds).  Linear nodes push
 ``lam_v`` through their transposed rule (:mod:`hybridver.bounds.linear_ops`); nonlinear
-nodes ask the relaxation registry for linear bounds on their input intervals and push
+nodes use the relaxations of the bound state for linear bounds on their input intervals and push
 ``lam+ * lower_slope + lam- * upper_slope``; the graph input (and, with
-``interval_fallback``, nodes without a rule) are concretized over their box:
+``interval_fallback``, nodes without a rule: LEAF) are concretized over their box:
 ``<lam+, l> + <lam-, u>``.
 
 Soundness in floating point
@@ -60,376 +61,17 @@ as the IR's reference evaluation does (``simplify`` folds them anyway).
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import weakref
 from collections.abc import Mapping
-from typing import Any
 
-import networkx as nx
-import numpy as np
 import torch
 
-from hybridver.bounds.intervals import RULES, Interval, UnsupportedBoundError
-from hybridver.bounds.linear_ops import (LinearRule, broadcast_operand, gamma, is_linear,
-                                         unbroadcast)
-from hybridver.bounds.options import BoundConfig, IntermediateMethod
-from hybridver.ir.evaluate import EVALUATORS
-from hybridver.ir.graph import NetworkGraph
-from hybridver.ir.ops import OpKind
-from hybridver.relaxations.base import BinaryRelaxation, UnaryRelaxation, get_relaxation
+from hybridver.bounds.backward import RuleTable, Walk, linear_backward, walk
+from hybridver.bounds.linear_ops import unbroadcast
+from hybridver.bounds.plan import NodeKind
+from hybridver.bounds.state import BoundState, Relaxed, SplitConstraints
+from hybridver.numerics import U64, gamma
 
 Tensor = torch.Tensor
-U64 = 2.0 ** -53
-
-
-def unit_roundoff(dtype: torch.dtype, device: torch.device) -> float:
-    """Unit roundoff of matmuls/convolutions in ``dtype`` on ``device`` (see module doc)."""
-    if dtype == torch.float64:
-        return U64
-    u = 2.0 ** -24
-    if torch.get_float32_matmul_precision() != "highest":
-        u = 2.0 ** -8
-    if device.type == "cuda" and (torch.backends.cuda.matmul.allow_tf32
-                                  or torch.backends.cudnn.allow_tf32):
-        u = max(u, 2.0 ** -11)
-    return u
-
-
-def outward(lower: Tensor, upper: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """float64 bounds cast to ``dtype``, rounded outward (lower down, upper up)."""
-    if lower.dtype == dtype:
-        return lower, upper
-    lo, hi = lower.to(dtype), upper.to(dtype)
-    lo = torch.where(lo.double() > lower, torch.nextafter(lo, torch.full_like(lo, -math.inf)), lo)
-    hi = torch.where(hi.double() < upper, torch.nextafter(hi, torch.full_like(hi, math.inf)), hi)
-    return lo, hi
-
-
-# ============================================================================ graph plan
-class GraphPlan:
-    """What the backward pass needs to know about a graph; built once per (graph, dtype,
-    device) and cached (graphs are immutable).
-
-    ``kind[name]``: ``"input"``, ``"linear"``, ``"unary"``, ``"binary"`` or
-    ``"unsupported"`` for nodes that depend on the input; nodes that do not are constants
-    with float64 values in ``constants``.
-    """
-
-    def __init__(self, graph: NetworkGraph, dtype: torch.dtype, device: torch.device):
-        self.graph, self.dtype, self.device = graph, dtype, device
-        self.input = graph.input_node.name
-        self.output = graph.output_node.name
-        self.order = graph.topological_order
-        self.position = {name: i for i, name in enumerate(self.order)}
-        self.variable: set[str] = set()
-        self.constants: dict[str, Tensor] = {}
-        self.kind: dict[str, str] = {}
-        self.rules: dict[str, LinearRule] = {}
-        self.relaxations: dict[str, UnaryRelaxation | BinaryRelaxation] = {}
-        self.attrs: dict[str, Mapping[str, Any]] = {}
-        self.unsupported: dict[str, str] = {}
-        for name in self.order:
-            node = graph.node(name)
-            if node.op is OpKind.INPUT or any(i in self.variable for i in node.inputs):
-                self.variable.add(name)
-            else:
-                self.constants[name] = self._constant_value(name)
-        for name in self.order:
-            if name in self.variable:
-                self._classify(name)
-        #: variable inputs of nonlinear nodes (their intervals feed relaxations)
-        self.pre_activations: set[str] = set()
-        for name, kind in self.kind.items():
-            if kind in ("unary", "binary"):
-                self.pre_activations.update(i for i in graph.node(name).inputs
-                                            if i in self.variable and i != self.input)
-        self._cones: dict[str, list[str]] = {}
-
-    def _constant_value(self, name: str) -> Tensor:
-        node = self.graph.node(name)
-        if node.op is OpKind.CONSTANT:
-            value = np.asarray(node.consts["value"])
-            t = torch.as_tensor(value, device=self.device)
-            t = t.to(torch.float64) if value.dtype.kind == "f" else t
-            return t.reshape(1, *value.shape)
-        with torch.no_grad():
-            out = EVALUATORS[node.op](node, [self.constants[i] for i in node.inputs])
-        return out.reshape(1, *node.shape)
-
-    def _classify(self, name: str) -> None:
-        node = self.graph.node(name)
-        variable = [i in self.variable for i in node.inputs]
-        shapes = [tuple(self.graph.node(i).shape) for i in node.inputs]
-        if node.op is OpKind.INPUT:
-            self.kind[name] = "input"
-            return
-        if is_linear(node, variable):
-            constants = {p: self.constants[i] for p, i in enumerate(node.inputs)
-                         if not variable[p]}
-            try:
-                self.rules[name] = LinearRule(node, shapes, variable, constants, self.dtype,
-                                              self.device)
-                self.kind[name] = "linear"
-            except Exception as exc:  # an evaluator that cannot be transposed
-                self.kind[name] = "unsupported"
-                self.unsupported[name] = f"no backward rule for {node.op.value} ({exc})"
-            return
-        relaxation = get_relaxation(node.op)
-        attrs = dict(node.attrs)
-        reason = None
-        if isinstance(relaxation, UnaryRelaxation):
-            if node.op is OpKind.POW:
-                exponent = self.constants.get(node.inputs[1]) if len(node.inputs) == 2 else None
-                if not variable[0] or exponent is None or exponent.numel() != 1:
-                    reason = "pow with a variable or non-scalar exponent"
-                else:
-                    attrs["exponent"] = float(exponent.reshape(-1)[0])
-            elif variable != [True] or shapes[0] != tuple(node.shape):
-                reason = f"{node.op.value} is not elementwise here"
-            if reason is None:
-                self.kind[name] = "unary"
-        elif isinstance(relaxation, BinaryRelaxation) and len(node.inputs) == 2:
-            self.kind[name] = "binary"
-        else:
-            reason = f"no linear rule and no relaxation for {node.op.value}"
-        if reason is not None:
-            self.kind[name] = "unsupported"
-            self.unsupported[name] = reason
-            return
-        self.relaxations[name] = relaxation
-        self.attrs[name] = attrs
-
-    def cone(self, start: str) -> list[str]:
-        """``start`` and its variable ancestors, in reverse topological order."""
-        if start not in self._cones:
-            names = (nx.ancestors(self.graph.nx, start) | {start}) & self.variable
-            self._cones[start] = sorted(names, key=self.position.__getitem__, reverse=True)
-        return self._cones[start]
-
-    def max_node_size(self, start: str) -> int:
-        return max(self.graph.node(n).size for n in self.cone(start))
-
-
-_PLANS: "weakref.WeakKeyDictionary[NetworkGraph, dict]" = weakref.WeakKeyDictionary()
-
-
-def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device) -> GraphPlan:
-    """The cached :class:`GraphPlan` of ``graph`` for this dtype and device."""
-    per_graph = _PLANS.setdefault(graph, {})
-    key = (dtype, str(device))
-    if key not in per_graph:
-        per_graph[key] = GraphPlan(for_bounds(graph), dtype, device)
-    return per_graph[key]
-
-
-_DECOMPOSED = (OpKind.SOFTMAX, OpKind.MAX_POOL, OpKind.MATMUL)
-
-
-def for_bounds(graph: NetworkGraph) -> NetworkGraph:
-    """``graph`` with softmax, max-pool and products of two matrices decomposed into
-    relaxable ops (names of replaced nodes are kept); ``graph`` itself if it has none."""
-    if not any(node.op in _DECOMPOSED for node in graph.nodes()):
-        return graph
-    from hybridver.ir.decompose import decompose_for_bounds
-
-    return decompose_for_bounds(graph)
-
-
-# ============================================================================ state
-@dataclasses.dataclass(frozen=True)
-class Relaxed:
-    """Linear bounds of one nonlinear node, ready for the backward pass.
-
-    ``coefs[pos] = (lower, upper)``: slopes on variable operand ``pos``; biases already
-    widened for rounding (and with constant operands folded in); ``q``: error weights
-    (``err += <|lam|, q>``).  Tensors are ``(N, *shape)`` or ``(m, N, *shape)``.
-    """
-
-    coefs: dict[int, tuple[Tensor, Tensor]]
-    bias_lower: Tensor
-    bias_upper: Tensor
-    q: Tensor
-
-
-class BoundState:
-    """Intervals, magnitudes, relaxations and error weights of one batch of subdomains."""
-
-    def __init__(self, plan: GraphPlan, config: BoundConfig, n_batch: int):
-        self.plan, self.config = plan, config
-        self.dtype, self.device, self.n = plan.dtype, plan.device, n_batch
-        self.unit = unit_roundoff(self.dtype, self.device)
-        self.intervals: dict[str, Interval] = {}
-        self.relaxed: dict[str, Relaxed] = {}
-        self.q: dict[str, Tensor] = {}
-        self.leaves: set[str] = set()
-        self.infeasible = torch.zeros(n_batch, dtype=torch.bool, device=self.device)
-        #: restricted nodes -> their active restriction ends (beta-CROWN multipliers)
-        self.splits: dict[str, SplitConstraints] = {}
-        self._work: dict[str, tuple[Tensor, Tensor]] = {}
-        self._mag: dict[str, Tensor] = {}
-        self._mag_w: dict[str, Tensor] = {}
-
-    # ----------------------------------------------------------------- intervals
-    def set_interval(self, name: str, itv: Interval) -> None:
-        """Store ``itv``; entries with lower > upper make their subdomain infeasible."""
-        crossed = itv.lower > itv.upper
-        if bool(crossed.any()):
-            self.infeasible |= crossed.reshape(crossed.shape[0], -1).any(1)
-            itv = Interval(itv.lower, torch.maximum(itv.lower, itv.upper))
-        self.intervals[name] = itv
-        for cache in (self._work, self._mag, self._mag_w):
-            cache.pop(name, None)
-
-    def work(self, name: str) -> tuple[Tensor, Tensor]:
-        """Interval of ``name`` in the working dtype, rounded outward."""
-        if name not in self._work:
-            itv = self.intervals[name]
-            self._work[name] = outward(itv.lower, itv.upper, self.dtype)
-        return self._work[name]
-
-    def mag(self, name: str) -> Tensor:
-        """float64 ``max(|lower|, |upper|)``."""
-        if name not in self._mag:
-            itv = self.intervals[name]
-            self._mag[name] = torch.maximum(itv.lower.abs(), itv.upper.abs())
-        return self._mag[name]
-
-    def mag_w(self, name: str) -> Tensor:
-        """``mag`` in the working dtype (rounded up by the caller's factor 2)."""
-        if name not in self._mag_w:
-            self._mag_w[name] = self.mag(name).to(self.dtype)
-        return self._mag_w[name]
-
-    def kind(self, name: str) -> str:
-        return "leaf" if name in self.leaves else self.plan.kind[name]
-
-    def g(self, k: float) -> float:
-        value = gamma(k, self.unit)
-        if not math.isfinite(value) or value > 0.25:
-            raise UnsupportedBoundError(
-                f"rounding analysis needs {k:.0f} * u < 0.2; use dtype float64")
-        return value
-
-    # ----------------------------------------------------------------- per-node setup
-    def prepare_linear(self, name: str) -> None:
-        """Error weights ``q = gamma(K) sum_i |J_i| M_i + gamma(n + 3) |b|`` of a linear node."""
-        plan = self.plan
-        rule = plan.rules[name]
-        node = plan.graph.node(name)
-        mags = [self.mag(node.inputs[p]) for p in rule.var_pos]
-        q = self.g(rule.fan) * rule.magnitude(mags)
-        if rule.bias64 is not None:
-            q = q + self.g(node.size + 3) * rule.bias64.abs()
-        self.q[name] = q.to(self.dtype)
-
-    def relax(self, name: str, alpha_lower: Tensor | None = None,
-              alpha_upper: Tensor | None = None) -> Relaxed:
-        """Linear bounds of nonlinear node ``name`` on its operands' current intervals."""
-        plan = self.plan
-        node = plan.graph.node(name)
-        relaxation = plan.relaxations[name]
-        attrs = plan.attrs[name]
-        lead = tuple(alpha_lower.shape[:-len(node.shape) - 1]) if alpha_lower is not None \
-            else tuple(alpha_upper.shape[:-len(node.shape) - 1]) if alpha_upper is not None else ()
-        target = (*lead, self.n, *node.shape)
-        kappa = self.config.relaxation_ulps * self.unit
-        mag_v = self.mag_w(name)
-        if plan.kind[name] == "unary":
-            x = node.inputs[0]
-            lo, hi = self.work(x)
-            lb = _call_relaxation(name, lambda lo, hi: relaxation.bounds(
-                lo, hi, attrs, alpha_lower, alpha_upper), [lo, hi])
-            sl, bl, su, bu = (torch.broadcast_to(t, target) for t in (
-                lb.lower_slope, lb.lower_bias, lb.upper_slope, lb.upper_bias))
-            mx = self.mag_w(x)
-            bl = bl - kappa * (sl.abs() * mx + bl.abs() + mag_v)
-            bu = bu + kappa * (su.abs() * mx + bu.abs() + mag_v)
-            q = self.g(2) * torch.maximum(sl.abs(), su.abs()) * mx \
-                + self.g(node.size + 3) * torch.maximum(bl.abs(), bu.abs())
-            return Relaxed({0: (sl, su)}, bl, bu, q)
-        # binary: operands broadcast to the node's shape; constant operands are degenerate
-        # intervals (rounded outward) whose terms are folded into the biases
-        bounds, mags, consts = [], [], {}
-        for pos, src in enumerate(node.inputs):
-            if src in plan.variable:
-                lo, hi = self.work(src)
-                mags.append(broadcast_operand(self.mag_w(src), node.shape))
-            else:
-                value = plan.constants[src]
-                lo, hi = outward(value, value, self.dtype)
-                consts[pos] = (broadcast_operand(lo, node.shape),
-                               broadcast_operand(hi, node.shape))
-                mags.append(broadcast_operand(torch.maximum(lo.abs(), hi.abs()), node.shape))
-            bounds.append((broadcast_operand(lo, node.shape).expand(self.n, *node.shape),
-                           broadcast_operand(hi, node.shape).expand(self.n, *node.shape)))
-        (xl, xu), (yl, yu) = bounds
-        bb = _call_relaxation(name, lambda xl, xu, yl, yu: relaxation.bounds(
-            xl, xu, yl, yu, attrs, alpha_lower, alpha_upper), [xl, xu, yl, yu])
-        lower = [torch.broadcast_to(bb.lower_x, target), torch.broadcast_to(bb.lower_y, target)]
-        upper = [torch.broadcast_to(bb.upper_x, target), torch.broadcast_to(bb.upper_y, target)]
-        bl = torch.broadcast_to(bb.lower_bias, target)
-        bu = torch.broadcast_to(bb.upper_bias, target)
-        for pos, (clo, chi) in consts.items():
-            bl = bl + torch.minimum(lower[pos] * clo, lower[pos] * chi)
-            bu = bu + torch.maximum(upper[pos] * clo, upper[pos] * chi)
-        width_l = sum(s.abs() * mg for s, mg in zip(lower, mags))
-        width_u = sum(s.abs() * mg for s, mg in zip(upper, mags))
-        bl = bl - kappa * (width_l + bl.abs() + mag_v)
-        bu = bu + kappa * (width_u + bu.abs() + mag_v)
-        fan = max(-(-node.size // max(1, plan.graph.node(i).size)) for i in node.inputs)
-        q = self.g(node.size + fan + 4) * (torch.maximum(width_l, width_u)
-                                           + torch.maximum(bl.abs(), bu.abs()))
-        coefs = {p: (lower[p], upper[p]) for p in range(2) if p not in consts}
-        return Relaxed(coefs, bl, bu, q)
-
-
-def _finite(*ts: Tensor) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in ts)
-
-
-def _call_relaxation(name: str, call, bounds: list[Tensor]):
-    """Run a relaxation on ``bounds = [lower, upper, ...]``; retry once on slightly widened
-    intervals if it returns non-finite values (e.g. 0/0 on a degenerate interval; widening
-    is sound); any failure means no bound is claimed."""
-    for _ in range(2):
-        try:
-            out = call(*bounds)
-        except UnsupportedBoundError:
-            raise
-        except Exception as exc:  # NotRelaxableError and friends: no proven bound
-            raise UnsupportedBoundError(f"relaxation of '{name}' failed: {exc}") from exc
-        if _finite(*(getattr(out, f.name) for f in dataclasses.fields(out))):
-            return out
-        widened = []
-        for i, t in enumerate(bounds):
-            pad = 16 * torch.finfo(t.dtype).eps * (1 + t.abs())
-            widened.append(t - pad if i % 2 == 0 else t + pad)
-        bounds = widened
-    raise UnsupportedBoundError(f"relaxation of '{name}' is not finite on its interval")
-
-
-# ============================================================================ split constraints
-@dataclasses.dataclass(frozen=True)
-class SplitConstraints:
-    """The restriction ``rl <= z <= ru`` of one node as constraints for beta multipliers.
-
-    ``lower, upper``: float64 ``(N, *shape)``, the restriction's ends with every unused end
-    replaced by 0; ``has_lower, has_upper``: bool ``(N, *shape)``, the ends that are finite
-    and tighter than the node's interval before the restriction (only those get a
-    multiplier; dropping a constraint is always sound).
-    """
-
-    lower: Tensor
-    upper: Tensor
-    has_lower: Tensor
-    has_upper: Tensor
-
-    def project(self, beta: Tensor) -> Tensor:
-        """``beta (m, N, *shape)`` with the sides that have no constraint zeroed: positive
-        entries need ``has_upper`` (``b_hi = beta+``), negative ones ``has_lower``."""
-        beta = torch.where(self.has_upper, beta, beta.clamp(max=0))
-        return torch.where(self.has_lower, beta, beta.clamp(min=0))
 
 
 def _split_constant(delta: Tensor, sc: SplitConstraints) -> tuple[Tensor, Tensor]:
@@ -444,7 +86,6 @@ def _split_constant(delta: Tensor, sc: SplitConstraints) -> tuple[Tensor, Tensor
     return value, error
 
 
-# ============================================================================ backward pass
 def _dots(lam: Tensor, *ts: Tensor) -> list[Tensor]:
     """``<lam, t>`` over the node axes for each ``t``: ``lam (m, N, *s)``; ``t (N|1, *s)``
     (one matmul or batched matmul for all of them) or ``(m, N, *s)`` (elementwise).
@@ -472,6 +113,94 @@ def _dot(lam: Tensor, t: Tensor) -> Tensor:
     return _dots(lam, t)[0]
 
 
+
+
+class _CrownRules(RuleTable):
+    """CROWN's rules: the running sums of the module docstring's invariant (``total`` and
+    ``abs_terms`` of the constant terms, ``err`` of the rounding errors, ``count`` terms)."""
+
+    def __init__(self, state: BoundState, total: Tensor, zeros: Tensor, overrides: Mapping[str, Relaxed],
+                 splits: Mapping[str, tuple[Tensor, SplitConstraints]],
+                 capture: dict[str, Tensor] | None):
+        super().__init__(state.plan, {NodeKind.INPUT: self.concretize,
+                                      NodeKind.LEAF: self.concretize,
+                                      NodeKind.LINEAR: self.linear,
+                                      NodeKind.UNARY: self.relaxed,
+                                      NodeKind.BINARY: self.relaxed},
+                         state.config.deadline)
+        self.state, self.overrides, self.splits, self.capture = state, overrides, splits, capture
+        self.total = total
+        self.abs_terms = total.abs()
+        self.err = zeros
+        self.count = 1
+
+    def kind(self, name: str) -> NodeKind:
+        return self.state.kind(name)
+
+    def add_term(self, term: Tensor | None) -> None:
+        if term is not None:
+            term = term.double()
+            self.total = self.total + term
+            self.abs_terms = self.abs_terms + term.abs()
+            self.count += 1
+
+    def summed(self, name: str, total: Tensor) -> None:
+        self.err = self.err + self.state.g(1) * _dot(total.abs(), self.state.mag_w(name)).double()
+
+    def enter(self, name: str, pending: Walk) -> None:
+        if name in self.splits:  # beta-CROWN: add the split constraints' Lagrangian terms
+            multipliers, sc = self.splits[name]
+            delta = sc.project(multipliers)
+            pending.push(name, delta)
+            value, error = _split_constant(delta, sc)
+            self.total = self.total + value
+            self.abs_terms = self.abs_terms + value.abs()
+            self.err = self.err + error
+            self.count += 1
+
+    def concretize(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
+        """The input or a LEAF over its box: ``<lam+, l> + <lam-, u>``."""
+        state = self.state
+        if self.capture is not None and name == self.plan.input:
+            self.capture[name] = lam_v.detach()
+        lo, hi = state.work(name)
+        mag = state.mag_w(name)
+        p_lo, p_mag = _dots(lam_v.clamp(min=0), lo, mag)
+        n_hi, n_mag = _dots(lam_v.clamp(max=0), hi, mag)
+        size = self.plan.graph.node(name).size
+        self.err = self.err + state.g(size + 3) * (p_mag - n_mag).double()
+        self.add_term(p_lo + n_hi)
+        return []
+
+    def linear(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
+        rule = self.plan.rules[name]
+        node = self.plan.graph.node(name)
+        term = _dot(lam_v, rule.bias) if rule.bias is not None else None
+        self.err = self.err + _dot(lam_v.abs(), self.state.q[name]).double()
+        self.add_term(term)
+        return [(node.inputs[pos], contribution)
+                for pos, contribution in zip(rule.var_pos,
+                                             linear_backward(rule, lam_v, self.deadline))]
+
+    def relaxed(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
+        """``lam+ * lower_slope + lam- * upper_slope`` to the operands, the biases to
+        ``total``."""
+        graph = self.plan.graph
+        node = graph.node(name)
+        relaxed = self.overrides.get(name) or self.state.relaxed[name]
+        positive, negative = lam_v.clamp(min=0), lam_v.clamp(max=0)
+        p_bias, p_err = _dots(positive, relaxed.bias_lower, relaxed.q)
+        n_bias, n_err = _dots(negative, relaxed.bias_upper, relaxed.q)
+        self.err = self.err + (p_err - n_err).double()
+        self.add_term(p_bias + n_bias)
+        out = []
+        for pos, (lower, upper) in relaxed.coefs.items():
+            src = node.inputs[pos]
+            contribution = positive * lower + negative * upper
+            out.append((src, unbroadcast(contribution, graph.node(src).shape)))
+        return out
+
+
 def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = None,
              overrides: Mapping[str, Relaxed] | None = None, exact_start: bool = False,
              splits: Mapping[str, tuple[Tensor, SplitConstraints]] | None = None,
@@ -485,211 +214,14 @@ def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = N
     (beta-CROWN; the multipliers are projected here, so any values are sound);
     ``capture``: if given, receives the coefficients ``(m, N, *shape)`` that reach the
     graph input (the linear bound's slopes over the box; for heuristics).
-    Returns float64 ``(m, N)``, rounding accounted for (module docstring).
+    Returns float64 ``(m, N)``, rounding accounted for (module docstring).  Raises
+    :class:`~hybridver.errors.DeadlineExceeded` past ``state.config.deadline``.
     """
-    plan = state.plan
-    graph = plan.graph
-    overrides = overrides or {}
-    splits = splits or {}
     m, n = lam.shape[:2]
     zeros = torch.zeros((m, n), dtype=torch.float64, device=state.device)
     total = zeros if beta is None else beta.to(torch.float64)
-    abs_terms = total.abs()
-    err = zeros
-    count = 1
+    rules = _CrownRules(state, total, zeros, overrides or {}, splits or {}, capture)
     if not exact_start:
-        err = err + state.g(1) * _dot(lam.abs(), state.mag_w(start)).double()
-    pending: dict[str, Tensor] = {start: lam}
-
-    def push(key: str, contribution: Tensor) -> None:
-        nonlocal err
-        if key in pending:
-            summed = pending[key] + contribution
-            err = err + state.g(1) * _dot(summed.abs(), state.mag_w(key)).double()
-            pending[key] = summed
-        else:
-            pending[key] = contribution
-
-    for name in plan.cone(start):
-        if name in splits:  # beta-CROWN: add the split constraints' Lagrangian terms
-            multipliers, sc = splits[name]
-            delta = sc.project(multipliers)
-            push(name, delta)
-            value, error = _split_constant(delta, sc)
-            total = total + value
-            abs_terms = abs_terms + value.abs()
-            err = err + error
-            count += 1
-        lam_v = pending.pop(name, None)
-        if lam_v is None:
-            continue
-        node = graph.node(name)
-        kind = state.kind(name)
-        if kind in ("input", "leaf"):
-            if capture is not None and kind == "input":
-                capture[name] = lam_v.detach()
-            lo, hi = state.work(name)
-            mag = state.mag_w(name)
-            p_lo, p_mag = _dots(lam_v.clamp(min=0), lo, mag)
-            n_hi, n_mag = _dots(lam_v.clamp(max=0), hi, mag)
-            term = p_lo + n_hi
-            err = err + state.g(node.size + 3) * (p_mag - n_mag).double()
-        elif kind == "linear":
-            rule = plan.rules[name]
-            term = _dot(lam_v, rule.bias) if rule.bias is not None else None
-            err = err + _dot(lam_v.abs(), state.q[name]).double()
-            for pos, contribution in zip(rule.var_pos, rule.backward(lam_v)):
-                push(node.inputs[pos], contribution)
-        elif kind in ("unary", "binary"):
-            relaxed = overrides.get(name) or state.relaxed[name]
-            positive, negative = lam_v.clamp(min=0), lam_v.clamp(max=0)
-            p_bias, p_err = _dots(positive, relaxed.bias_lower, relaxed.q)
-            n_bias, n_err = _dots(negative, relaxed.bias_upper, relaxed.q)
-            term = p_bias + n_bias
-            err = err + (p_err - n_err).double()
-            for pos, (lower, upper) in relaxed.coefs.items():
-                src = node.inputs[pos]
-                contribution = positive * lower + negative * upper
-                push(src, unbroadcast(contribution, graph.node(src).shape))
-        else:
-            raise UnsupportedBoundError(plan.unsupported.get(name, f"no rule for '{name}'"))
-        if term is not None:
-            term = term.double()
-            total = total + term
-            abs_terms = abs_terms + term.abs()
-            count += 1
-    return total - 2.0 * err - gamma(count + 2, U64) * abs_terms
-
-
-# ============================================================================ forward setup
-def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tensor,
-                restrictions: Mapping[str, tuple[Tensor, Tensor]] | None,
-                linear_bounds: bool) -> BoundState:
-    """Intervals of every node (IBP, tightened by CROWN at every pre-activation when
-    ``linear_bounds`` and ``config.intermediate`` is CROWN, intersected with
-    ``restrictions``), and the relaxations and error weights of the backward pass.
-
-    ``lower, upper``: float64 ``(N, *input.shape)``.  Raises UnsupportedBoundError when a
-    node has no interval rule, or (``linear_bounds``) no linear rule and no relaxation.
-    """
-    graph = plan.graph
-    state = BoundState(plan, config, lower.shape[0])
-    restrictions = restrictions or {}
-    tighten = linear_bounds and config.intermediate is IntermediateMethod.CROWN
-    for name in plan.order:
-        node = graph.node(name)
-        if name not in plan.variable:
-            value = plan.constants[name]
-            state.intervals[name] = Interval(value, value)
-            continue
-        if node.op is OpKind.INPUT:
-            itv = Interval(lower, upper)
-        else:
-            rule = RULES.get(node.op)
-            if rule is None:
-                raise UnsupportedBoundError(f"no interval rule for {node.op.value} ('{name}')")
-            itv = rule(node, [state.intervals[i] for i in node.inputs])
-            if bool(torch.isnan(itv.lower).any() or torch.isnan(itv.upper).any()):
-                raise UnsupportedBoundError(f"interval bounds of '{name}' are undefined (NaN)")
-            itv = Interval(itv.lower.expand(state.n, *node.shape),
-                           itv.upper.expand(state.n, *node.shape))
-        if name in restrictions:
-            rl, ru = restrictions[name]
-            if linear_bounds:
-                _record_split(state, name, itv, rl, ru)
-            itv = Interval(torch.maximum(itv.lower, rl), torch.minimum(itv.upper, ru))
-        state.set_interval(name, itv)
-        if linear_bounds:
-            kind = plan.kind[name]
-            if kind == "linear":
-                state.prepare_linear(name)
-            elif kind in ("unary", "binary"):
-                state.relaxed[name] = state.relax(name)
-            elif kind == "unsupported":
-                if not config.interval_fallback:
-                    raise UnsupportedBoundError(f"'{name}': {plan.unsupported[name]}")
-                state.leaves.add(name)
-        if tighten and name in plan.pre_activations and state.kind(name) != "leaf":
-            _tighten(state, name, restrictions.get(name))
-    return state
-
-
-def _record_split(state: BoundState, name: str, itv: Interval, rl: Tensor, ru: Tensor
-                  ) -> None:
-    """Keep the ends of restriction ``[rl, ru]`` that are finite and tighter than the
-    interval ``itv`` the node has without it, for beta multipliers."""
-    has_lo = torch.isfinite(rl) & (rl > itv.lower)
-    has_hi = torch.isfinite(ru) & (ru < itv.upper)
-    if bool(has_lo.any() or has_hi.any()):
-        zero = torch.zeros((), dtype=torch.float64, device=rl.device)
-        state.splits[name] = SplitConstraints(torch.where(has_lo, rl, zero),
-                                              torch.where(has_hi, ru, zero), has_lo, has_hi)
-
-
-def _breakpoints(plan: GraphPlan, name: str) -> tuple[float, ...] | None:
-    """Breakpoints if every consumer of ``name`` is piecewise linear with breakpoints
-    (then only neurons whose interval contains one need tighter bounds), else None."""
-    points: set[float] = set()
-    for consumer in plan.graph.successors(name):
-        if plan.kind.get(consumer) != "unary":
-            return None
-        traits = plan.relaxations[consumer].traits
-        if not (traits.piecewise_linear and traits.breakpoints):
-            return None
-        points.update(float(p) for p in traits.breakpoints)
-    return tuple(sorted(points))
-
-
-def intermediate_row_chunk(state: BoundState, name: str) -> int:
-    """Rows per backward pass from ``name`` that fit the memory limit."""
-    plan = state.plan
-    item = torch.finfo(state.dtype).bits // 8
-    per_row = state.n * item * 6 * plan.max_node_size(name)
-    return max(1, int(state.config.memory_limit_bytes // max(1, per_row)))
-
-
-def _tighten(state: BoundState, name: str,
-             restriction: tuple[Tensor, Tensor] | None) -> None:
-    """Intersect the interval of pre-activation ``name`` with CROWN bounds of its neurons.
-
-    Only neurons whose interval crosses a breakpoint of their (piecewise-linear)
-    consumers are recomputed; a subdomain takes the CROWN value of a neuron only where that
-    neuron is unstable in it, so that results do not depend on the rest of the batch.
-    """
-    plan = state.plan
-    node = plan.graph.node(name)
-    itv = state.intervals[name]
-    lower, upper = itv.lower.reshape(state.n, -1), itv.upper.reshape(state.n, -1)
-    points = _breakpoints(plan, name)
-    if points is None:
-        use = torch.ones_like(lower, dtype=torch.bool)
-    else:
-        use = torch.zeros_like(lower, dtype=torch.bool)
-        for p in points:
-            use |= (lower < p) & (p < upper)
-    use &= ~state.infeasible[:, None]
-    rows = torch.nonzero(use.any(0)).reshape(-1)
-    if rows.numel() == 0:
-        return
-    chunk = max(1, intermediate_row_chunk(state, name) // 2)
-    new_lower, new_upper = lower.clone(), upper.clone()
-    for start in range(0, rows.numel(), chunk):
-        idx = rows[start:start + chunk]
-        k = idx.numel()
-        lam = torch.zeros((2 * k, state.n, node.size), dtype=state.dtype, device=state.device)
-        ar = torch.arange(k, device=state.device)
-        lam[ar, :, idx] = 1.0
-        lam[ar + k, :, idx] = -1.0
-        result = backward(state, name, lam.reshape(2 * k, state.n, *node.shape),
-                          exact_start=True)
-        lo_c, hi_c = result[:k].T, -result[k:].T
-        sel = use[:, idx]
-        new_lower[:, idx] = torch.where(sel, torch.maximum(lower[:, idx], lo_c), lower[:, idx])
-        new_upper[:, idx] = torch.where(sel, torch.minimum(upper[:, idx], hi_c), upper[:, idx])
-    if bool(torch.isnan(new_lower).any() or torch.isnan(new_upper).any()):
-        raise UnsupportedBoundError(f"CROWN bounds of '{name}' are undefined (NaN)")
-    itv = Interval(new_lower.reshape(itv.lower.shape), new_upper.reshape(itv.upper.shape))
-    if restriction is not None:
-        itv = Interval(torch.maximum(itv.lower, restriction[0]),
-                       torch.minimum(itv.upper, restriction[1]))
-    state.set_interval(name, itv)
+        rules.err = rules.err + state.g(1) * _dot(lam.abs(), state.mag_w(start)).double()
+    walk(rules, start, lam)
+    return rules.total - 2.0 * rules.err - gamma(rules.count + 2, U64) * rules.abs_terms

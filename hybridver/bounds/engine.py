@@ -18,16 +18,18 @@ import numpy as np
 import torch
 
 from hybridver.bounds import alpha as alpha_mod
-from hybridver.bounds.crown import BoundState, backward, build_state, get_plan, unit_roundoff
+from hybridver.bounds.crown import backward
+from hybridver.bounds.intermediate import build_state
 from hybridver.bounds.intervals import Interval, UnsupportedBoundError
-from hybridver.bounds.linear_ops import gamma
 from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.bounds.plan import get_plan
+from hybridver.bounds.state import BoundState, unit_roundoff
 from hybridver.errors import DimensionMismatchError
 from hybridver.ir.graph import NetworkGraph
+from hybridver.numerics import U64, gamma
 
 Tensor = torch.Tensor
 ArrayLike = Any
-U64 = 2.0 ** -53
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +190,8 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     bounds (half the work).  ``device``: default the device of ``lower`` if a tensor, else
     CPU.  ``input_coefficients``: also return :attr:`BoundResult.input_coef`.
 
-    Raises :class:`UnsupportedBoundError` when some node cannot be bounded soundly.
+    Raises :class:`UnsupportedBoundError` when some node cannot be bounded soundly, and
+    :class:`~hybridver.errors.DeadlineExceeded` past ``config.deadline``.
     """
     if device is None:
         device = lower.device if isinstance(lower, Tensor) else torch.device("cpu")

@@ -5,10 +5,10 @@ Every tensor is a pair ``lower, upper`` of shape ``(batch, *node.shape)`` with
 arithmetic; floating-point rounding is covered by widening every result outward by an
 error bound of the float64 computation (see ``docs/soundness.md``):
 
-* dot products of length ``k``: ``|fl(s) - s| <= k * u * sum |terms|`` (u = 2**-53), so the
-  radius grows by ``(k + 2) * u * (|W| |c| + |W| r + |b|)``;
+* dot products of length ``k``: ``|fl(s) - s| <= k * u * sum |terms|`` (``u``:
+  ``numerics.U64``), so the radius grows by ``(k + 2) * u * (|W| |c| + |W| r + |b|)``;
 * elementwise library functions (exp, tanh, sin...): a few ulp, covered by a relative
-  widening of ``8 u`` plus an absolute ``1e-300``.
+  widening of ``8 u`` plus an absolute ``numerics.TINY``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from hybridver.ir.evaluate import EVALUATORS, _align, _const
 from hybridver.ir.graph import NetworkGraph, Node
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import TINY, U64
 
 Tensor = torch.Tensor
-U64 = 2.0 ** -53
 _ELEMENTWISE_SLACK = 8 * U64
 
 
@@ -51,7 +51,7 @@ class Interval:
 
 
 def _widen(lower: Tensor, upper: Tensor, rel: float = _ELEMENTWISE_SLACK) -> Interval:
-    return Interval(lower - rel * lower.abs() - 1e-300, upper + rel * upper.abs() + 1e-300)
+    return Interval(lower - rel * lower.abs() - TINY, upper + rel * upper.abs() + TINY)
 
 
 def _monotone(fn: Callable[[Node, list[Tensor]], Tensor], exact: bool = True):

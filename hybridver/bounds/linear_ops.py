@@ -13,14 +13,14 @@ two variables, MUL by a constant...).  For such a node, CROWN needs
 * ``magnitude(M)``: ``sum_i |J_i| M_i`` for non-negative ``M_i`` (the op with every constant
   replaced by its absolute value, additive constants by 0, evaluated in float64); the
   rounding analysis in :mod:`hybridver.bounds.crown` bounds the error of ``lam J_i`` by
-  ``gamma(fan) * <|lam|, sum_i |J_i| M_i>`` where ``M_i >= |x_i|``.
+  ``gamma(fan) * <|lam|, sum_i |J_i| M_i>`` (:func:`hybridver.numerics.gamma`) where
+  ``M_i >= |x_i|``.
 * ``fan``: the largest number of products summed into one entry of ``lam J_i``, plus the
   roundings of the constants themselves (for that error bound).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -237,12 +237,6 @@ class _ConvTranspose:
         out = out[:, :, self.begin[0]:self.begin[0] + self.in_spatial[0],
                   self.begin[1]:self.begin[1] + self.in_spatial[1]]
         return out.reshape(b, -1)
-
-
-def gamma(k: float, unit: float) -> float:
-    """Higham's ``gamma_k = k u / (1 - k u)``; ``inf`` when ``k u >= 1/2`` (no claim)."""
-    ku = k * unit
-    return ku / (1.0 - ku) if ku < 0.5 else math.inf
 
 
 def unbroadcast(t: Tensor, shape: Sequence[int]) -> Tensor:

@@ -84,13 +84,18 @@ class BoundConfig:
 
     ``dtype``: ``"float32"`` (default, the hot path) or ``"float64"``; intervals are
     always float64.  Rounding of the backward pass is covered by a rigorous running error
-    bound (``hybridver.bounds.crown``); ``relaxation_ulps`` is the number of units in the
+    bound (:mod:`hybridver.bounds.crown`); ``relaxation_ulps`` is the number of units in the
     last place (times the magnitudes involved) by which every relaxation's bias is
     widened to cover the rounding inside the relaxation's own computation.
     ``memory_limit_bytes``: chunk spec rows (and then subdomains) so that one backward
     pass stays below this estimate.  ``interval_fallback``: a node with no linear rule and
     no relaxation (e.g. softmax that was not decomposed) is cut out of the backward pass
     and bounded by its interval instead of raising :class:`UnsupportedBoundError`.
+    ``deadline``: a ``time.monotonic()`` value; past it the passes stop and raise
+    :class:`~hybridver.errors.DeadlineExceeded` (checked at every node of the interval
+    pass and of every backward pass, and before every alpha step); None: no limit.
+    ``alpha.deadline``, by contrast, only ends the alpha optimization early (a sound,
+    looser bound is still returned).
     """
 
     method: BoundMethod = BoundMethod.CROWN
@@ -100,6 +105,7 @@ class BoundConfig:
     memory_limit_bytes: int = 1 << 30
     interval_fallback: bool = False
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
+    deadline: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", BoundMethod(self.method))

@@ -85,7 +85,7 @@ def run_encode(args: argparse.Namespace) -> int:
     def case_bounds(ci, case):
         bounds = subproblem_bounds(model.graph, case.region)
         if args.bounds == "lp":
-            from hybridver.backends.highs import lp_tightened_bounds
+            from hybridver.backends.lp import lp_tightened_bounds
             from hybridver.problem import Subproblem
             bounds, _ = lp_tightened_bounds(
                 Subproblem(model.graph, case.region, case.disjuncts[0], bounds), 600.0,

@@ -22,8 +22,8 @@ def describe(graph) -> list[str]:
 
 
 def run_info(models: list[str], check: int | None, seed: int) -> int:
-    from hybridver.ir.onnx_import import load_onnx
-    from hybridver.ir.onnx_runtime import CHECK_TOLERANCE, compare_ir_with_onnxruntime
+    from hybridver.frontends.onnx import load_onnx
+    from hybridver.frontends.onnx import CHECK_TOLERANCE, compare_ir_with_onnxruntime
     from hybridver.ir.passes import simplify
 
     for path in models:

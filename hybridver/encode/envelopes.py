@@ -17,7 +17,8 @@ maximum of the lower lines and the minimum of the upper lines (a PWL envelope):
 
 Why sound: each row holds at every ``(z, f(z))`` with ``z`` in ``[l, u]`` in exact
 arithmetic.  The relaxations are computed in float64; every bias is then moved outward by
-``1e-12 (|b| + |s| max(|l|, |u|) + 1)`` (far above float64 rounding of a few operations)
+``REL_SLACK (|b| + |s| max(|l|, |u|) + 1)`` (``numerics.REL_SLACK``, far above float64 rounding
+of a few operations)
 and every big-M and right-hand side is rounded outward.  Each cut is also checked at 17
 points of its interval (ends included): one that passes on the wrong side of ``f`` by more
 than ``1e-6 (1 + |f|)`` (a broken relaxation) is dropped, a smaller excess is added to its
@@ -38,13 +39,15 @@ import numpy as np
 import torch
 
 from hybridver.encode.affine_form import NonlinearSite, NotEncodableError
-from hybridver.encode.milp import (EnvelopeSite, MilpModel, ModelBuilder,
-                                   add_operand_vars)
+from hybridver.encode.milp_model import (EnvelopeSite, MilpModel, ModelBuilder,
+                                         add_operand_vars)
+from hybridver.numerics import REL_SLACK
+from hybridver.relaxations import base as relaxation_base
+from hybridver.relaxations.base import BinaryRelaxation, UnaryRelaxation
 
 __all__ = ["Cuts", "unary_cuts", "binary_cuts", "encode_envelope_site", "refine_breakpoints",
            "envelope_error"]
 
-_REL_SLACK = 1e-12
 _SAMPLES = 17
 
 
@@ -61,8 +64,7 @@ class Cuts:
 
 
 def _relaxation(site_op):
-    from hybridver.relaxations.base import get_relaxation  # noqa: PLC0415
-    return get_relaxation(site_op)
+    return relaxation_base.get_relaxation(site_op)
 
 
 def _alphas(pieces: int) -> list[float | None]:
@@ -105,7 +107,7 @@ def unary_cuts(relaxation, attrs: Mapping, lower: np.ndarray, upper: np.ndarray,
                                   ("upper", lb.upper_slope, lb.upper_bias)):
             s = np.broadcast_to(slope.detach().numpy().astype(np.float64), (k,)).copy()
             c = np.broadcast_to(bias.detach().numpy().astype(np.float64), (k,)).copy()
-            slack = _REL_SLACK * (np.abs(c) + np.abs(s) * reach + 1.0)
+            slack = REL_SLACK * (np.abs(c) + np.abs(s) * reach + 1.0)
             c = c - slack if side == "lower" else c + slack
             line = s[None, :] * grid + c[None, :]
             bad = line - f_grid if side == "lower" else f_grid - line
@@ -140,7 +142,7 @@ def binary_cuts(relaxation, attrs: Mapping, bounds, pieces: int) -> tuple[Cuts, 
             s1 = np.broadcast_to(sx.detach().numpy().astype(np.float64), (k,)).copy()
             s2 = np.broadcast_to(sy.detach().numpy().astype(np.float64), (k,)).copy()
             c = np.broadcast_to(bias.detach().numpy().astype(np.float64), (k,)).copy()
-            slack = _REL_SLACK * (np.abs(c) + np.abs(s1) * reach1 + np.abs(s2) * reach2 + 1.0)
+            slack = REL_SLACK * (np.abs(c) + np.abs(s1) * reach1 + np.abs(s2) * reach2 + 1.0)
             c = c - slack if side == "lower" else c + slack
             plane = s1 * g1 + s2 * g2 + c
             bad = plane - f_grid if side == "lower" else f_grid - plane
@@ -179,8 +181,6 @@ def _cut_rows(b: ModelBuilder, s: int, z: np.ndarray, y: np.ndarray, cuts: Cuts,
 def encode_envelope_site(b: ModelBuilder, s: int, site: NonlinearSite, pieces: int,
                          breakpoints: Mapping[int, tuple[float, ...]]) -> EnvelopeSite:
     """Add the envelope of one smooth node to the model (see the module docstring)."""
-    from hybridver.relaxations.base import BinaryRelaxation, UnaryRelaxation  # noqa: PLC0415
-
     relaxation = _relaxation(site.op)
     y = site.outputs
     if isinstance(relaxation, UnaryRelaxation) and len(site.operands) == 1:
@@ -247,13 +247,13 @@ def _add_pieces(b: ModelBuilder, s: int, i: int, relaxation, attrs, z: int, y: i
                 ext = np.array([sl * l, sl * u])
                 if side == "lower":   # y - sl z - M beta_k >= c - M
                     big = np.nextafter(np.nextafter(ext.max() + c, np.inf) - ylo, np.inf)
-                    big = max(float(big) * (1 + 1e-12), 0.0)
+                    big = max(float(big) * (1 + REL_SLACK), 0.0)
                     rhs = np.nextafter(c - big, -np.inf)
                     b.add_rows(np.zeros(3, dtype=np.int64), np.r_[y, z, beta[k]],
                                np.r_[1.0, -sl, -big], 1, rhs, np.inf, f"pwl{s}_{i}")
                 else:                 # y - sl z + M beta_k <= c + M
                     big = np.nextafter(yhi - np.nextafter(ext.min() + c, -np.inf), np.inf)
-                    big = max(float(big) * (1 + 1e-12), 0.0)
+                    big = max(float(big) * (1 + REL_SLACK), 0.0)
                     rhs = np.nextafter(c + big, np.inf)
                     b.add_rows(np.zeros(3, dtype=np.int64), np.r_[y, z, beta[k]],
                                np.r_[1.0, -sl, big], 1, -np.inf, rhs, f"pwu{s}_{i}")

@@ -2,8 +2,8 @@
 
 One encoding, two outlets: :func:`smt_script` writes the formula as SMT-LIB2 text (pure
 Python, no solver import); :func:`to_smt2` is that text with ``(check-sat)`` for external
-solvers, and :func:`encode_smt` parses the very same text into z3, so what is exported is
-exactly what the z3 back end decides.
+solvers, and :func:`hybridver.backends.z3_backend.encode_smt` parses the very same text into
+z3, so what is exported is exactly what the z3 back end decides.
 
 Exactness: every coefficient (the IR's float64 weights and biases, the box, the spec's
 ``C``/``d``, the node bounds) is written as the rational it denotes
@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from fractions import Fraction
-from typing import Any
 
 import numpy as np
 
@@ -42,9 +41,8 @@ from hybridver.encode.affine_form import (Affine, NetworkForm, NonlinearSite, No
                                           build_network_form, interval_node_bounds)
 from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
+from hybridver.relaxations.base import kink_slope
 
-#: Ops encoded exactly (the others need envelopes from the relaxation registry).
-PIECEWISE_LINEAR = frozenset({OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS})
 #: Cuts per smooth element and side: the relaxation's default plus this many alphas.
 ENVELOPE_PIECES = 5
 #: Relative precision of the outward-rounded bounds written into the (redundant) lemmas:
@@ -118,7 +116,7 @@ class SmtScript:
     notes: tuple[str, ...] = ()
 
     def body(self) -> str:
-        """Declarations and assertions only (what :func:`encode_smt` parses)."""
+        """Declarations and assertions only (what ``z3_backend.encode_smt`` parses)."""
         lines = [f"(declare-fun {name} () Real)" for name in self.declarations]
         lines += [f"(assert {term})" for term in self.assertions]
         return "\n".join(lines) + "\n"
@@ -229,16 +227,8 @@ def _two_piece(w: _Writer, y: str, z: str, a: Fraction, lower: float, upper: flo
     return True
 
 
-def _leaky_slope(site: NonlinearSite) -> Fraction:
-    if site.op is OpKind.RELU:
-        return Fraction(0)
-    if site.op is OpKind.ABS:
-        return Fraction(-1)
-    return rational(site.attrs["alpha"])
-
-
-def _encode_two_piece(w: _Writer, site: NonlinearSite, split: np.ndarray | None) -> int:
-    a = _leaky_slope(site)
+def _encode_two_piece(w: _Writer, site: NonlinearSite, a: Fraction,
+                      split: np.ndarray | None) -> int:
     (expr,), ((lower, upper),) = site.operands, site.operand_bounds
     unstable = 0
     for k, out in enumerate(site.outputs):
@@ -340,8 +330,10 @@ def smt_script(problem: Subproblem) -> SmtScript:
         w.bound(w.names[i], float(form.var_lower[i]), float(form.var_upper[i]))
     exact, unstable = True, 0
     for site in form.sites:
-        if site.op in PIECEWISE_LINEAR:
-            unstable += _encode_two_piece(w, site, problem.relu_splits.get(site.node))
+        slope = kink_slope(site.op, site.attrs)   # piecewise linear x / a*x: exact
+        if slope is not None:
+            unstable += _encode_two_piece(w, site, rational(slope),
+                                          problem.relu_splits.get(site.node))
         else:
             exact = False
             _encode_smooth(w, site, form)
@@ -375,47 +367,5 @@ def to_smt2(problem: Subproblem, get_values: bool = False) -> str:
     return smt_script(problem).text(get_values)
 
 
-@dataclasses.dataclass(frozen=True)
-class SmtEncoding:
-    """The formula in z3: ``assertions`` (a ``z3.AstVector``) in ``context`` (its own
-    ``z3.Context``, so encodings in different threads do not share state); ``inputs``
-    ``(n_in,)`` and ``outputs`` ``(n_out,)``: z3 Real constants; ``script``: the text it was
-    parsed from."""
-
-    script: SmtScript
-    context: Any
-    assertions: Any
-    inputs: tuple[Any, ...]
-    outputs: tuple[Any, ...]
-
-    @property
-    def exact(self) -> bool:
-        return self.script.exact
-
-    @property
-    def n_unstable(self) -> int:
-        return self.script.n_unstable
-
-
-def encode_smt(problem: Subproblem, context: Any = None) -> SmtEncoding:
-    """The subproblem as z3 constraints (imports z3).  ``context``: a ``z3.Context`` to build
-    in (a fresh one by default)."""
-    import z3
-
-    script = smt_script(problem)
-    ctx = context if context is not None else z3.Context()
-    assertions = z3.parse_smt2_string(script.body(), ctx=ctx)
-    return SmtEncoding(script, ctx, assertions,
-                       tuple(z3.Real(name, ctx) for name in script.inputs),
-                       tuple(z3.Real(name, ctx) for name in script.outputs))
-
-
-def z3_value(model: Any, var: Any) -> Fraction:
-    """The exact rational value of a Real constant in a z3 model (0 when unconstrained)."""
-    value = model.eval(var, model_completion=True)
-    return Fraction(value.as_fraction())
-
-
-__all__ = ["ENVELOPE_PIECES", "PIECEWISE_LINEAR", "SmtEncoding", "SmtScript",
-           "encode_smt", "rational", "smt_linear", "smt_number", "smt_script", "to_smt2",
-           "z3_value"]
+__all__ = ["ENVELOPE_PIECES", "SmtScript", "rational", "smt_linear",
+           "smt_number", "smt_script", "to_smt2"]

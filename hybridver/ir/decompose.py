@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hybridver.ir.builder import GraphBuilder
 from hybridver.ir.graph import NetworkGraph, Node
 from hybridver.ir.ops import OpKind
 
@@ -37,54 +38,27 @@ __all__ = ["decompose_softmax", "decompose_max_pool", "decompose_matmul_of_varia
            "decompose_for_bounds"]
 
 
-class _Builder:
-    """The node list of a graph under rewrite; ``emit`` adds helper nodes with fresh names."""
-
-    def __init__(self, g: NetworkGraph):
-        self.g = g
-        self.shapes = {n.name: n.shape for n in g.nodes()}
-        self.taken = set(self.shapes)
-        self.nodes: list[Node] = []
-        self.changed = False
-
-    def fresh(self, base: str) -> str:
-        name, i = base, 0
-        while name in self.taken:
-            i += 1
-            name = f"{base}_{i}"
-        self.taken.add(name)
-        return name
-
-    def emit(self, op: OpKind, inputs: tuple[str, ...], shape: tuple[int, ...], base: str,
-             attrs: dict | None = None, consts: dict | None = None,
-             name: str | None = None) -> str:
-        """Append a node (``name``: keep that name, else a fresh one from ``base``)."""
-        name = name if name is not None else self.fresh(base)
-        self.nodes.append(Node(name, op, inputs, attrs or {}, consts or {}, tuple(shape)))
-        self.shapes[name] = tuple(shape)
-        self.changed = True
-        return name
-
-    def reshape(self, src: str, shape: tuple[int, ...], base: str) -> str:
-        if self.shapes[src] == tuple(shape):
-            return src
-        return self.emit(OpKind.RESHAPE, (src,), shape, base)
-
-    def graph(self) -> NetworkGraph:
-        return self.g.with_nodes(self.nodes, check_shapes=False) if self.changed else self.g
-
-
-Rewrite = Callable[[_Builder, Node], bool]
+Rewrite = Callable[[GraphBuilder, Node], bool]
 
 
 def _run(g: NetworkGraph, rewrite: Rewrite) -> NetworkGraph:
     """Visit nodes in topological order; ``rewrite`` either emits a replacement (ending in
     a node with the same name) and returns True, or returns False to keep the node."""
-    b = _Builder(g)
+    b = GraphBuilder(taken=g.topological_order)
+    changed = False
     for node in g.nodes():
-        if not rewrite(b, node):
-            b.nodes.append(node)
-    return b.graph()
+        if rewrite(b, node):
+            changed = True
+        else:
+            b.add(node)
+    return g.with_nodes(b.nodes(), check_shapes=False) if changed else g
+
+
+def _reshape(b: GraphBuilder, src: str, shape: tuple[int, ...], base: str) -> str:
+    """``src`` reshaped to ``shape`` (``src`` itself when it has that shape already)."""
+    if b.shape(src) == tuple(shape):
+        return src
+    return b.emit(OpKind.RESHAPE, (src,), shape, base=base)
 
 
 def _input_dependent(g: NetworkGraph) -> set[str]:
@@ -96,30 +70,29 @@ def _input_dependent(g: NetworkGraph) -> set[str]:
 
 
 # ---------------------------------------------------------------------------- softmax
-def _softmax(b: _Builder, node: Node) -> bool:
+def _softmax(b: GraphBuilder, node: Node) -> bool:
     if node.op is not OpKind.SOFTMAX:
         return False
     shape, axis, x = node.shape, int(node.attrs["axis"]), node.inputs[0]
     n = shape[axis]
     if n == 1:  # softmax over one element is 1
-        b.emit(OpKind.CONSTANT, (), shape, "", consts={"value": np.ones(shape)},
-               name=node.name)
+        b.constant(np.ones(shape), name=node.name)
         return True
     # row i lists j != i: others[i] = (0..n-1 without i), own[i] = (i, ..., i)
     others = np.array([[j for j in range(n) if j != i] for i in range(n)], dtype=np.int64)
     own = np.repeat(np.arange(n, dtype=np.int64)[:, None], n - 1, axis=1)
     grid = (*shape[:axis], n, n - 1, *shape[axis + 1:])
-    xj = b.emit(OpKind.GATHER, (x,), grid, f"{node.name}/others", {"axis": axis},
-                {"indices": others})
-    xi = b.emit(OpKind.GATHER, (x,), grid, f"{node.name}/own", {"axis": axis},
-                {"indices": own})
-    diff = b.emit(OpKind.SUB, (xj, xi), grid, f"{node.name}/diff")
-    e = b.emit(OpKind.EXP, (diff,), grid, f"{node.name}/exp")
-    total = b.emit(OpKind.REDUCE_SUM, (e,), shape, f"{node.name}/sum",
-                   {"axes": (axis + 1,), "keepdims": False})
-    one = b.emit(OpKind.CONSTANT, (), (), f"{node.name}/one", consts={"value": np.array(1.0)})
-    denom = b.emit(OpKind.ADD, (total, one), shape, f"{node.name}/denominator")
-    b.emit(OpKind.RECIPROCAL, (denom,), shape, "", name=node.name)
+    xj = b.emit(OpKind.GATHER, (x,), grid, base=f"{node.name}/others", attrs={"axis": axis},
+                consts={"indices": others})
+    xi = b.emit(OpKind.GATHER, (x,), grid, base=f"{node.name}/own", attrs={"axis": axis},
+                consts={"indices": own})
+    diff = b.emit(OpKind.SUB, (xj, xi), grid, base=f"{node.name}/diff")
+    e = b.emit(OpKind.EXP, (diff,), grid, base=f"{node.name}/exp")
+    total = b.emit(OpKind.REDUCE_SUM, (e,), shape, base=f"{node.name}/sum",
+                   attrs={"axes": (axis + 1,), "keepdims": False})
+    one = b.constant(np.array(1.0), base=f"{node.name}/one")
+    denom = b.emit(OpKind.ADD, (total, one), shape, base=f"{node.name}/denominator")
+    b.emit(OpKind.RECIPROCAL, (denom,), shape, name=node.name)
     return True
 
 
@@ -155,11 +128,11 @@ def _window_indices(node: Node, in_spatial: tuple[int, ...], out_spatial: tuple[
     return np.array([r + [r[0]] * (width - len(r)) for r in rows], dtype=np.int64)
 
 
-def _max_pool(b: _Builder, node: Node) -> bool:
+def _max_pool(b: GraphBuilder, node: Node) -> bool:
     if node.op is not OpKind.MAX_POOL:
         return False
     s = len(node.attrs["kernel_shape"])
-    in_shape = b.shapes[node.inputs[0]]
+    in_shape = b.shape(node.inputs[0])
     lead, in_spatial, out_spatial = in_shape[:-s], in_shape[-s:], node.shape[-s:]
     if node.shape[:-s] != lead:
         return False
@@ -168,26 +141,28 @@ def _max_pool(b: _Builder, node: Node) -> bool:
         return False
     q, k = idx.shape
     axis = len(lead)
-    flat = b.reshape(node.inputs[0], (*lead, int(np.prod(in_spatial))), f"{node.name}/flat")
-    cur = b.emit(OpKind.GATHER, (flat,), (*lead, q, k), f"{node.name}/windows",
-                 {"axis": axis}, {"indices": idx})
+    flat = _reshape(b, node.inputs[0], (*lead, int(np.prod(in_spatial))), f"{node.name}/flat")
+    cur = b.emit(OpKind.GATHER, (flat,), (*lead, q, k), base=f"{node.name}/windows",
+                 attrs={"axis": axis}, consts={"indices": idx})
 
     def part(src: str, start: int, end: int, role: str) -> str:
-        return b.emit(OpKind.SLICE, (src,), (*lead, q, end - start), f"{node.name}/{role}",
-                      {"starts": (start,), "ends": (end,), "axes": (axis + 1,), "steps": (1,)})
+        return b.emit(OpKind.SLICE, (src,), (*lead, q, end - start),
+                      base=f"{node.name}/{role}",
+                      attrs={"starts": (start,), "ends": (end,), "axes": (axis + 1,),
+                             "steps": (1,)})
 
     while k > 1:  # max(a, b) = a + relu(b - a), pairwise over the window axis
         h = k // 2
         a, c = part(cur, 0, h, "a"), part(cur, h, 2 * h, "b")
-        d = b.emit(OpKind.SUB, (c, a), (*lead, q, h), f"{node.name}/b_minus_a")
-        r = b.emit(OpKind.RELU, (d,), (*lead, q, h), f"{node.name}/relu")
-        m = b.emit(OpKind.ADD, (a, r), (*lead, q, h), f"{node.name}/max")
+        d = b.emit(OpKind.SUB, (c, a), (*lead, q, h), base=f"{node.name}/b_minus_a")
+        r = b.emit(OpKind.RELU, (d,), (*lead, q, h), base=f"{node.name}/relu")
+        m = b.emit(OpKind.ADD, (a, r), (*lead, q, h), base=f"{node.name}/max")
         if k % 2:
             rest = part(cur, 2 * h, k, "rest")
-            m = b.emit(OpKind.CONCAT, (m, rest), (*lead, q, h + 1), f"{node.name}/carry",
-                       {"axis": axis + 1})
+            m = b.emit(OpKind.CONCAT, (m, rest), (*lead, q, h + 1),
+                       base=f"{node.name}/carry", attrs={"axis": axis + 1})
         cur, k = m, h + k % 2
-    b.emit(OpKind.RESHAPE, (cur,), node.shape, "", name=node.name)
+    b.emit(OpKind.RESHAPE, (cur,), node.shape, name=node.name)
     return True
 
 
@@ -203,11 +178,11 @@ def decompose_max_pool(g: NetworkGraph) -> NetworkGraph:
 
 
 # ---------------------------------------------------------------------------- matmul
-def _matmul(b: _Builder, node: Node, dependent: set[str]) -> bool:
+def _matmul(b: GraphBuilder, node: Node, dependent: set[str]) -> bool:
     if node.op is not OpKind.MATMUL or not all(i in dependent for i in node.inputs):
         return False
     a_name, b_name = node.inputs
-    sa, sb = b.shapes[a_name], b.shapes[b_name]
+    sa, sb = b.shape(a_name), b.shape(b_name)
     a2 = (1, *sa) if len(sa) == 1 else sa
     b2 = (*sb, 1) if len(sb) == 1 else sb
     (m, k), (k2, n) = a2[-2:], b2[-2:]
@@ -215,21 +190,21 @@ def _matmul(b: _Builder, node: Node, dependent: set[str]) -> bool:
         return False
     batch = tuple(np.broadcast_shapes(a2[:-2], b2[:-2]))
     full = (*batch, m, k, n)
-    ar = b.reshape(a_name, (*a2[:-2], m, k, 1), f"{node.name}/lhs")
-    br = b.reshape(b_name, (*b2[:-2], 1, k, n), f"{node.name}/rhs")
-    if b.shapes[ar] != full:
-        ar = b.emit(OpKind.EXPAND, (ar,), full, f"{node.name}/lhs_expanded")
-    if b.shapes[br] != full:
-        br = b.emit(OpKind.EXPAND, (br,), full, f"{node.name}/rhs_expanded")
-    prod = b.emit(OpKind.MUL, (ar, br), full, f"{node.name}/products")
+    ar = _reshape(b, a_name, (*a2[:-2], m, k, 1), f"{node.name}/lhs")
+    br = _reshape(b, b_name, (*b2[:-2], 1, k, n), f"{node.name}/rhs")
+    if b.shape(ar) != full:
+        ar = b.emit(OpKind.EXPAND, (ar,), full, base=f"{node.name}/lhs_expanded")
+    if b.shape(br) != full:
+        br = b.emit(OpKind.EXPAND, (br,), full, base=f"{node.name}/rhs_expanded")
+    prod = b.emit(OpKind.MUL, (ar, br), full, base=f"{node.name}/products")
     out = (*batch, m, n)
     if out == node.shape:
-        b.emit(OpKind.REDUCE_SUM, (prod,), out, "", {"axes": (len(full) - 2,),
-                                                     "keepdims": False}, name=node.name)
+        b.emit(OpKind.REDUCE_SUM, (prod,), out, name=node.name,
+               attrs={"axes": (len(full) - 2,), "keepdims": False})
     else:  # 1-D operands: drop the unit axis numpy's matmul removes
-        total = b.emit(OpKind.REDUCE_SUM, (prod,), out, f"{node.name}/sum",
-                       {"axes": (len(full) - 2,), "keepdims": False})
-        b.emit(OpKind.RESHAPE, (total,), node.shape, "", name=node.name)
+        total = b.emit(OpKind.REDUCE_SUM, (prod,), out, base=f"{node.name}/sum",
+                       attrs={"axes": (len(full) - 2,), "keepdims": False})
+        b.emit(OpKind.RESHAPE, (total,), node.shape, name=node.name)
     return True
 
 

@@ -8,16 +8,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hybridver.ir.graph import GraphValidationError, NetworkGraph, Node
+from hybridver.ir.node import GraphValidationError, Node
 from hybridver.ir.ops import OpKind
 
 Tensor = torch.Tensor
 OpFn = Callable[[Node, list[Tensor]], Tensor]
+
+
+class GraphLike(Protocol):
+    """What evaluation reads of a graph (a :class:`~hybridver.ir.graph.NetworkGraph`).
+
+    A protocol, not an import: the graph validates its shapes by evaluating, so this module
+    must not depend on it.
+    """
+
+    @property
+    def topological_order(self) -> tuple[str, ...]: ...
+
+    @property
+    def input_node(self) -> Node: ...
+
+    @property
+    def output_node(self) -> Node: ...
+
+    def node(self, name: str) -> Node: ...
 
 
 def _const(node: Node, key: str, like: Tensor) -> Tensor:
@@ -272,7 +292,7 @@ EVALUATORS: dict[OpKind, OpFn] = {
 }
 
 
-def evaluate_all(graph: NetworkGraph, inputs: Mapping[str, np.ndarray | Tensor] | np.ndarray
+def evaluate_all(graph: GraphLike, inputs: Mapping[str, np.ndarray | Tensor] | np.ndarray
                  | Tensor, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None) -> dict[str, Tensor]:
     """Every node's value for a batch.
@@ -305,7 +325,7 @@ def evaluate_all(graph: NetworkGraph, inputs: Mapping[str, np.ndarray | Tensor] 
     return values
 
 
-def evaluate(graph: NetworkGraph, x: np.ndarray | Tensor, dtype: torch.dtype = torch.float64,
+def evaluate(graph: GraphLike, x: np.ndarray | Tensor, dtype: torch.dtype = torch.float64,
              device: torch.device | str | None = None) -> Tensor:
     """The single output ``(batch, *output_shape)`` for a batch ``x: (batch, *input_shape)``."""
     values = evaluate_all(graph, x, dtype=dtype, device=device)

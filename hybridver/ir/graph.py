@@ -1,61 +1,27 @@
 """NetworkGraph: the IR every other layer reads.
 
 A thin, validated wrapper around a :class:`networkx.DiGraph`.  Each node carries one
-:class:`Node` (op kind, ordered inputs, attributes, constant tensors, per-sample output
-shape).  Edges point from producer to consumer and carry the operand position ``index``.
-Graphs are treated as immutable: passes build new graphs.
+:class:`~hybridver.ir.node.Node` (op kind, ordered inputs, attributes, constant tensors,
+per-sample output shape).  Edges point from producer to consumer and carry the operand
+position ``index``.  Graphs are treated as immutable: passes build new graphs.  Shapes are
+validated by evaluating one zero sample with :mod:`hybridver.ir.evaluate`, which works on
+nodes and does not import this module.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
-from collections.abc import Iterable, Mapping
-from types import MappingProxyType
-from typing import Any
+from collections.abc import Iterable
 
 import networkx as nx
 import numpy as np
 
 from hybridver.errors import ModelLoadError
+from hybridver.ir.evaluate import evaluate_all
+from hybridver.ir.node import GraphValidationError, Node
 from hybridver.ir.ops import ARITY, DEFAULT_ARITY, REQUIRED_ATTRS, REQUIRED_CONSTS, OpKind
 
-
-class GraphValidationError(ModelLoadError):
-    """The graph is structurally invalid (dangling input, cycle, wrong arity, bad shape)."""
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Node:
-    """One IR node.
-
-    ``shape`` is the per-sample output shape (the ONNX shape, dynamic dims fixed to 1);
-    batched tensors flowing through the graph have shape ``(batch, *shape)``.
-    ``consts`` hold numpy arrays (float64 for weights, int64 for indices).
-    """
-
-    name: str
-    op: OpKind
-    inputs: tuple[str, ...] = ()
-    attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    consts: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
-    shape: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "op", OpKind(self.op))
-        object.__setattr__(self, "inputs", tuple(self.inputs))
-        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        object.__setattr__(self, "attrs", MappingProxyType(dict(self.attrs)))
-        object.__setattr__(self, "consts", MappingProxyType(dict(self.consts)))
-
-    @property
-    def size(self) -> int:
-        """Number of scalars in one sample of this node's output."""
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    def replace(self, **changes: Any) -> "Node":
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
+__all__ = ["GraphValidationError", "Node", "NetworkGraph"]
 
 
 class NetworkGraph:
@@ -123,8 +89,6 @@ class NetworkGraph:
 
     def _validate_shapes(self) -> None:
         """Evaluate one zero sample and compare every node's result with its shape."""
-        from hybridver.ir.evaluate import evaluate_all  # local: evaluate imports graph
-
         zeros = {name: np.zeros((1, *self._nodes[name].shape)) for name in self.inputs}
         try:
             values = evaluate_all(self, zeros)

@@ -15,6 +15,7 @@ import numpy as np
 
 from hybridver.ir.graph import NetworkGraph
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import REL_SLACK, TINY, U64, gamma
 
 #: Ops that pass a flat vector through unchanged (row-major order is kept by a reshape).
 _PASS_THROUGH = (OpKind.RESHAPE, OpKind.IDENTITY)
@@ -98,13 +99,9 @@ class ReluChain:
             new_mat = w @ masked_a
             new_vec = w @ masked_v + self.biases[k + 1]
             radius = (w_abs @ radius
-                      + _gamma(n) * (w_abs @ (np.abs(a_mat) @ reach))
-                      + _gamma(n + 1) * (w_abs @ np.abs(a_vec) + np.abs(self.biases[k + 1])))
-            radius = radius * (1 + 1e-12) + 1e-300  # the radius's own rounding, upward
+                      + gamma(n, U64) * (w_abs @ (np.abs(a_mat) @ reach))
+                      + gamma(n + 1, U64) * (w_abs @ np.abs(a_vec) + np.abs(self.biases[k + 1])))
+            radius = radius * (1 + REL_SLACK) + TINY  # the radius's own rounding, upward
             a_mat, a_vec = new_mat, new_vec
         return a_mat, a_vec, radius
 
-
-def _gamma(k: int) -> float:
-    u = 2.0 ** -53
-    return k * u / (1 - k * u)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from hybridver.backends.base import Limits, Status
-from hybridver.backends.highs import lp_tightened_bounds
+from hybridver.backends.lp import lp_tightened_bounds
 from hybridver.backends.options import ExactConfig, configured_backend
 from hybridver.backends.refine import solve_with_refinement
 from hybridver.bounds.intervals import Interval, spec_row_lower_bounds

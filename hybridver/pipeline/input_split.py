@@ -10,20 +10,20 @@ import torch
 from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.input_split import Bounded, input_split_bab
 from hybridver.bab_core import SearchStatus
-from hybridver.bounds.crown import get_plan
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig, BoundMethod
+from hybridver.bounds.plan import NodeKind, get_plan
 from hybridver.config import Event
-from hybridver.ir.ops import OpKind
 from hybridver.ir.relu_chain import ReluChain
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.hooks import make_probe, make_progress
 from hybridver.pipeline.races import FaceAttack, RegionRace
 from hybridver.pipeline.stage import CaseResult, CaseStatus
 from hybridver.pipeline.whole_box import StackedCase
+from hybridver.relaxations.base import piecewise_linear_ops
 from hybridver.result import ConfirmedCounterexample
 
-_RELU_LIKE = (OpKind.RELU, OpKind.LEAKY_RELU, OpKind.ABS)
+_RELU_LIKE = piecewise_linear_ops()
 
 
 def unfinished(status: SearchStatus) -> CaseResult:
@@ -46,11 +46,11 @@ class InputSplitStage:
         graph = ctx.model.graph
         if graph.input_node.size > ctx.config.input_split_max_dim:
             return {}
-        config = BoundConfig(method=BoundMethod.CROWN)
+        config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline)
         plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device))
         reused = sorted(plan.pre_activations)
         relu_inputs = sorted({graph.node(name).inputs[0] for name, kind in plan.kind.items()
-                              if kind == "unary" and graph.node(name).op in _RELU_LIKE})
+                              if kind is NodeKind.UNARY and graph.node(name).op in _RELU_LIKE})
         schedule = ctx.config.schedule
         chain_ok = schedule.after(Event.REGION_RACE) is not None and \
             ReluChain.of(graph) is not None

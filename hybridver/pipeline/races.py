@@ -18,7 +18,7 @@ from hybridver.bab.attack import face_candidates
 from hybridver.bab.case_race import CaseRace
 from hybridver.bab.input_split import per_disjunct_margins
 from hybridver.bab_core import SearchStatus
-from hybridver.backends.highs import lp_tightened_bounds
+from hybridver.backends.lp import lp_tightened_bounds
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.intervals import UnsupportedBoundError
 from hybridver.bounds.options import BoundConfig
@@ -144,9 +144,10 @@ def start_case_race(ctx: RunContext, case, stacked, found: list[ConfirmedCounter
     graph = ctx.model.graph
     with ctx.phase("race_setup", show=False):
         try:
+            config = BoundConfig(method="crown", deadline=ctx.deadline)
             result = compute_bounds(graph, case.region.lower[None], case.region.upper[None],
-                                    stacked.C, stacked.d, config=BoundConfig(method="crown"),
-                                    bound_upper=False, device=ctx.config.device)
+                                    stacked.C, stacked.d, config=config, bound_upper=False,
+                                    device=ctx.config.device)
         except UnsupportedBoundError:
             return None
         margins = per_disjunct_margins(result.lower, stacked.groups)[0].tolist()

@@ -63,7 +63,8 @@ class WholeBoxStage:
                     bounds = compute_bounds(ctx.model.graph, case.region.lower[None],
                                             case.region.upper[None], stacked.C, stacked.d,
                                             config=BoundConfig(method=BoundMethod(method),
-                                                               alpha=alpha),
+                                                               alpha=alpha,
+                                                               deadline=ctx.deadline),
                                             bound_upper=False, device=ctx.config.device)
                     stats.count_method(method)
                     if bool(disjunct_margins(bounds.lower, stacked.groups)[0] > 0):

@@ -5,8 +5,10 @@ and the loader of the precomputed tables in ``hybridver/tables/`` (``tables``).
 """
 
 from hybridver.relaxations.base import (BilinearBounds, BinaryRelaxation, LinearBounds, Traits,
-                                        UnaryRelaxation, get_relaxation, register,
+                                        UnaryRelaxation, get_relaxation, is_piecewise_linear,
+                                        kink_slope, piecewise_linear_ops, register,
                                         registered_ops)
 
 __all__ = ["BilinearBounds", "BinaryRelaxation", "LinearBounds", "Traits", "UnaryRelaxation",
-           "get_relaxation", "register", "registered_ops"]
+           "get_relaxation", "is_piecewise_linear", "kink_slope", "piecewise_linear_ops",
+           "register", "registered_ops"]

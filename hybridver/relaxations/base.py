@@ -110,6 +110,12 @@ class UnaryRelaxation(ABC):
         point of sigmoid).  Every alpha in ``[0, 1]`` must give sound bounds.
         """
 
+    def negative_slope(self, attrs: Mapping[str, Any]) -> float | None:
+        """``a`` when ``f(x) = x`` for ``x >= 0`` and ``a*x`` for ``x < 0`` (ReLU 0, LeakyReLU
+        its ``alpha``, Abs -1): the one piecewise-linear form the exact encoders (MILP, SMT)
+        encode with two lines; None for any other function (the default)."""
+        return None
+
     def branch_point(self, lower: Tensor, upper: Tensor, attrs: Mapping[str, Any]) -> Tensor:
         """Where to split ``[lower, upper]`` in branch-and-bound (default: the midpoint;
         piecewise-linear ops split at their breakpoint)."""
@@ -163,3 +169,23 @@ def registered_ops() -> dict[OpKind, UnaryRelaxation | BinaryRelaxation]:
     """A copy of the registry (every relaxation the conformance suite must test)."""
     _load_families()
     return dict(_REGISTRY)
+
+
+def is_piecewise_linear(op: OpKind) -> bool:
+    """Whether ``op`` has a registered relaxation whose traits say piecewise linear."""
+    relaxation = get_relaxation(op)
+    return relaxation is not None and relaxation.traits.piecewise_linear
+
+
+def piecewise_linear_ops() -> frozenset[OpKind]:
+    """Every registered op whose traits say piecewise linear (ReLU, LeakyReLU, Abs...)."""
+    return frozenset(op for op, r in registered_ops().items() if r.traits.piecewise_linear)
+
+
+def kink_slope(op: OpKind, attrs: Mapping[str, Any]) -> float | None:
+    """For a piecewise-linear ``op`` of the form ``x`` / ``a*x`` (see
+    :meth:`UnaryRelaxation.negative_slope`): ``a`` from the node's ``attrs``; else None."""
+    relaxation = get_relaxation(op)
+    if not isinstance(relaxation, UnaryRelaxation) or not relaxation.traits.piecewise_linear:
+        return None
+    return relaxation.negative_slope(attrs)

@@ -16,7 +16,7 @@ from hybridver.bab.neuron_domains import _affine_rows, _restrictions, _tighten_b
 from hybridver.bab_core import SearchStatus
 from hybridver.bab.input_split import disjunct_margins
 from hybridver.bounds import BoundConfig, compute_bounds
-from hybridver.bounds.crown import get_plan
+from hybridver.bounds.plan import get_plan
 from hybridver.bounds.options import BoundMethod
 from hybridver.ir import NetworkGraph, Node, OpKind, evaluate
 from hybridver.relaxations.base import get_relaxation

@@ -10,7 +10,10 @@ import torch
 
 from hybridver.api import load_model, load_spec
 from hybridver.bounds import AlphaConfig, BoundConfig, compute_bounds
-from hybridver.bounds.crown import SplitConstraints, backward, build_state, get_plan
+from hybridver.bounds.crown import backward
+from hybridver.bounds.intermediate import build_state
+from hybridver.bounds.plan import get_plan
+from hybridver.bounds.state import SplitConstraints
 from hybridver.ir import NetworkGraph, Node, OpKind, evaluate_all
 from tests.bounds.test_crown import mlp
 from tests.conftest import EXAMPLES

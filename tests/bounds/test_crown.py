@@ -308,9 +308,9 @@ def test_log_reaching_zero_is_unsupported_for_crown():
 
 
 def test_node_without_relaxation_is_unsupported_or_cut(monkeypatch):
-    import hybridver.bounds.crown as crown
+    import hybridver.bounds.plan as plan
 
-    monkeypatch.setattr(crown, "get_relaxation", lambda op: None)
+    monkeypatch.setattr(plan, "get_relaxation", lambda op: None)
     g = mlp([3, 8, 2], 13, OpKind.SIGMOID)  # a fresh graph: plans are cached per graph
     lo, hi = -np.ones((1, 3)), np.ones((1, 3))
     with pytest.raises(UnsupportedBoundError, match="no linear rule"):

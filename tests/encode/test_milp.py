@@ -1,12 +1,11 @@
 """The solver-neutral MILP encoding: soundness (every true execution of the network is a
 feasible point), exactness of the piecewise-linear parts, errors, envelopes and their
-refinement, the MPS/LP writers (read back with highspy), safe LP bounds, and the
-``encode`` command."""
+refinement, the MPS/LP writers (read back with highspy), and the ``encode`` command
+(safe LP bounds and LP tightening: ``tests/backends/test_lp.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 
 import numpy as np
@@ -16,8 +15,7 @@ import torch
 from hybridver.api import from_module
 from hybridver.encode import envelopes
 from hybridver.encode.affine_form import NotEncodableError
-from hybridver.encode.milp import (encode_milp, format_lp, format_mps, merged_bounds,
-                                   safe_lp_lower_bound)
+from hybridver.encode.milp import encode_milp, format_lp, format_mps
 from hybridver.ir.decompose import decompose_max_pool
 from hybridver.ir.evaluate import evaluate_all
 from hybridver.problem import Subproblem
@@ -293,50 +291,6 @@ def test_writers_round_trip_through_highs(tmp_path, net, fmt):
     np.testing.assert_array_equal(np.asarray(lp.col_lower_)[order], model.var_lower)
     np.testing.assert_array_equal(np.asarray(lp.col_upper_)[order], model.var_upper)
     assert sorted(np.abs(np.asarray(lp.a_matrix_.value_))) == sorted(np.abs(model.A.data))
-
-
-def test_safe_lp_bound_is_valid_for_any_multipliers():
-    problem = NETS["relu"]()
-    model = encode_milp(problem)
-    rng = np.random.default_rng(1)
-    points = [_true_assignment(model, problem, x) for x in _samples(problem, 100)]
-    for trial in range(20):
-        cost = np.zeros(model.n_vars)
-        cost[rng.integers(model.n_vars, size=3)] = rng.normal(size=3)
-        y = rng.normal(size=model.n_rows) * (trial > 0)
-        bound = safe_lp_lower_bound(model, cost, y)
-        assert all(bound <= cost @ p + 1e-12 for p in points)
-
-
-def test_safe_lp_bound_matches_lp_optimum_with_duals():
-    problem = NETS["relu"]()
-    model = encode_milp(problem)
-    lp = dataclasses.replace(model, integer=np.zeros(model.n_vars, dtype=bool))
-    z = lp.sites[1].z_vars
-    for j in z[:4]:
-        h = _solve(lp, 1.0, j)
-        cost = np.zeros(lp.n_vars)
-        cost[j] = 1.0
-        bound = safe_lp_lower_bound(lp, cost, np.asarray(h.getSolution().row_dual))
-        optimum = h.getInfo().objective_function_value
-        assert bound <= optimum + 1e-9
-        assert bound >= optimum - 1e-6
-
-
-def test_lp_tightening_is_sound_and_tighter():
-    from hybridver.backends.highs import lp_tightened_bounds
-
-    problem = NETS["relu"]()
-    tight, stats = lp_tightened_bounds(problem, 30.0)
-    assert stats["complete"] and stats["lps"] > 0
-    loose = merged_bounds(problem)
-    values = evaluate_all(problem.graph, _samples(problem, 500)[:, None])
-    for name, (lo, hi) in tight.items():
-        assert np.all(lo >= loose[name][0] - 1e-12) and np.all(hi <= loose[name][1] + 1e-12)
-        v = values[name].reshape(values[name].shape[0], -1).numpy()
-        assert np.all(v >= lo - 1e-12) and np.all(v <= hi + 1e-12), name
-    assert encode_milp(Subproblem(problem.graph, problem.box, problem.constraints, tight)
-                       ).n_integer <= encode_milp(problem).n_integer
 
 
 def test_encode_command_writes_one_file_per_disjunct(tmp_path, capsys):

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from hybridver.backends.z3_backend import encode_smt, z3_value
 from hybridver.encode.affine_form import NotEncodableError, interval_node_bounds
-from hybridver.encode.smt import (encode_smt, outward, rational, smt_linear, smt_number,
-                                  smt_script, to_smt2, z3_value)
+from hybridver.encode.smt import (outward, rational, smt_linear, smt_number, smt_script,
+                                  to_smt2)
 from hybridver.ir import NetworkGraph, Node, OpKind
 from hybridver.ir.evaluate import evaluate
 from hybridver.problem import Subproblem

@@ -9,7 +9,7 @@ import torch
 from hybridver.ir import NetworkGraph, Node, OpKind, evaluate_all
 from hybridver.ir.decompose import (decompose_for_bounds, decompose_matmul_of_variables,
                                     decompose_max_pool, decompose_softmax)
-from hybridver.ir.onnx_import import load_onnx
+from hybridver.frontends.onnx import load_onnx
 from hybridver.ir.passes import simplify
 from tests.conftest import shared_files
 

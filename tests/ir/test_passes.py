@@ -10,7 +10,7 @@ import torch.nn as nn
 from hybridver.ir import NetworkGraph, Node, OpKind, evaluate_all
 from hybridver.ir.passes import (drop_identities, fold_batch_norm, fold_constants,
                                  fuse_linear_bias, merge_linear, simplify)
-from hybridver.ir.torch_import import check_against_module, from_torch
+from hybridver.frontends.torch import check_against_module, from_torch
 
 RNG = np.random.default_rng(0)
 

@@ -68,7 +68,7 @@ class _Kinked(UnaryRelaxation):
     optimizable: ClassVar[bool] = True
 
     def negative_slope(self, attrs: Mapping[str, Any]) -> float:
-        raise NotImplementedError
+        raise NotImplementedError  # each op below gives its ``a``
 
     def function(self, x: Tensor, attrs: Mapping[str, Any]) -> Tensor:
         return torch.where(x >= 0, x, self.negative_slope(attrs) * x)

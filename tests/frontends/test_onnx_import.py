@@ -2,7 +2,7 @@
 
 Each imported graph is compared with onnxruntime on random inputs.  Largest
 ``max_rel_diff`` observed on the shared models (seed 0, 20 samples; definition in
-:func:`hybridver.ir.onnx_runtime.compare_ir_with_onnxruntime`):
+:func:`hybridver.frontends.onnx.runtime.compare_ir_with_onnxruntime`):
 ACAS Xu (all 45) 2.2e-6, cGAN 1.7e-7, dist_shift 6.0e-6, lsnc 1.9e-7, marabou 2.0e-6,
 ml4acopf 3.5e-6, mnist_fc 6.6e-6, nn4sys 1.2e-7, ViT 5.0e-7, vnncomp_test 5.1e-7
 (CHECK_TOLERANCE is 1e-3).
@@ -20,8 +20,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from hybridver.errors import ModelLoadError, UnsupportedOpError
 from hybridver.ir.evaluate import evaluate
-from hybridver.ir.onnx_import import load_onnx
-from hybridver.ir.onnx_runtime import (CHECK_TOLERANCE, OnnxRuntimeModel,
+from hybridver.frontends.onnx import load_onnx
+from hybridver.frontends.onnx import (CHECK_TOLERANCE, OnnxRuntimeModel,
                                        compare_ir_with_onnxruntime)
 from hybridver.ir.ops import OpKind
 from tests.conftest import SHARED_BENCHMARKS, shared_files

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from hybridver.errors import ModelLoadError, UnsupportedOpError
 from hybridver.ir import NetworkGraph, OpKind, evaluate_all
-from hybridver.ir.torch_import import check_against_module, from_torch
+from hybridver.frontends.torch import check_against_module, from_torch
 
 
 def _randomize_bn(module: nn.Module) -> nn.Module:

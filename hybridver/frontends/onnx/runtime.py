@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from hybridver.errors import ModelLoadError
+from hybridver.frontends.onnx.importer import load_onnx
+from hybridver.frontends.onnx.reader import read_model_bytes
+from hybridver.ir.evaluate import evaluate
 
 __all__ = ["CHECK_TOLERANCE", "OnnxRuntimeModel", "compare_ir_with_onnxruntime"]
 
@@ -61,9 +64,7 @@ class OnnxRuntimeModel:
     """
 
     def __init__(self, path: str | Path, threads: int = 1):
-        import onnxruntime as ort
-
-        from hybridver.ir.onnx_import import read_model_bytes
+        import onnxruntime as ort  # heavy: imported when a session is made
 
         self.path = Path(path)
         data = read_model_bytes(self.path)
@@ -163,9 +164,6 @@ def compare_ir_with_onnxruntime(path: str | Path, graph=None, n_samples: int = 2
     Entries where both sides are NaN count as equal; a NaN or infinity on one side only
     gives ``inf``.  Agreement means ``max_rel_diff <= CHECK_TOLERANCE``.
     """
-    from hybridver.ir.evaluate import evaluate
-    from hybridver.ir.onnx_import import load_onnx
-
     if graph is None:
         graph = load_onnx(path)
     model = OnnxRuntimeModel(path)

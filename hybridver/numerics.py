@@ -1,0 +1,54 @@
+"""The rounding constants every soundness argument cites, defined once (a leaf module:
+it imports nothing from hybridver).
+
+Model (Higham, *Accuracy and Stability of Numerical Algorithms*, 2.2): a floating-point
+operation on normal numbers returns ``(x op y)(1 + delta)`` with ``|delta| <= u``, the unit
+roundoff of its format.  A sum or inner product of ``k`` terms, in any order (blocked or
+with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
+
+* :data:`U64`, :data:`U32`, :data:`U_TF32`, :data:`U_BF16`: unit roundoffs of float64,
+  float32, TF32 (10-bit significand, CUDA matmuls) and bfloat16 (7-bit significand).
+* :func:`gamma`: Higham's ``gamma_k``.
+* :data:`TINY`: the absolute allowance for underflow, which Higham's relative model leaves
+  out: a product or quotient whose result is subnormal (or flushed to it) is off by up to
+  half the smallest subnormal, ``2**-1075`` in float64 (sums and differences of floats are
+  exact when they underflow).  ``TINY = 1e-300`` exceeds that by a factor over ``2**78``,
+  so one ``TINY`` covers the underflow of up to ``2**78`` operations whose errors reach the
+  result with weights at most 1 (or of fewer operations scaled by larger weights; a use
+  site scales it by the weight where that is not bounded).  It also covers the absolute
+  error of float64 library functions (exp, tanh, ...) on results near 0, which is a few
+  ulps of a subnormal.  Sound as an allowance for the float64 value being widened only:
+  cast to float32 it becomes 0, so it is never used on float32 tensors.
+* :data:`REL_SLACK`: a relative widening (``1e-12``, over ``4000 u``) for a value computed
+  by a few float64 operations, e.g. a radius or a bias moved outward to cover its own
+  rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK"]
+
+#: float64 unit roundoff.
+U64 = 2.0 ** -53
+#: float32 unit roundoff.
+U32 = 2.0 ** -24
+#: TF32 (CUDA matmuls and convolutions with ``allow_tf32``) unit roundoff.
+U_TF32 = 2.0 ** -11
+#: bfloat16 unit roundoff (float32 matmuls below ``"highest"`` precision may use it).
+U_BF16 = 2.0 ** -8
+#: Absolute underflow allowance (module docstring).
+TINY = 1e-300
+#: Relative widening covering the rounding of a few float64 operations.
+REL_SLACK = 1e-12
+
+
+def gamma(k: float, unit: float) -> float:
+    """Higham's ``gamma_k = k u / (1 - k u)`` for unit roundoff ``unit``.
+
+    ``inf`` (no claim) when ``k u >= 1/2``: the formula holds for ``k u < 1``, and the
+    guard at 1/2 keeps every finite value below 1 (``gamma_k <= 2 k u``).
+    """
+    ku = k * unit
+    return ku / (1.0 - ku) if ku < 0.5 else math.inf
