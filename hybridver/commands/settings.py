@@ -45,7 +45,8 @@ def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
                             help=f"time limit in seconds, loading included "
                                  f"(default: {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--config", metavar="FILE.toml",
-                        help="settings file (docs/cli.md); flags given here override it")
+                        help="settings file, TOML (README, Command line); flags given here "
+                             "override it")
     parser.add_argument("--mode", choices=MODES,
                         help=f"hybrid: the staged pipeline; exact: one exact back end "
                              f"(default: {DEFAULT_MODE})")
