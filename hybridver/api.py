@@ -107,10 +107,12 @@ def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
 
 
 def verify_files(model_path: str | Path, spec_path: str | Path,
-                 config: VerifyConfig = VerifyConfig(), progress: Progress | None = None
-                 ) -> VerificationResult:
-    """Load, then verify; loading time is reported as the ``load`` phase."""
+                 config: VerifyConfig = VerifyConfig(), progress: Progress | None = None,
+                 started: float | None = None) -> VerificationResult:
+    """Load, then verify; loading time is reported as the ``load`` phase.  The time limit
+    counts from ``started`` (a ``time.monotonic()`` value; default: now)."""
     t0 = time.monotonic()
+    deadline = (t0 if started is None else started) + config.timeout_s
     for path in (model_path, spec_path):
         if not Path(path).exists():
             raise HybridverInputError(f"file not found: {path}")
@@ -119,6 +121,6 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     model = load_model(model_path)
     spec = load_spec(spec_path, model)
     load_time = time.monotonic() - t0
-    res = verify(model, spec, config, progress, deadline=t0 + config.timeout_s)
+    res = verify(model, spec, config, progress, deadline=deadline)
     return dataclasses.replace(res, time_s=res.time_s + load_time,
                                phase_times={"load": load_time, **res.phase_times})

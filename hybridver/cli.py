@@ -9,7 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import traceback
+
+#: when the command started (before torch and the solvers are imported): ``--timeout``
+#: counts from here, so the whole process answers within it
+STARTED = time.monotonic()
 
 from hybridver.commands.settings import add_run_options, positive_float, positive_int
 from hybridver.errors import HybridverInputError
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        args.started = STARTED if argv is None else time.monotonic()
         if args.command == "info":
             from hybridver.commands.info import run_info
             return run_info(args.models, args.check, args.seed)

@@ -37,7 +37,8 @@ def run_verify(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     apply_process_settings(config)
     with make_progress(getattr(args, "progress", "auto")) as progress:
-        result = verify_files(args.model, args.spec, config, progress=progress)
+        result = verify_files(args.model, args.spec, config, progress=progress,
+                              started=getattr(args, "started", None))
     if args.results_file:
         _write(args.results_file, format_results_file(result))
     if args.json:

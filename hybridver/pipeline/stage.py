@@ -77,6 +77,8 @@ def _drive(ctx: RunContext, stages: list[Stage]
             targets = [] if undecided else open_cases
         if not targets:
             continue
+        if ctx.timed_out():
+            return Verdict.TIMEOUT, None, f"time limit reached before {stage.name}"
         try:
             results = stage.run(ctx, targets)
         except UnsupportedBoundError as exc:
