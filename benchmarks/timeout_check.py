@@ -24,13 +24,14 @@ SHARED = REPO.parent / "shared" / "benchmarks"
 #: group -> (onnx, vnnlib) relative to the group's folder (read as .gz where needed)
 INSTANCES = {
     "acasxu": ("ACASXU_run2a_3_3_batch_2000.onnx", "prop_2.vnnlib"),
-    "cgan_2023": ("onnx/cGAN_imgSz64_nCh_3.onnx",
-                  "vnnlib/cGAN_imgSz64_nCh_3_prop_0_input_eps_0.010_output_eps_0.015.vnnlib"),
+    "cgan_2023": ("onnx/cGAN_imgSz32_nCh_3_upsample.onnx",
+                  "vnnlib/cGAN_imgSz32_nCh_3_upsample_prop_0_input_eps_0.010_output_eps_0.015"
+                  ".vnnlib"),
     "dist_shift_2023": ("onnx/mnist_concat.onnx", "vnnlib/index4462_delta0.13.vnnlib"),
     "lsnc_2024": ("onnx/quadrotor2d_output.onnx", "vnnlib/quadrotor2d_output_0.vnnlib"),
     "ml4acopf_2023": ("onnx/300_ieee_ml4acopf.onnx", "vnnlib/300_ieee_prop3.vnnlib"),
     "mnist_fc_2022": ("onnx/mnist-net_256x6.onnx", "vnnlib/prop_1_0.03.vnnlib"),
-    "nn4sys_2023": ("onnx/mscn_2048d_dual.onnx", "vnnlib/cardinality_1_1_2048_dual.vnnlib"),
+    "nn4sys_2023": ("onnx/mscn_128d.onnx", "vnnlib/cardinality_0_1000_128.vnnlib"),
     "vit_2023": ("onnx/pgd_2_3_16.onnx", "vnnlib/pgd_2_3_16_4021.vnnlib"),
     "vnncomp_test": ("test_small.onnx", "test_small.vnnlib"),
 }
@@ -44,12 +45,14 @@ def _existing(path: Path) -> Path | None:
 
 
 def _fallback(group: str) -> tuple[str, str] | None:
-    """The group's last listed instance, when the named one is absent."""
+    """The group's first listed instance whose files are here, when the named one is
+    absent."""
     for name in ("instances.csv", "acasxu_instances.csv", "test_instances.csv"):
         csv = SHARED / group / name
         if csv.exists():
-            rows = [r.split(",") for r in csv.read_text().splitlines() if r.strip()]
-            return rows[-1][0], rows[-1][1]
+            for row in (r.split(",") for r in csv.read_text().splitlines() if r.strip()):
+                if all(_existing(SHARED / group / n) for n in row[:2]):
+                    return row[0], row[1]
     return None
 
 

@@ -22,7 +22,7 @@ empty pool means the case holds rests on the strategy (its bounds are sound and 
 children cover the parent).  COUNTEREXAMPLE is returned only for a point the caller's
 ``probe`` confirmed.
 
-This module sits low (numpy and the standard library only) so that back ends can use it.
+This module sits low (numpy, the standard library and `errors`) so that back ends can use it.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from hybridver.errors import DeadlineExceeded
 
 
 class SearchStatus(str, enum.Enum):
@@ -194,8 +196,18 @@ class Strategy(Protocol):
 
 def run_search(strategy: Strategy, limits: SearchLimits, probe: ProbeFn | None = None,
                progress: ProgressFn | None = None) -> SearchOutcome:
-    """Run ``strategy`` to an outcome (module docstring)."""
+    """Run ``strategy`` to an outcome (module docstring).  A bound pass that passes the
+    deadline (``DeadlineExceeded``) ends the search as TIMEOUT, like the loop's own check."""
     start = time.monotonic()
+    try:
+        return _search(strategy, limits, probe, progress, start)
+    except DeadlineExceeded:
+        strategy.stats.time_s = time.monotonic() - start
+        return SearchOutcome(SearchStatus.TIMEOUT, None, strategy.stats)
+
+
+def _search(strategy: Strategy, limits: SearchLimits, probe: ProbeFn | None,
+            progress: ProgressFn | None, start: float) -> SearchOutcome:
     stats = strategy.stats
     hand_off = strategy.hand_off
 

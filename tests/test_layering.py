@@ -50,7 +50,7 @@ RANKS: dict[str, int] = {
     "progress": 30,
     "ir": 25,
     "numerics": 10,
-    "errors": 10,
+    "errors": 5,  # a leaf: bab_core and numerics may raise its errors
     "bab_core": 10,
     "version": 10,
 }

@@ -152,7 +152,10 @@ class _ActivationSplitting:
                  config: ActivationSplitConfig, device: str | torch.device):
         self.graph, self.groups, self.config, self.device = graph, groups, config, device
         self.stats = SearchStats()
-        bconfig = BoundConfig(alpha=dataclasses.replace(config.alpha, deadline=deadline))
+        # the deadline stops alpha's optimization early (keeping its best bound) and, past
+        # it, every bound pass raises DeadlineExceeded (the run answers timeout)
+        bconfig = BoundConfig(alpha=dataclasses.replace(config.alpha, deadline=deadline),
+                              deadline=deadline)
         self.plan = get_plan(graph, bconfig.torch_dtype, torch.device(device))
         self.cands = _candidates(graph, self.plan)
         method = config.bound_method(self.plan, self.cands)

@@ -29,6 +29,9 @@ from hybridver.progress import make_progress
 from hybridver.result import Verdict, format_results_file
 
 REPORT_VERSION = 1
+#: seconds kept after the run for stopping worker processes and the interpreter's exit,
+#: so that the whole process answers within ``--timeout``
+EXIT_RESERVE_S = 0.5
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -38,7 +41,7 @@ def run_verify(args: argparse.Namespace) -> int:
     apply_process_settings(config)
     with make_progress(getattr(args, "progress", "auto")) as progress:
         result = verify_files(args.model, args.spec, config, progress=progress,
-                              started=getattr(args, "started", None))
+                              started=_started(args, config.timeout_s))
     if args.results_file:
         _write(args.results_file, format_results_file(result))
     if args.json:
@@ -57,6 +60,15 @@ def run_verify(args: argparse.Namespace) -> int:
     print(f"{Path(args.model).name} {Path(args.spec).name}: {detail}", file=sys.stderr)
     print(result.verdict.value)
     return 0
+
+
+def _started(args: argparse.Namespace, timeout_s: float) -> float | None:
+    """When the time limit starts counting: the command's start, less the exit reserve
+    (capped at a tenth of the limit)."""
+    started = getattr(args, "started", None)
+    if started is None:
+        return None
+    return started - min(EXIT_RESERVE_S, 0.1 * timeout_s)
 
 
 def _write(path: str, text: str) -> None:
