@@ -10,7 +10,7 @@ from hybridver.bab_core import SearchStatus
 from hybridver.config import Event
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.hooks import make_probe, make_progress
-from hybridver.pipeline.input_split import unfinished
+from hybridver.pipeline.input_split import case_result
 from hybridver.pipeline.races import start_case_race
 from hybridver.pipeline.stage import CaseResult, CaseStatus
 from hybridver.pipeline.stats import ActivationSplitStats
@@ -68,11 +68,7 @@ class ActivationSplitStage:
                     elif state == "counterexample" and found:
                         status = SearchStatus.COUNTEREXAMPLE
                     race.cancel()
-                if status is SearchStatus.COUNTEREXAMPLE and found:
-                    results[index] = CaseResult(CaseStatus.COUNTEREXAMPLE, found[0])
+                results[index] = case_result(status, found)
+                if results[index].status is not CaseStatus.PROVEN:
                     return results
-                if status is not SearchStatus.PROVEN:
-                    results[index] = unfinished(status)
-                    return results
-                results[index] = CaseResult(CaseStatus.PROVEN)
         return results

@@ -11,6 +11,19 @@ from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.stage import CaseResult, CaseStatus
 
 
+def _first_confirmed(ctx: RunContext, cases: list[int], propose) -> dict[int, CaseResult]:
+    """``propose(case)`` on each case in turn; the first candidate the real model confirms
+    decides its case (COUNTEREXAMPLE); stops at the deadline."""
+    for index in cases:
+        for candidate in propose(ctx.spec.cases[index]):
+            cex = ctx.confirm(candidate)
+            if cex is not None:
+                return {index: CaseResult(CaseStatus.COUNTEREXAMPLE, cex)}
+        if ctx.timed_out():
+            break
+    return {}
+
+
 class SamplingStage:
     """``attack.samples`` uniform points of every case's box."""
 
@@ -20,16 +33,8 @@ class SamplingStage:
     def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
         attack = ctx.config.attack
         with ctx.phase(self.name):
-            for index in cases:
-                for candidate in sample_candidates(ctx.model.graph, ctx.spec.cases[index],
-                                                   attack.samples, attack.seed,
-                                                   ctx.config.device):
-                    cex = ctx.confirm(candidate)
-                    if cex is not None:
-                        return {index: CaseResult(CaseStatus.COUNTEREXAMPLE, cex)}
-                if ctx.timed_out():
-                    break
-        return {}
+            return _first_confirmed(ctx, cases, lambda case: sample_candidates(
+                ctx.model.graph, case, attack.samples, attack.seed, ctx.config.device))
 
 
 class PgdStage:
@@ -43,12 +48,5 @@ class PgdStage:
         with ctx.phase(self.name):
             if attack.rounds <= 0:
                 return {}
-            for index in cases:
-                for candidate in pgd_attack(ctx.model.graph, ctx.spec.cases[index], attack,
-                                            ctx.deadline, ctx.config.device):
-                    cex = ctx.confirm(candidate)
-                    if cex is not None:
-                        return {index: CaseResult(CaseStatus.COUNTEREXAMPLE, cex)}
-                if ctx.timed_out():
-                    break
-        return {}
+            return _first_confirmed(ctx, cases, lambda case: pgd_attack(
+                ctx.model.graph, case, attack, ctx.deadline, ctx.config.device))

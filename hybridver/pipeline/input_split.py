@@ -26,9 +26,13 @@ from hybridver.result import ConfirmedCounterexample
 _RELU_LIKE = piecewise_linear_ops()
 
 
-def unfinished(status: SearchStatus) -> CaseResult:
-    """The result of a search that neither proved the case nor found a confirmed
-    counterexample."""
+def case_result(status: SearchStatus, found: list[ConfirmedCounterexample]) -> CaseResult:
+    """A case's result from its search's final status: a counterexample only with one
+    confirmed in ``found``; PROVEN only from PROVEN; otherwise why it is undecided."""
+    if status is SearchStatus.COUNTEREXAMPLE and found:
+        return CaseResult(CaseStatus.COUNTEREXAMPLE, found[0])
+    if status is SearchStatus.PROVEN:
+        return CaseResult(CaseStatus.PROVEN)
     if status is SearchStatus.TIMEOUT:
         return CaseResult(CaseStatus.TIMEOUT, message="time limit reached in branch-and-bound")
     return CaseResult(CaseStatus.UNKNOWN, message=f"branch-and-bound stopped: {status.value}")
@@ -103,11 +107,7 @@ class InputSplitStage:
                 if race is not None:
                     status, disagreement = race.finish(status, stats.region_races)
                     stats.region_race_disagreement |= disagreement
-                if status is SearchStatus.COUNTEREXAMPLE and found:
-                    results[index] = CaseResult(CaseStatus.COUNTEREXAMPLE, found[0])
+                results[index] = case_result(status, found)
+                if results[index].status is not CaseStatus.PROVEN:
                     return results
-                if status is not SearchStatus.PROVEN:
-                    results[index] = unfinished(status)
-                    return results
-                results[index] = CaseResult(CaseStatus.PROVEN)
         return results
