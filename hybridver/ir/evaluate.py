@@ -125,6 +125,24 @@ def _batch_norm(node: Node, args: list[Tensor]) -> Tensor:
     return (x - mean.reshape(shape)) * factor.reshape(shape) + bias.reshape(shape)
 
 
+def pool_output_size(padded: tuple[int, ...], begin: tuple[int, ...], end: tuple[int, ...],
+                     kernel: tuple[int, ...], strides: tuple[int, ...],
+                     dilations: tuple[int, ...], ceil_mode: bool) -> tuple[int, ...]:
+    """Output length per spatial axis of an ONNX pool over an input of ``padded`` lengths
+    (pads included): ``(padded - d (k - 1) - 1) / s + 1``, rounded down, or up with
+    ``ceil_mode``; in ceil mode a last window that starts inside the end padding (at or
+    after ``begin + input length``) is dropped, as the ONNX operator, onnxruntime and torch
+    do."""
+    sizes = []
+    for n, b, e, k, s, d in zip(padded, begin, end, kernel, strides, dilations):
+        span = n - d * (k - 1) - 1
+        out = (-(-span // s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= n - e:
+            out -= 1
+        sizes.append(out)
+    return tuple(sizes)
+
+
 def _pool(node: Node, args: list[Tensor]) -> Tensor:
     x = args[0]
     kernel = tuple(node.attrs["kernel_shape"])
@@ -140,8 +158,13 @@ def _pool(node: Node, args: list[Tensor]) -> Tensor:
             pad_arg += [begin[i], end[i]]
         xs = F.pad(xs, pad_arg, value=-math.inf)
         fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[spatial - 1]
-        y = fn(xs, kernel, strides, 0, tuple(node.attrs.get("dilations", (1,) * spatial)),
-               ceil_mode=ceil)
+        dilations = tuple(node.attrs.get("dilations", (1,) * spatial))
+        y = fn(xs, kernel, strides, 0, dilations, ceil_mode=ceil)
+        # the padding is already in ``xs``, so torch's ceil mode would keep a last window
+        # that starts inside the end padding: ONNX (and onnxruntime, torch) drop it
+        sizes = pool_output_size(xs.shape[-spatial:], begin, end, kernel, strides,
+                                 dilations, ceil)
+        y = y[(..., *(slice(0, n) for n in sizes))]
     else:
         if begin != end:
             raise GraphValidationError(f"node '{node.name}': asymmetric average-pool padding")
