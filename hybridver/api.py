@@ -106,6 +106,18 @@ def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
     return run_pipeline(model, spec, config, progress, deadline=deadline)
 
 
+def _existing(path: str | Path) -> Path:
+    """``path``, or its gzip copy ``path.gz`` when only that exists (as VNN-COMP's folders
+    keep them); a clear error when neither does."""
+    path = Path(path)
+    if path.exists():
+        return path
+    gz = path.with_name(path.name + ".gz")
+    if gz.exists():
+        return gz
+    raise HybridverInputError(f"file not found: {path}")
+
+
 def verify_files(model_path: str | Path, spec_path: str | Path,
                  config: VerifyConfig = VerifyConfig(), progress: Progress | None = None,
                  started: float | None = None) -> VerificationResult:
@@ -113,9 +125,7 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     counts from ``started`` (a ``time.monotonic()`` value; default: now)."""
     t0 = time.monotonic()
     deadline = (t0 if started is None else started) + config.timeout_s
-    for path in (model_path, spec_path):
-        if not Path(path).exists():
-            raise HybridverInputError(f"file not found: {path}")
+    model_path, spec_path = _existing(model_path), _existing(spec_path)
     if progress is not None:
         progress.phase("load")
     model = load_model(model_path)

@@ -19,6 +19,7 @@ STARTED = time.monotonic()
 from hybridver.commands.settings import add_run_options, positive_float, positive_int
 from hybridver.errors import HybridverInputError
 from hybridver.progress import MODES as PROGRESS_MODES
+from hybridver.version import __version__
 
 
 def _backend_names() -> list[str]:
@@ -35,6 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="hybridver", description="Neural-network verifier.")
+    parser.add_argument("--version", action="version", version=f"hybridver {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="ops, shapes and parameters of models")

@@ -34,7 +34,7 @@ def read_instances(path: Path) -> list[Instance]:
     if not path.is_file():
         raise HybridverInputError(f"file not found: {path}")
     instances = []
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not a cell
         for line_no, row in enumerate(csv.reader(handle), start=1):
             row = [cell.strip() for cell in row]
             if not row or not any(row) or row[0].startswith("#"):
@@ -56,7 +56,7 @@ def read_expected(path: Path) -> dict[tuple[str, str], str]:
     """``{(onnx, vnnlib): expected}`` from an expected_results.csv, or {} when absent."""
     if not path.is_file():
         return {}
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not a cell
         return {(_strip_gz(r["onnx"]), _strip_gz(r["vnnlib"])): r["expected"].strip().lower()
                 for r in csv.DictReader(handle) if r.get("expected")}
 

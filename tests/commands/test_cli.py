@@ -260,3 +260,41 @@ def test_help_shows_the_defaults(capsys):
     for words in ("default: 300", "default: hybrid", "default: highs", "default: cpu",
                   "--config", "--workers", "--threads"):
         assert words in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    from hybridver.version import __version__
+    assert capsys.readouterr().out.strip() == f"hybridver {__version__}"
+
+
+def test_verify_reads_the_gzip_copy_when_only_it_exists(tmp_path, capsys):
+    import gzip
+    import shutil
+
+    model, spec = tmp_path / "net.onnx", tmp_path / "prop.vnnlib"
+    with open(RELU, "rb") as src, gzip.open(str(model) + ".gz", "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    shutil.copy(SMALL, spec)
+    code, out, err = run(["verify", str(model), str(spec), "--timeout", "60"], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "unsat", err
+    code, out, err = run(["verify", str(tmp_path / "missing.onnx"), str(spec)], capsys)
+    assert code == 2 and "file not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_run_instances_reads_csv_files_with_a_byte_order_mark(tmp_path, capsys):
+    import shutil
+
+    for name in ("digits_relu.onnx", "digits_relu_eps_small_0.vnnlib"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    (tmp_path / "instances.csv").write_text(
+        "\ufeffdigits_relu.onnx,digits_relu_eps_small_0.vnnlib,60\n", encoding="utf-8")
+    (tmp_path / "expected_results.csv").write_text(
+        "\ufeffonnx,vnnlib,timeout_s,expected\n"
+        "digits_relu.onnx,digits_relu_eps_small_0.vnnlib,60,unsat\n", encoding="utf-8")
+    code, out, err = run(["run-instances", str(tmp_path / "instances.csv"), "--output",
+                          str(tmp_path / "out.csv"), "--progress", "off"], capsys)
+    assert code == 0, err
+    assert "unsat    unsat" in out and "solved 1/1, wrong 0" in out
