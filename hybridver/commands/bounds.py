@@ -53,6 +53,7 @@ def _number(x: float) -> float | str:
 
 def run_bounds(args: argparse.Namespace) -> int:
     from hybridver.api import load_model, load_spec
+    from hybridver.commands.settings import check_device
     from hybridver.bounds.engine import compute_bounds
     from hybridver.bounds.intervals import UnsupportedBoundError
     from hybridver.bounds.options import BoundConfig
@@ -61,6 +62,7 @@ def run_bounds(args: argparse.Namespace) -> int:
     for path in (args.model, args.spec):
         if not Path(path).exists():
             raise HybridverInputError(f"file not found: {path}")
+    check_device(args.device)
     model = load_model(args.model)
     spec = load_spec(args.spec, model)
     if not spec.cases:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from hybridver.errors import HybridverInputError
+
 #: built-in defaults shown in the help (they equal VerifyConfig's; a test checks it)
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MODE = "hybrid"
@@ -87,8 +89,31 @@ def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
     return config
 
 
+def check_device(name: str) -> None:
+    """A clear input error for a torch device this process cannot use (an unknown name,
+    or CUDA/MPS on a build or machine without it), instead of torch's internal error."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise HybridverInputError(f"unknown device '{name}' (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise HybridverInputError(f"device '{name}' is not available: this torch build "
+                                      "has no CUDA, or no GPU is visible")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise HybridverInputError(f"device '{name}' is not available: "
+                                      f"{torch.cuda.device_count()} GPU(s) visible")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise HybridverInputError(f"device '{name}' is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise HybridverInputError(f"device '{name}' is not supported (cpu, cuda, mps)")
+
+
 def apply_process_settings(config) -> None:
-    """Process-wide settings of a run: torch's thread count."""
+    """Process-wide settings of a run: the device is checked, torch's thread count set."""
+    check_device(config.device)
     if config.threads is not None:
         import torch
         torch.set_num_threads(config.threads)

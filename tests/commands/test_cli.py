@@ -298,3 +298,15 @@ def test_run_instances_reads_csv_files_with_a_byte_order_mark(tmp_path, capsys):
                           str(tmp_path / "out.csv"), "--progress", "off"], capsys)
     assert code == 0, err
     assert "unsat    unsat" in out and "solved 1/1, wrong 0" in out
+
+
+@pytest.mark.parametrize("command", ["verify", "bounds"])
+@pytest.mark.parametrize("device, words", [("cuda", "is not available"),
+                                           ("tpu9", "unknown device")])
+def test_an_unusable_device_is_bad_input(command, device, words, capsys):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code, out, err = run([command, RELU, SMALL, "--device", device], capsys)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
