@@ -53,3 +53,9 @@ class DeadlineExceeded(Exception):
     (:class:`hybridver.bounds.options.BoundConfig` ``deadline``) and searches, caught by the
     pipeline.  No bound is claimed from a stopped pass.
     """
+
+
+class VacuousSpecWarning(UserWarning):
+    """A spec that says nothing useful: every input region is empty (it holds vacuously),
+    or a case has no output constraint (every point of its region is a counterexample).
+    The CLI prints it as one line, and refuses the spec under ``--strict``."""

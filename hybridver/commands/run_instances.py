@@ -82,7 +82,8 @@ def judge(verdict: str, expected: str | None) -> str:
 
 def run_instances(args: argparse.Namespace) -> int:
     from hybridver.api import verify_files
-    from hybridver.commands.settings import apply_process_settings, config_from_args
+    from hybridver.commands.settings import (apply_process_settings, config_from_args,
+                                             spec_warnings)
 
     csv_path = Path(args.csv)
     instances = read_instances(csv_path)
@@ -104,8 +105,9 @@ def run_instances(args: argparse.Namespace) -> int:
         with make_progress(getattr(args, "progress", "auto"),
                            label=f"[{number}/{len(instances)}] {name}") as progress:
             try:
-                result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
-                                      config_from_args(args, timeout), progress=progress)
+                with spec_warnings(getattr(args, "strict", False)):
+                    result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
+                                          config_from_args(args, timeout), progress=progress)
                 verdict, message = result.verdict.value, result.message
             except HybridverInputError as exc:
                 verdict, message = "error", str(exc)

@@ -6,9 +6,13 @@ given; the help texts name the built-in defaults."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import sys
+import warnings
+from collections.abc import Iterator
 
-from hybridver.errors import HybridverInputError
+from hybridver.errors import HybridverInputError, VacuousSpecWarning
 
 #: built-in defaults shown in the help (they equal VerifyConfig's; a test checks it)
 DEFAULT_TIMEOUT_S = 300.0
@@ -62,6 +66,9 @@ def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
                              "(default: 1 for hand-offs, 2 for region races)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch threads of this process (default: torch's choice)")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse a vacuous spec (empty input region, or a case without "
+                             "output constraint) instead of warning")
 
 
 def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
@@ -87,6 +94,25 @@ def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
     if args.workers is not None:
         config = config.with_workers(args.workers)
     return config
+
+
+@contextlib.contextmanager
+def spec_warnings(strict: bool) -> Iterator[None]:
+    """Inside: a :class:`VacuousSpecWarning` is printed once as one line on stderr
+    (``hybridver: warning: ...``), or, with ``strict``, refused as bad input."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("error" if strict else "always", VacuousSpecWarning)
+        try:
+            yield
+        except VacuousSpecWarning as exc:
+            raise HybridverInputError(f"{exc} (refused under --strict)") from None
+    seen = set()
+    for item in caught:
+        if issubclass(item.category, VacuousSpecWarning) and str(item.message) not in seen:
+            seen.add(str(item.message))
+            print(f"hybridver: warning: {item.message}", file=sys.stderr)
+        elif not issubclass(item.category, VacuousSpecWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
 
 
 def check_device(name: str) -> None:

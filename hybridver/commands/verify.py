@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from hybridver.version import __version__
-from hybridver.commands.settings import apply_process_settings, config_from_args
+from hybridver.commands.settings import (apply_process_settings, config_from_args,
+                                         spec_warnings)
 from hybridver.errors import HybridverInputError
 from hybridver.progress import make_progress
 from hybridver.result import Verdict, format_results_file
@@ -39,9 +40,10 @@ def run_verify(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     apply_process_settings(config)
-    with make_progress(getattr(args, "progress", "auto")) as progress:
-        result = verify_files(args.model, args.spec, config, progress=progress,
-                              started=_started(args, config.timeout_s))
+    with spec_warnings(getattr(args, "strict", False)):
+        with make_progress(getattr(args, "progress", "auto")) as progress:
+            result = verify_files(args.model, args.spec, config, progress=progress,
+                                  started=_started(args, config.timeout_s))
     if args.results_file:
         _write(args.results_file, format_results_file(result))
     if args.json:

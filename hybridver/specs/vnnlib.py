@@ -64,7 +64,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hybridver.errors import DimensionMismatchError, SpecError
+from hybridver.errors import DimensionMismatchError, SpecError, VacuousSpecWarning
 from hybridver.specs.spec import InputBox, OutputConstraints, Spec, SpecCase
 
 __all__ = ["parse_vnnlib", "load_vnnlib", "format_vnnlib", "write_vnnlib",
@@ -562,7 +562,13 @@ class _Parser:
                     entry[2] = None
         if terms and not merged:
             warnings.warn(f"{path or '<spec>'}: every input region of the spec is empty; "
-                          "the property holds vacuously", stacklevel=4)
+                          "the property holds vacuously", VacuousSpecWarning, stacklevel=4)
+        for k, (lo, hi, disj) in enumerate(merged.values()):
+            if disj is None:
+                warnings.warn(f"{path or '<spec>'}: case {k} has no output constraint; every "
+                              "point of its input region is a counterexample",
+                              VacuousSpecWarning, stacklevel=4)
+                break
         cases = []
         for lo, hi, disj in merged.values():
             outs = () if disj is None else tuple(_rows_to_constraints(r, n_y) for r in disj)

@@ -310,3 +310,26 @@ def test_an_unusable_device_is_bad_input(command, device, words, capsys):
         pytest.skip("this machine has CUDA")
     code, out, err = run([command, RELU, SMALL, "--device", device], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+EMPTY_REGION = "".join(f"(declare-const X_{i} Real)\n" for i in range(64)) + \
+    "".join(f"(declare-const Y_{i} Real)\n" for i in range(10)) + \
+    "".join(f"(assert (>= X_{i} 0.5))\n(assert (<= X_{i} 0.25))\n" for i in range(64)) + \
+    "(assert (>= Y_0 Y_1))\n"
+NO_OUTPUT = "".join(f"(declare-const X_{i} Real)\n" for i in range(64)) + \
+    "".join(f"(declare-const Y_{i} Real)\n" for i in range(10)) + \
+    "".join(f"(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 0.1))\n" for i in range(64))
+
+
+@pytest.mark.parametrize("text, words, verdict", [(EMPTY_REGION, "holds vacuously", "unsat"),
+                                                  (NO_OUTPUT, "no output constraint", "sat")])
+def test_a_vacuous_spec_is_one_warning_line_and_refused_under_strict(tmp_path, capsys, text,
+                                                                     words, verdict):
+    spec = tmp_path / "vacuous.vnnlib"
+    spec.write_text(text)
+    code, out, err = run(["verify", RELU, str(spec), "--timeout", "60"], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == verdict, err
+    warned = [line for line in err.splitlines() if line.startswith("hybridver: warning:")]
+    assert len(warned) == 1 and words in warned[0]
+    code, out, err = run(["verify", RELU, str(spec), "--strict"], capsys)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err

@@ -10,7 +10,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from hybridver.errors import DimensionMismatchError, HybridverInputError, SpecError
+from hybridver.errors import (DimensionMismatchError, HybridverInputError, SpecError,
+                             VacuousSpecWarning)
 from hybridver.specs import MAX_DNF_TERMS, load_vnnlib, parse_vnnlib
 from tests.conftest import SHARED_BENCHMARKS, shared_files
 
@@ -220,7 +221,7 @@ def test_empty_regions_are_dropped():
     spec = parse("(assert (or (and (>= X_0 2) (<= X_0 1) (>= X_1 0) (<= X_1 1))\n"
                  "            (and (>= X_0 0) (<= X_0 1) (>= X_1 0) (<= X_1 1))))")
     np.testing.assert_array_equal(only_case(spec).region.lower, [0.0, 0.0])
-    with pytest.warns(UserWarning, match="empty"):
+    with pytest.warns(VacuousSpecWarning, match="empty"):
         spec = parse("(assert (>= X_0 2))(assert (<= X_0 1))(assert (<= X_1 1))"
                      "(assert (>= X_1 0))")
     assert spec.cases == ()
