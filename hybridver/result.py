@@ -13,6 +13,7 @@ import enum
 import math
 import re
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,20 @@ def _round_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     return xc
 
 
+def exactly_satisfied(C: np.ndarray, d: np.ndarray, y: np.ndarray) -> bool:
+    """``C y + d <= 0`` on every row, decided in exact rational arithmetic over the float64
+    values of ``C (m, n)``, ``d (m,)``, ``y (n,)`` (each float is a rational, so no rounding
+    can make a row look satisfied: ``y = (2**60, 1)`` does not meet ``y_0 + y_1 <= 2**60``,
+    although float64 sums it to ``2**60``)."""
+    for row, offset in zip(np.asarray(C, dtype=np.float64), np.asarray(d, dtype=np.float64)):
+        total = Fraction(float(offset))
+        for j in np.flatnonzero(row):
+            total += Fraction(float(row[j])) * Fraction(float(y[j]))
+        if total > 0:
+            return False
+    return True
+
+
 def confirm_counterexample(candidate: CandidateCounterexample, spec: Any, real_model: RealModel,
                            input_shape: tuple[int, ...], checked_by: str,
                            input_dtype: np.dtype = np.float32) -> ConfirmedCounterexample | None:
@@ -96,7 +111,8 @@ def confirm_counterexample(candidate: CandidateCounterexample, spec: Any, real_m
     to ``(batch, *output_shape)``.  The input is first rounded to the model's input dtype
     (kept inside the region), so the point confirmed is exactly the one the model ran on.
     Region membership is checked with zero tolerance and the output property with zero
-    tolerance: ``C y + d <= 0`` on every row of some disjunct.
+    tolerance: ``C y + d <= 0`` on every row of some disjunct, in exact arithmetic
+    (:func:`exactly_satisfied`) wherever float64 says so.
     """
     x = np.asarray(candidate.x, dtype=np.float64).reshape(-1)
     for case_index, case in enumerate(spec.cases):
@@ -116,7 +132,7 @@ def confirm_counterexample(candidate: CandidateCounterexample, spec: Any, real_m
                                            candidate.source, _CONFIRM_TOKEN)
         for d_index, disjunct in enumerate(case.disjuncts):
             margin = float(np.max(disjunct.C @ y + disjunct.d)) if len(disjunct.d) else -math.inf
-            if margin <= 0.0:
+            if margin <= 0.0 and exactly_satisfied(disjunct.C, disjunct.d, y):
                 return ConfirmedCounterexample(x64, y, case_index, d_index, margin, checked_by,
                                                candidate.source, _CONFIRM_TOKEN)
     return None

@@ -94,3 +94,32 @@ def test_read_results_file_errors(tmp_path):
     other.write_text("violated\n((X_0 1e-3)\n (Y_0 -2.5))\n")
     parsed = read_results_file(other)
     assert parsed.verdict is Verdict.SAT and parsed.x[0] == 1e-3 and parsed.y[0] == -2.5
+
+
+def test_confirm_is_exact_where_float64_rounding_would_invent_a_violation():
+    """Outputs (2**60, 1) do not meet ``y_0 + y_1 <= 2**60`` (the sum is 2**60 + 1), but
+    float64 rounds the sum to 2**60: the old check confirmed this 'counterexample'."""
+    big = 2.0 ** 60
+    disjunct = OutputConstraints(np.array([[1.0, 1.0]]), np.array([-big]))
+    spec = Spec((SpecCase(InputBox(np.zeros(2), np.ones(2)), (disjunct,)),), n_inputs=2,
+                n_outputs=2)
+
+    def constant_model(x):
+        return np.tile(np.array([big, 1.0], dtype=np.float32), (len(x), 1))
+
+    candidate = CandidateCounterexample(np.array([0.5, 0.5]), np.array([big, 1.0]), "test")
+    assert confirm_counterexample(candidate, spec, constant_model, (2,), "const") is None
+    # one less: 2**60 - 2**36 + 1 (a float32 step below 2**60) does meet it, exactly
+    below = np.float32(big) - np.float32(2.0 ** 36)
+    lower_model = lambda x: np.tile(np.array([below, 1.0], dtype=np.float32), (len(x), 1))  # noqa: E731
+    cex = confirm_counterexample(candidate, spec, lower_model, (2,), "const")
+    assert cex is not None and cex.margin <= 0
+
+
+def test_exactly_satisfied_rows():
+    from hybridver.result import exactly_satisfied
+
+    C, d = np.array([[1.0, 1.0], [1.0, -1.0]]), np.array([-2.0 ** 60, 0.0])
+    assert not exactly_satisfied(C, d, np.array([2.0 ** 60, 1.0]))
+    assert exactly_satisfied(C, d, np.array([2.0 ** 59, 2.0 ** 59]))
+    assert exactly_satisfied(np.zeros((0, 2)), np.zeros(0), np.array([1.0, 2.0]))
