@@ -66,13 +66,6 @@ def _strip_gz(name: str) -> str:
     return name[:-3] if name.endswith(".gz") else name
 
 
-def resolve(root: Path, name: str) -> Path:
-    path = root / name
-    if not path.exists() and (root / (name + ".gz")).exists():
-        return root / (name + ".gz")
-    return path
-
-
 def judge(verdict: str, expected: str | None) -> str:
     """'ok' when it matches, 'WRONG' when a definite verdict contradicts, else '-'."""
     if expected not in ("sat", "unsat") or verdict not in ("sat", "unsat"):
@@ -106,7 +99,7 @@ def run_instances(args: argparse.Namespace) -> int:
                            label=f"[{number}/{len(instances)}] {name}") as progress:
             try:
                 with spec_warnings(getattr(args, "strict", False)):
-                    result = verify_files(resolve(root, inst.onnx), resolve(root, inst.vnnlib),
+                    result = verify_files(root / inst.onnx, root / inst.vnnlib,  # .gz found there
                                           config_from_args(args, timeout), progress=progress)
                 verdict, message = result.verdict.value, result.message
             except HybridverInputError as exc:

@@ -89,7 +89,8 @@ def gemm(ctx: OnnxContext, onode, ins, attrs) -> list:
     return [y]
 
 
-def conv(ctx: OnnxContext, onode, ins, attrs) -> list:
+def _kernel_operands(ctx: OnnxContext, ins, attrs):
+    """Conv / ConvTranspose: input, weight, bias, spatial rank, strides and dilations."""
     x = ctx.var_input(ins)
     w = ctx.const_input(ins, 1, "weight")
     b = ctx.const_input(ins, 2, "bias")
@@ -98,6 +99,11 @@ def conv(ctx: OnnxContext, onode, ins, attrs) -> list:
         raise Unsupported(f"input of rank {len(x.shape)} for a {spatial}-D kernel")
     strides = ints(attrs.get("strides", [1] * spatial))
     dilations = ints(attrs.get("dilations", [1] * spatial))
+    return x, w, b, spatial, strides, dilations
+
+
+def conv(ctx: OnnxContext, onode, ins, attrs) -> list:
+    x, w, b, spatial, strides, dilations = _kernel_operands(ctx, ins, attrs)
     pads = ints(attrs.get("pads", [0] * (2 * spatial)))
     auto_pad = attrs.get("auto_pad", "NOTSET")
     if auto_pad not in ("NOTSET", ""):
@@ -112,14 +118,7 @@ def conv(ctx: OnnxContext, onode, ins, attrs) -> list:
 
 
 def conv_transpose(ctx: OnnxContext, onode, ins, attrs) -> list:
-    x = ctx.var_input(ins)
-    w = ctx.const_input(ins, 1, "weight")
-    b = ctx.const_input(ins, 2, "bias")
-    spatial = w.ndim - 2
-    if len(x.shape) != spatial + 2:
-        raise Unsupported(f"input of rank {len(x.shape)} for a {spatial}-D kernel")
-    strides = ints(attrs.get("strides", [1] * spatial))
-    dilations = ints(attrs.get("dilations", [1] * spatial))
+    x, w, b, spatial, strides, dilations = _kernel_operands(ctx, ins, attrs)
     out_pad = ints(attrs.get("output_padding", [0] * spatial))
     pads = ints(attrs.get("pads", [0] * (2 * spatial)))
     auto_pad = attrs.get("auto_pad", "NOTSET") or "NOTSET"
