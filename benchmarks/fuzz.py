@@ -1,0 +1,143 @@
+"""Differential fuzzing of hybridver for a time budget (the fast seeds run in the suite:
+``tests/fuzz/``).
+
+Usage:
+  python benchmarks/fuzz.py [--minutes M] [--seed S] [--only import,backends,bounds]
+                            [--out DIR] [--timeout T] [--replay FUZZER:SEED:INDEX]
+
+Three fuzzers (``tests/fuzz/cases.py``):
+
+* ``import``: random ONNX graphs of 1-3 ops (conv, pooling, resize, shape ops, casts,
+  elementwise, MatMul/Gemm, BatchNormalization), the IR against onnxruntime;
+* ``backends``: random small piecewise-linear networks with planted ``sat``/``unsat``
+  specs, every exact back end and hybrid mode (``--timeout`` seconds per verify call);
+* ``bounds``: random small networks with smooth and piecewise-linear ops, every bound
+  method in float32 and float64 against sampled outputs.
+
+The ``--minutes`` budget is split evenly over the selected fuzzers, run one after the
+other; case ``i`` of a fuzzer is drawn from ``default_rng([S, i])``.  Each disagreement
+or crash is written to ``DIR/FUZZER-S-i/`` (``model.onnx``, ``case.json``: seed, index,
+finding, drawn configuration) and can be rerun alone with ``--replay FUZZER:S:i``.  The
+summary is a Markdown table (cases, agreements, clean refusals, undecided, invalid
+generated cases, disagreements with how many are known gaps, crashes) followed by one
+line per finding.  Exit status 1 when any disagreement outside the known gaps, or any
+crash, was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fuzz.cases import FUZZERS, run_case  # noqa: E402
+from tests.fuzz.oracles import BAD, Finding  # noqa: E402
+
+COLUMNS = ("cases", "agree", "refused", "undecided", "invalid", "disagree", "crash")
+
+
+def _write_reproducer(out: Path, fuzzer: str, seed: int, index: int, result) -> Path:
+    folder = out / f"{fuzzer}-{seed}-{index}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model.onnx").write_bytes(result.model)
+    (folder / "case.json").write_text(json.dumps({
+        "fuzzer": fuzzer, "seed": seed, "index": index, "kind": result.finding.kind,
+        "known_gap": result.known, "detail": result.finding.detail, "label": result.label,
+        "spec": result.spec,
+        "replay": f"python benchmarks/fuzz.py --replay {fuzzer}:{seed}:{index}"},
+        indent=1, default=str) + "\n")
+    return folder
+
+
+def run_fuzzer(fuzzer: str, seconds: float, seed: int, out: Path, timeout: float,
+               log=print) -> tuple[collections.Counter, list[str]]:
+    """Cases of ``fuzzer`` until ``seconds`` have passed (at least one case)."""
+    counts: collections.Counter = collections.Counter()
+    findings: list[str] = []
+    start, index = time.monotonic(), 0
+    while index == 0 or time.monotonic() - start < seconds:
+        try:
+            result = run_case(fuzzer, seed, index, timeout=timeout)
+        except Exception as exc:  # noqa: BLE001 - a bug of the fuzzer itself, counted apart
+            result = None
+            counts["invalid"] += 1
+            findings.append(f"{fuzzer} {seed}:{index} fuzzer error {type(exc).__name__}: {exc}")
+        if result is not None:
+            kind = result.finding.kind
+            counts[kind] += 1
+            if kind in BAD:
+                counts["known"] += bool(result.known)
+                where = _write_reproducer(out, fuzzer, seed, index, result)
+                tag = f" [known: {result.known}]" if result.known else ""
+                findings.append(f"{fuzzer} {seed}:{index} {kind}{tag} {result.label}: "
+                                f"{result.finding.detail[:400]} -> {where}")
+                log(findings[-1])
+        counts["cases"] += 1
+        index += 1
+    counts["seconds"] = round(time.monotonic() - start)
+    return counts, findings
+
+
+def table(rows: dict[str, collections.Counter]) -> str:
+    """The Markdown summary table."""
+    lines = ["| fuzzer | " + " | ".join(COLUMNS) + " | seconds |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for fuzzer, c in rows.items():
+        cells = [str(c[col]) for col in COLUMNS]
+        cells[COLUMNS.index("disagree")] = f"{c['disagree']} ({c['known']} known)"
+        lines.append(f"| {fuzzer} | " + " | ".join(cells) + f" | {c['seconds']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=3.0,
+                        help="total budget, split evenly over the fuzzers (default 3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default=",".join(FUZZERS),
+                        help=f"comma-separated subset of {','.join(FUZZERS)}")
+    parser.add_argument("--out", default="fuzz-findings", help="reproducer folder")
+    parser.add_argument("--timeout", type=float, default=10.0,
+                        help="seconds per verify call of the backends fuzzer (default 10)")
+    parser.add_argument("--replay", metavar="FUZZER:SEED:INDEX",
+                        help="rerun one case and print its finding")
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    if args.replay:
+        fuzzer, seed, index = args.replay.split(":")
+        result = run_case(fuzzer, int(seed), int(index), timeout=args.timeout)
+        print(json.dumps({"kind": result.finding.kind, "detail": result.finding.detail,
+                          "known_gap": result.known, "label": result.label,
+                          "spec": result.spec}, indent=1, default=str))
+        return int(result.finding.kind in BAD and not result.known)
+    selected = [f.strip() for f in args.only.split(",") if f.strip()]
+    unknown = [f for f in selected if f not in FUZZERS]
+    if unknown or not selected:
+        parser.error(f"--only: unknown fuzzer(s) {unknown} (known: {', '.join(FUZZERS)})")
+    share = args.minutes * 60.0 / len(selected)
+    rows, findings = {}, []
+    for fuzzer in selected:
+        print(f"{fuzzer}: {share:.0f} s, seed {args.seed}", file=sys.stderr, flush=True)
+        rows[fuzzer], found = run_fuzzer(fuzzer, share, args.seed, Path(args.out),
+                                         args.timeout,
+                                         log=lambda s: print(s, file=sys.stderr, flush=True))
+        findings += found
+    print(f"Fuzzing, seed {args.seed}, {args.minutes:g} min "
+          f"({time.strftime('%Y-%m-%d', time.gmtime())}):\n")
+    print(table(rows))
+    if findings:
+        print("\nFindings (reproducers under " + args.out + "):")
+        for line in findings:
+            print("- " + line)
+    unexplained = sum(c["disagree"] - c["known"] + c["crash"] for c in rows.values())
+    return int(unexplained > 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
