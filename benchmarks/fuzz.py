@@ -56,10 +56,13 @@ def _write_reproducer(out: Path, fuzzer: str, seed: int, index: int, result) -> 
 
 
 def run_fuzzer(fuzzer: str, seconds: float, seed: int, out: Path, timeout: float,
-               log=print) -> tuple[collections.Counter, list[str]]:
-    """Cases of ``fuzzer`` until ``seconds`` have passed (at least one case)."""
+               log=print) -> tuple[collections.Counter, dict]:
+    """Cases of ``fuzzer`` until ``seconds`` have passed (at least one case).  Returns the
+    counts (also per op: ``"op:LABEL:KIND"``) and the findings grouped by known gap (or,
+    outside them, by label and message), each group ``[count, first line]``.  Reproducers:
+    every finding outside the known gaps, the first 3 of each known gap."""
     counts: collections.Counter = collections.Counter()
-    findings: list[str] = []
+    groups: dict[str, list] = {}
     start, index = time.monotonic(), 0
     while index == 0 or time.monotonic() - start < seconds:
         try:
@@ -67,21 +70,31 @@ def run_fuzzer(fuzzer: str, seconds: float, seed: int, out: Path, timeout: float
         except Exception as exc:  # noqa: BLE001 - a bug of the fuzzer itself, counted apart
             result = None
             counts["invalid"] += 1
-            findings.append(f"{fuzzer} {seed}:{index} fuzzer error {type(exc).__name__}: {exc}")
+            key = f"fuzzer error {type(exc).__name__}"
+            groups.setdefault(key, [0, f"{fuzzer} {seed}:{index} {key}: {exc}"])[0] += 1
         if result is not None:
             kind = result.finding.kind
             counts[kind] += 1
+            counts[f"op:{result.label.split(' ')[0].split('+')[0]}:{kind}"] += 1
+            if result.label.endswith(("(sat)", "(unsat)")):
+                counts[f"planted {result.label.rsplit('(', 1)[1][:-1]}"] += 1
             if kind in BAD:
                 counts["known"] += bool(result.known)
-                where = _write_reproducer(out, fuzzer, seed, index, result)
-                tag = f" [known: {result.known}]" if result.known else ""
-                findings.append(f"{fuzzer} {seed}:{index} {kind}{tag} {result.label}: "
-                                f"{result.finding.detail[:400]} -> {where}")
-                log(findings[-1])
+                key = (f"known: {result.known}" if result.known
+                       else f"{kind} {result.label}: {result.finding.detail[:60]}")
+                group = groups.setdefault(key, [0, ""])
+                group[0] += 1
+                if not result.known or group[0] <= 3:
+                    where = _write_reproducer(out, fuzzer, seed, index, result)
+                    line = (f"{fuzzer} {seed}:{index} {kind} {result.label}: "
+                            f"{result.finding.detail[:300]} -> {where}")
+                    group[1] = group[1] or line
+                    if not result.known:
+                        log(line)
         counts["cases"] += 1
         index += 1
     counts["seconds"] = round(time.monotonic() - start)
-    return counts, findings
+    return counts, groups
 
 
 def table(rows: dict[str, collections.Counter]) -> str:
@@ -121,20 +134,31 @@ def main(argv=None) -> int:
     if unknown or not selected:
         parser.error(f"--only: unknown fuzzer(s) {unknown} (known: {', '.join(FUZZERS)})")
     share = args.minutes * 60.0 / len(selected)
-    rows, findings = {}, []
+    rows, findings = {}, {}
     for fuzzer in selected:
         print(f"{fuzzer}: {share:.0f} s, seed {args.seed}", file=sys.stderr, flush=True)
-        rows[fuzzer], found = run_fuzzer(fuzzer, share, args.seed, Path(args.out),
-                                         args.timeout,
-                                         log=lambda s: print(s, file=sys.stderr, flush=True))
-        findings += found
+        rows[fuzzer], groups = run_fuzzer(fuzzer, share, args.seed, Path(args.out),
+                                          args.timeout,
+                                          log=lambda s: print(s, file=sys.stderr, flush=True))
+        findings.update({f"{fuzzer} {key}": value for key, value in groups.items()})
     print(f"Fuzzing, seed {args.seed}, {args.minutes:g} min "
           f"({time.strftime('%Y-%m-%d', time.gmtime())}):\n")
     print(table(rows))
+    for fuzzer, c in rows.items():
+        ops = sorted({key.split(":")[1] for key in c if key.startswith("op:")})
+        print(f"\n{fuzzer} by first op / activations (cases: " + ", ".join(
+            f"{op} {sum(v for k, v in c.items() if k.startswith(f'op:{op}:'))}"
+            + "".join(f" {kind} {c[f'op:{op}:{kind}']}" for kind in ("refused", "disagree",
+                                                                      "crash")
+                      if c[f"op:{op}:{kind}"])
+            for op in ops) + ")")
+        planted = [f"{c[k]} {k}" for k in ("planted sat", "planted unsat") if c[k]]
+        if planted:
+            print(f"{fuzzer}: " + ", ".join(planted))
     if findings:
-        print("\nFindings (reproducers under " + args.out + "):")
-        for line in findings:
-            print("- " + line)
+        print("\nFindings (count, first reproducer under " + args.out + "):")
+        for key, (count, line) in sorted(findings.items()):
+            print(f"- {key}: {count} case(s); first: {line}")
     unexplained = sum(c["disagree"] - c["known"] + c["crash"] for c in rows.values())
     return int(unexplained > 0)
 

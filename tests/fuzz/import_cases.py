@@ -122,7 +122,13 @@ def _pool(rng, shape):
         attrs["auto_pad"] = auto
     if op == "AveragePool":
         attrs["count_include_pad"] = int(rng.integers(0, 2))
-    return Step([_node(op, ["{in}"], **attrs)], {}, {"op": op, **attrs})
+    spec = {"op": op, **attrs}
+    if auto.startswith("SAME"):        # total SAME padding (ONNX formula) below 0 on an axis
+        dil = attrs.get("dilations", [1] * len(k))
+        spec["negative_same_pad"] = any(
+            (-(-n // s) - 1) * s + (kk - 1) * d + 1 - n < 0
+            for n, s, kk, d in zip(shape[2:], attrs["strides"], k, dil))
+    return Step([_node(op, ["{in}"], **attrs)], {}, spec)
 
 
 def _resize(rng, shape):
