@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import sys
 import time
 import warnings
@@ -76,6 +77,11 @@ def run_fuzzer(fuzzer: str, seconds: float, seed: int, out: Path, timeout: float
             kind = result.finding.kind
             counts[kind] += 1
             counts[f"op:{result.label.split(' ')[0].split('+')[0]}:{kind}"] += 1
+            for name, verdict in re.findall(r"(\w+):(sat|unsat|unknown|timeout|refused|crash)",
+                                            result.finding.detail.split(";")[1]
+                                            if fuzzer == "backends" and ";" in
+                                            result.finding.detail else ""):
+                counts[f"verdict:{name}:{verdict}"] += 1
             if result.label.endswith(("(sat)", "(unsat)")):
                 counts[f"planted {result.label.rsplit('(', 1)[1][:-1]}"] += 1
             if kind in BAD:
@@ -152,6 +158,11 @@ def main(argv=None) -> int:
                                                                       "crash")
                       if c[f"op:{op}:{kind}"])
             for op in ops) + ")")
+        names = sorted({key.split(":")[1] for key in c if key.startswith("verdict:")})
+        for name in names:
+            print(f"{fuzzer} {name}: " + ", ".join(
+                f"{key.split(':')[2]} {c[key]}" for key in sorted(c)
+                if key.startswith(f"verdict:{name}:")))
         planted = [f"{c[k]} {k}" for k in ("planted sat", "planted unsat") if c[k]]
         if planted:
             print(f"{fuzzer}: " + ", ".join(planted))
