@@ -53,12 +53,14 @@ def load_model(path: str | Path, simplify_graph: bool = True) -> LoadedModel:
     """Import an ONNX model (``.onnx`` or ``.onnx.gz``) and open it in onnxruntime."""
     from hybridver.frontends.onnx import load_onnx
     from hybridver.frontends.onnx import OnnxRuntimeModel
+    from hybridver.frontends.model_check import check_shapes
     from hybridver.ir.passes import simplify
 
     graph = load_onnx(path)
     if simplify_graph:
         graph = simplify(graph)
     real = OnnxRuntimeModel(path)
+    check_shapes(graph, real, str(path))
     return LoadedModel(graph, real, "onnxruntime", np.dtype(getattr(real, "input_dtype",
                                                                    np.float32)), str(path))
 
@@ -93,14 +95,19 @@ def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
            ) -> VerificationResult:
     """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
     model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
-    case (see ``docs/soundness.md``).
+    case (see ``docs/soundness.md``).  First the IR is compared with the real model on
+    ``config.load_check_points`` points of the spec's input region: a mismatch raises
+    :class:`~hybridver.frontends.model_check.ModelMismatchError`, never a verdict.
 
     ``progress``: where the run reports its phase and counters (``hybridver.progress``);
     None shows nothing.  The caller owns it and closes it.  ``deadline``: the run's
     absolute ``time.monotonic()`` limit (default: ``config.timeout_s`` from now).
     """
+    from hybridver.frontends.model_check import check_loaded_model
+
     progress = NullProgress() if progress is None else progress
     spec.check_dimensions(model.n_inputs, model.n_outputs)
+    check_loaded_model(model, spec, config.load_check_points)  # the IR is the real model
     if config.mode is Mode.EXACT:
         progress.phase(f"exact ({config.exact.backend})")
     return run_pipeline(model, spec, config, progress, deadline=deadline)
