@@ -118,3 +118,21 @@ def test_vnncomp_test_instances(onnx_name, vnnlib_name, expected):
     no_attack = hybridver.verify(model, spec, NO_ATTACK)
     if expected == "sat":
         assert no_attack.verdict is not Verdict.UNSAT
+
+
+def test_verify_refuses_a_model_whose_ir_differs_inside_the_spec_region(tmp_path, monkeypatch):
+    """The planted importer bug agrees with onnxruntime on [-1, 1] and not on the spec's
+    region, where the IR's outputs are below the real ones: the bounds would prove a wrong
+    unsat (they did before the load-time check).  Now no verdict, an error naming the node."""
+    from hybridver.frontends.model_check import ModelMismatchError
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    assert hybridver.verify_files(path, spec, NO_ATTACK).verdict is Verdict.SAT  # correct
+    plant(monkeypatch)
+    with pytest.raises(ModelMismatchError, match=f"first differing node: node "
+                                                 f"'{PLANTED_NODE}' \\(Relu, output 'r'\\)"):
+        hybridver.verify_files(path, spec, NO_ATTACK)
+    model = hybridver.load_model(path)
+    with pytest.raises(ModelMismatchError):
+        hybridver.verify(model, hybridver.load_spec(spec, model), NO_ATTACK)
