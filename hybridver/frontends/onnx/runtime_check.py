@@ -55,7 +55,7 @@ def _intermediates(model: onnx.ModelProto, names: list[str], x: np.ndarray
 def first_differing_node(path: str | Path, graph, x: np.ndarray) -> str | None:
     """Where the IR ``graph`` first differs from onnxruntime on the input ``x``.
 
-    ``x``: one sample, shape ``(1, *input_shape)`` in the model's input dtype.  Returns a
+    ``x``: one sample, ``(1, *input_shape)`` or flat, in the model's input dtype.  Returns a
     description such as ``node 'Conv_3' (Conv, output 'h3'): max abs diff 0.5, max rel
     diff 0.5`` for the first IR node, in topological order, whose named ONNX tensor
     differs by more than ``CHECK_TOLERANCE`` (measured as for the outputs), or whose size
@@ -67,6 +67,7 @@ def first_differing_node(path: str | Path, graph, x: np.ndarray) -> str | None:
              if n in producers and graph.node(n).op is not OpKind.INPUT]
     if not names:
         return None
+    x = np.asarray(x).reshape(1, *graph.input_node.shape)
     try:
         ref = _intermediates(model, names, np.ascontiguousarray(x[0]))
     except Exception:  # noqa: BLE001 - locating is best effort; the mismatch is reported anyway
