@@ -66,12 +66,22 @@ def load_model(path: str | Path, simplify_graph: bool = True) -> LoadedModel:
 
 
 class _TorchRunner:
-    def __init__(self, module: torch.nn.Module, dtype: torch.dtype):
+    """The module on ``x: (batch, *input_shape)`` -> ``(batch, *output_shape)``, the IR's
+    shapes, which include the example's own batch axis: one call on the example's shape
+    per sample (or ``batch`` times as many rows in one call)."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype, graph: NetworkGraph):
         self.module, self.dtype = module.eval(), dtype
+        self._in, self._out = tuple(graph.input_node.shape), tuple(graph.output_node.shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
+        batch = x.shape[0]
+        if self._in:
+            x = x.reshape(batch * self._in[0], *self._in[1:])
         with torch.no_grad():
-            return self.module(torch.as_tensor(x, dtype=self.dtype)).double().numpy()
+            y = self.module(x).double().numpy()
+        return y.reshape(batch, *self._out) if y.size == batch * int(np.prod(self._out)) else y
 
 
 def from_module(module: torch.nn.Module, example_input: torch.Tensor) -> LoadedModel:
@@ -81,7 +91,7 @@ def from_module(module: torch.nn.Module, example_input: torch.Tensor) -> LoadedM
 
     graph = simplify(from_torch(module, example_input))
     dtype = example_input.dtype
-    return LoadedModel(graph, _TorchRunner(module, dtype), "torch",
+    return LoadedModel(graph, _TorchRunner(module, dtype, graph), "torch",
                        np.dtype(str(dtype).replace("torch.", "")), type(module).__name__)
 
 

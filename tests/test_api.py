@@ -136,3 +136,20 @@ def test_verify_refuses_a_model_whose_ir_differs_inside_the_spec_region(tmp_path
     model = hybridver.load_model(path)
     with pytest.raises(ModelMismatchError):
         hybridver.verify(model, hybridver.load_spec(spec, model), NO_ATTACK)
+
+
+def test_torch_conv_module_runs_on_the_examples_shape():
+    """The module is run on the example's shape (the IR's per-sample shape includes its
+    batch axis): the load-time check and the confirmation of a counterexample work for a
+    convolutional module (both called it on ``(1, 1, C, H, W)`` before)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(2 * 4 * 4, 3))
+    model = hybridver.from_module(net, torch.zeros(1, 1, 6, 6))
+    x0 = np.full(36, 0.5)
+    label = int(net(torch.full((1, 1, 6, 6), 0.5)).argmax())
+    result = hybridver.verify(model, robustness(x0, 2.0, label, 3), VerifyConfig(timeout_s=20))
+    assert result.verdict is Verdict.SAT
+    y = net(torch.as_tensor(result.counterexample.x, dtype=torch.float32).reshape(1, 1, 6, 6))
+    np.testing.assert_array_equal(y.detach().double().numpy().reshape(-1),
+                                  result.counterexample.y)

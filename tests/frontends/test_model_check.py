@@ -112,6 +112,7 @@ def test_torch_module_is_checked_the_same_way():
     spec = _spec((np.array([10.0, 10.0]), np.array([12.0, 12.0])))
     check_loaded_model(model, spec, 8)
     other = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 1))
-    wrong = dataclasses.replace(model, real_model=type(model.real_model)(other, torch.float32))
+    wrong = dataclasses.replace(model, real_model=type(model.real_model)(other, torch.float32,
+                                                                       model.graph))
     with pytest.raises(ModelMismatchError, match="differs from torch at probe point 0"):
         check_loaded_model(wrong, spec, 8)
