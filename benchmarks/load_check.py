@@ -1,6 +1,6 @@
 """Cost of the load-time check of the IR against onnxruntime (``verify``'s first step).
 
-    python benchmarks/load_check.py [--points 8] [--repeats 5] [--threads 1]
+    python benchmarks/load_check.py [--points 8] [--repeats 5] [--threads 1] [--sweep]
 
 For the first instance of each of the first ``--per-benchmark`` models of each
 shared benchmark (and ACAS Xu property 2, whose spec has
@@ -11,7 +11,8 @@ one box, next to property 1), the model and spec are loaded, then
 (onnxruntime again with every intermediate tensor as an output).  Instances whose model
 cannot be imported are listed as skipped.  ``--threads``: torch threads of the IR's
 evaluation (on a loaded machine torch's thread pool can cost a fraction of a second per
-call; one thread measures the work).  Nothing runs where ../shared/benchmarks is absent.
+call; one thread measures the work).  ``--sweep``: the check on every instance
+of every benchmark instead, counting mismatches (false alarms) and the worst difference.  Nothing runs where ../shared/benchmarks is absent.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +33,11 @@ sys.path.insert(0, str(REPO))
 
 from hybridver.api import load_model, load_spec  # noqa: E402
 from hybridver.errors import HybridverInputError  # noqa: E402
-from hybridver.frontends.model_check import check_loaded_model, probe_points  # noqa: E402
+from hybridver.frontends.model_check import (ModelMismatchError,  # noqa: E402
+                                             check_loaded_model, probe_points)
+from hybridver.frontends.onnx.runtime import output_differences  # noqa: E402
 from hybridver.frontends.onnx.runtime_check import first_differing_node  # noqa: E402
+from hybridver.ir.evaluate import evaluate  # noqa: E402
 
 SHARED = Path(os.environ.get("HYBRIDVER_SHARED_BENCHMARKS",
                            REPO.parent / "shared" / "benchmarks"))
@@ -63,6 +68,38 @@ def instances(per_benchmark: int) -> list[tuple[str, Path, Path]]:
     return rows
 
 
+def sweep(points: int) -> None:
+    """The check on every row of every instances CSV whose model is there: the number of
+    mismatches and the worst per-point relative difference (the tolerance's margin)."""
+    models: dict[Path, object] = {}
+    count, failed, worst = 0, 0, (0.0, "")
+    for csv_path in sorted(SHARED.glob("*/*instances.csv")):
+        with csv_path.open(encoding="utf-8-sig") as handle:
+            rows = list(csv.reader(handle))
+        for row in rows:
+            model_path = _existing(csv_path.parent / row[0])
+            if not model_path.exists():
+                continue
+            if model_path not in models:
+                models[model_path] = load_model(model_path)
+            model = models[model_path]
+            spec = load_spec(_existing(csv_path.parent / row[1]), model)
+            x = probe_points(spec, points).reshape(-1, *model.graph.input_node.shape)
+            x = x.astype(model.input_dtype)
+            ref = np.stack([model.real_model(x[k:k + 1]).reshape(-1) for k in range(len(x))])
+            ours = evaluate(model.graph, x.astype(np.float64)).numpy().reshape(len(x), -1)
+            rel = float(output_differences(ours, ref)[1].max())
+            worst = max(worst, (rel, f"{model_path.name} {Path(row[1]).name}"))
+            count += 1
+            try:
+                check_loaded_model(model, spec, points)
+            except ModelMismatchError as exc:
+                failed += 1
+                print(exc, flush=True)
+    print(f"{count} instances, {failed} mismatches, worst relative difference "
+          f"{worst[0]:.2g} ({worst[1]})")
+
+
 def _median_time(fn, repeats: int) -> float:
     fn()
     times = []
@@ -79,10 +116,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--per-benchmark", type=int, default=3)
+    parser.add_argument("--sweep", action="store_true",
+                        help="check every instance instead (false alarms, margin)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not SHARED.is_dir():
         print(f"shared benchmarks not found at {SHARED}")
+        return
+    if args.sweep:
+        sweep(args.points)
         return
     print(f"{'benchmark':<16} {'model':<52} {'inputs':>7} {'params':>10} {'points':>6} "
           f"{'check s':>8} {'locate s':>8}")
