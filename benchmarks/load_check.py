@@ -70,9 +70,10 @@ def instances(per_benchmark: int) -> list[tuple[str, Path, Path]]:
 
 def sweep(points: int) -> None:
     """The check on every row of every instances CSV whose model is there: the number of
-    mismatches and the worst per-point relative difference (the tolerance's margin)."""
+    mismatches and the worst per-point relative difference (the tolerance's margin); and
+    per model, whether ``first_differing_node`` wrongly names a node on a correct model."""
     models: dict[Path, object] = {}
-    count, failed, worst = 0, 0, (0.0, "")
+    count, failed, located, worst = 0, 0, 0, (0.0, "")
     for csv_path in sorted(SHARED.glob("*/*instances.csv")):
         with csv_path.open(encoding="utf-8-sig") as handle:
             rows = list(csv.reader(handle))
@@ -80,10 +81,17 @@ def sweep(points: int) -> None:
             model_path = _existing(csv_path.parent / row[0])
             if not model_path.exists():
                 continue
-            if model_path not in models:
+            fresh = model_path not in models
+            if fresh:
                 models[model_path] = load_model(model_path)
             model = models[model_path]
             spec = load_spec(_existing(csv_path.parent / row[1]), model)
+            if fresh:  # no node of a correct model is named as differing
+                x0 = probe_points(spec, 1).astype(model.input_dtype)
+                where = first_differing_node(model_path, model.graph, x0)
+                if where:
+                    located += 1
+                    print(f"{model_path.name}: {where}", flush=True)
             x = probe_points(spec, points).reshape(-1, *model.graph.input_node.shape)
             x = x.astype(model.input_dtype)
             ref = np.stack([model.real_model(x[k:k + 1]).reshape(-1) for k in range(len(x))])
@@ -97,7 +105,8 @@ def sweep(points: int) -> None:
                 failed += 1
                 print(exc, flush=True)
     print(f"{count} instances, {failed} mismatches, worst relative difference "
-          f"{worst[0]:.2g} ({worst[1]})")
+          f"{worst[0]:.2g} ({worst[1]}); {len(models)} models, {located} with a node "
+          "named as differing")
 
 
 def _median_time(fn, repeats: int) -> float:

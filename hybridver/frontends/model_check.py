@@ -112,14 +112,14 @@ def check_model(graph, real_model: Callable[[np.ndarray], np.ndarray], input_dty
     if not bad.size:
         return
     k = int(bad[0])
-    where = locate(x[k:k + 1]) if locate is not None else None
-    found = (f"first differing node: {where}" if where else
-             f"the outputs differ (max abs diff {abs_diff[k]:.3g}, max rel diff "
-             f"{rel_diff[k]:.3g})" + ("" if locate is None else
-                                      "; no named intermediate tensor differs"))
+    node = locate(x[k:k + 1]) if locate is not None else None
+    found = ("" if locate is None else
+             f"; first differing node: {node}" if node else
+             "; no named intermediate tensor differs")
     raise ModelMismatchError(
         f"{source}: the imported network differs from {checked_by} at probe point {k} "
-        f"{where} (tolerance {CHECK_TOLERANCE:g} relative), {found}")
+        f"{where} (outputs: max abs diff {abs_diff[k]:.3g}, max rel diff {rel_diff[k]:.3g} "
+        f"> tolerance {CHECK_TOLERANCE:g}){found}")
 
 
 def check_loaded_model(model, spec, n: int) -> None:

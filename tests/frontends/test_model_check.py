@@ -68,11 +68,22 @@ def test_check_names_the_first_node_that_differs(tmp_path, monkeypatch):
     with pytest.raises(ModelMismatchError) as err:
         check_loaded_model(model, spec, 8)
     message = str(err.value)
-    assert f"node '{PLANTED_NODE}' (Relu, output 'r')" in message
-    assert "probe point 0" in message and "\n" not in message
+    assert f"first differing node: node '{PLANTED_NODE}' (Relu, output 'r')" in message
+    assert "at probe point 0 of the spec's input region (outputs: max abs diff" in message
+    assert "\n" not in message and message.count("node '") == 1
     x = np.array([[11.0, 11.0]], dtype=np.float32)
     assert first_differing_node(path, model.graph, x).startswith(f"node '{PLANTED_NODE}'")
     assert first_differing_node(path, model.graph, x * 0) is None  # agrees at 0
+
+
+def test_a_difference_the_import_does_not_have_is_put_on_the_simplification(
+        tmp_path, monkeypatch):
+    path, _ = write_model(tmp_path)
+    plant(monkeypatch)
+    wrong = hybridver.load_model(path).graph
+    monkeypatch.undo()  # the import is right again: the difference is in ``wrong`` alone
+    where = first_differing_node(path, wrong, np.array([11.0, 11.0], dtype=np.float32))
+    assert where.startswith("none as imported; the simplified graph differs")
 
 
 def test_correct_model_passes(tmp_path):

@@ -2,12 +2,12 @@
 
 When the IR's output differs from onnxruntime's on some input, :func:`first_differing_node`
 runs onnxruntime again on an in-memory copy of the model whose graph outputs also list
-every intermediate tensor, and compares each tensor with the IR node of the same name
-(IR node names are ONNX tensor names, see :mod:`hybridver.frontends.onnx`; the fusions
-of :func:`hybridver.ir.passes.simplify` keep the name of the last tensor they cover, whose
-value is unchanged).  Nodes are visited in the IR's topological order, so the first one
-off by more than :data:`~hybridver.frontends.onnx.runtime.CHECK_TOLERANCE` is where the
-difference starts (helper nodes without an ONNX name show up at their next named node).
+every intermediate tensor, and compares each tensor with the node of the same name in the
+model imported again without simplification (IR node names are ONNX tensor names, see
+:mod:`hybridver.frontends.onnx`).  Nodes are visited in topological order, so the first
+one off by more than :data:`~hybridver.frontends.onnx.runtime.CHECK_TOLERANCE` is where
+the difference starts (helper nodes without an ONNX name show up at their next named
+node).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import onnx
 
 from hybridver.frontends.onnx.reader import read_model_bytes
 from hybridver.frontends.onnx.runtime import CHECK_TOLERANCE, output_differences
-from hybridver.ir.evaluate import evaluate_all
+from hybridver.frontends.onnx.importer import load_onnx
+from hybridver.ir.evaluate import evaluate, evaluate_all
 from hybridver.ir.ops import OpKind
 
 __all__ = ["first_differing_node"]
@@ -52,22 +53,13 @@ def _intermediates(model: onnx.ModelProto, names: list[str], x: np.ndarray
     return dict(zip(wanted, values))
 
 
-def first_differing_node(path: str | Path, graph, x: np.ndarray) -> str | None:
-    """Where the IR ``graph`` first differs from onnxruntime on the input ``x``.
-
-    ``x``: one sample, ``(1, *input_shape)`` or flat, in the model's input dtype.  Returns a
-    description such as ``node 'Conv_3' (Conv, output 'h3'): max abs diff 0.5, max rel
-    diff 0.5`` for the first IR node, in topological order, whose named ONNX tensor
-    differs by more than ``CHECK_TOLERANCE`` (measured as for the outputs), or whose size
-    differs; None when no named tensor differs or onnxruntime cannot expose them.
-    """
-    model = onnx.load_from_string(read_model_bytes(Path(path)))
+def _first_in(model: onnx.ModelProto, graph, x: np.ndarray) -> str | None:
+    """The first named node of ``graph`` whose value on ``x`` differs from onnxruntime's."""
     producers = _producers(model)
     names = [n for n in graph.topological_order
              if n in producers and graph.node(n).op is not OpKind.INPUT]
     if not names:
         return None
-    x = np.asarray(x).reshape(1, *graph.input_node.shape)
     try:
         ref = _intermediates(model, names, np.ascontiguousarray(x[0]))
     except Exception:  # noqa: BLE001 - locating is best effort; the mismatch is reported anyway
@@ -86,4 +78,34 @@ def first_differing_node(path: str | Path, graph, x: np.ndarray) -> str | None:
         abs_diff, rel_diff = output_differences(mine.reshape(1, -1), theirs.reshape(1, -1))
         if rel_diff[0] > CHECK_TOLERANCE:
             return f"{where}: max abs diff {abs_diff[0]:.3g}, max rel diff {rel_diff[0]:.3g}"
+    return None
+
+
+def first_differing_node(path: str | Path, graph, x: np.ndarray) -> str | None:
+    """Where the IR first differs from onnxruntime on the input ``x``.
+
+    ``x``: one sample, ``(1, *input_shape)`` or flat, in the model's input dtype;
+    ``graph``: the IR that differs (usually simplified).  The model is imported again
+    without simplification, whose nodes carry the values of the ONNX tensors they are
+    named after (the passes may reuse a name for another value: moving an affine map
+    across a reshape keeps the reshape's name), and the first of its nodes, in
+    topological order, whose tensor differs by more than ``CHECK_TOLERANCE`` (measured
+    as for the outputs), or whose size differs, is described, e.g. ``node 'Conv_3' (Conv,
+    output 'h3'): max abs diff 0.5, max rel diff 0.5``.  When the import agrees but
+    ``graph``'s output does not, the simplification is named; None when neither is
+    found or onnxruntime cannot expose the tensors.
+    """
+    model = onnx.load_from_string(read_model_bytes(Path(path)))
+    x = np.asarray(x).reshape(1, *graph.input_node.shape)
+    imported = load_onnx(path)
+    found = _first_in(model, imported, x)
+    if found is not None:
+        return found
+    y = x.astype(np.float64)
+    a = evaluate(imported, y).detach().cpu().numpy()
+    b = evaluate(graph, y).detach().cpu().numpy()
+    if a.size == b.size and output_differences(b.reshape(1, -1), a.reshape(1, -1)
+                                               )[1][0] > CHECK_TOLERANCE:
+        return ("none as imported; the simplified graph differs from the imported one "
+                "(a simplification pass, hybridver/ir/passes.py)")
     return None
