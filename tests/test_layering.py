@@ -53,6 +53,7 @@ RANKS: dict[str, int] = {
     "errors": 5,  # a leaf: bab_core and numerics may raise its errors
     "bab_core": 10,
     "version": 10,
+    "defaults": 10,  # user-facing defaults: the config tree and the command line read them
 }
 
 # violations of the tree this test was written on -> who removes them (issue 10)
