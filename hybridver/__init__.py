@@ -11,6 +11,7 @@ from hybridver.version import __version__  # noqa: E402
 _EXPORTS = {
     **dict.fromkeys(["verify", "verify_files", "load_model", "load_spec", "from_module",
                      "LoadedModel"], "hybridver.api"),
+    "robustness": "hybridver.properties",
     **dict.fromkeys(["compute_bounds", "BoundConfig"], "hybridver.bounds"),
     **dict.fromkeys(["AttackConfig", "Mode", "VerifyConfig", "Schedule"], "hybridver.config"),
     "load_config": "hybridver.config_file",

@@ -34,6 +34,7 @@ RANKS: dict[str, int] = {
     "cli": 95,
     "commands": 90,
     "api": 85,
+    "properties": 80,  # robustness with the class count read from the model
     "pipeline": 75,
     "config_file": 74,  # TOML -> the config tree
     "config": 72,  # the config tree: imports the sub-configs of bab, bounds, schedule, backends
