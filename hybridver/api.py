@@ -85,9 +85,13 @@ class _TorchRunner:
 
 
 def from_module(module: torch.nn.Module, example_input: torch.Tensor) -> LoadedModel:
-    """Import a torch module traced with ``example_input`` (shape includes batch dim 1)."""
+    """Import a torch module traced with ``example_input`` (shape includes batch dim 1; a
+    tensor that requires grad is fine: only its shape and dtype are used)."""
     from hybridver.ir.passes import simplify
     from hybridver.frontends.torch import from_torch
+    from hybridver.frontends.torch.example import plain_tensor
+
+    example_input = plain_tensor(example_input)
 
     graph = simplify(from_torch(module, example_input))
     dtype = example_input.dtype
@@ -100,8 +104,9 @@ def load_spec(path: str | Path, model: LoadedModel) -> Spec:
     return load_vnnlib(path, n_inputs=model.n_inputs, n_outputs=model.n_outputs)
 
 
-def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig(),
-           progress: Progress | None = None, deadline: float | None = None
+def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
+           config: VerifyConfig = VerifyConfig(), progress: Progress | None = None,
+           deadline: float | None = None, *, input_shape: tuple[int, ...] | None = None
            ) -> VerificationResult:
     """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
     model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
@@ -109,10 +114,20 @@ def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig()
     ``config.load_check_points`` points of the spec's input region: a mismatch raises
     :class:`~hybridver.frontends.model_check.ModelMismatchError`, never a verdict.
 
+    ``model``: a :class:`LoadedModel`, or a ``torch.nn.Module`` (imported here with
+    :func:`from_module`; the module itself confirms counterexamples).  A module is traced
+    on zeros of ``input_shape`` (one input with its batch dimension 1, e.g.
+    ``(1, 1, 28, 28)``), or, without it, of the shape its first layer and the spec's input
+    dimension give (``Linear``: ``(1, n)``; ``ConvNd``: ``(1, C, s, ..., s)``); see
+    :mod:`hybridver.frontends.torch.example`.
+
     ``progress``: where the run reports its phase and counters (``hybridver.progress``);
     None shows nothing.  The caller owns it and closes it.  ``deadline``: the run's
     absolute ``time.monotonic()`` limit (default: ``config.timeout_s`` from now).
     """
+    if isinstance(model, torch.nn.Module):
+        from hybridver.frontends.torch.example import example_input
+        model = from_module(model, example_input(model, spec.n_inputs, input_shape))
     from hybridver.frontends.model_check import check_loaded_model
 
     progress = NullProgress() if progress is None else progress

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from hybridver import defaults
 from hybridver.bab.activation_split import ActivationSplitConfig
 from hybridver.bab.attack import AttackConfig
 from hybridver.bab.input_split import InputSplitConfig
@@ -100,8 +101,8 @@ class Schedule:
         Escalation(Event.FACE_ATTACK, 2.0), Escalation(Event.REGION_RACE, 2.0),
         Escalation(Event.HANDOFF, 3.0), Escalation(Event.REGION_TAKEOVER, 6.0),
         Escalation(Event.CASE_RACE, 0.0))
-    handoff_workers: int = 1
-    region_race_workers: int = 2
+    handoff_workers: int = defaults.HANDOFF_WORKERS
+    region_race_workers: int = defaults.REGION_RACE_WORKERS
     region_race_parts: int = 4
 
     def after(self, event: Event) -> float | None:
@@ -146,15 +147,18 @@ class VerifyConfig:
     (onnxruntime, the torch module) on this many points of the spec's input region (each
     case's centre, a vertex, its corners, uniform points;
     :mod:`hybridver.frontends.model_check`), a mismatch is an error; 0 checks the shapes
-    only.
+    only; ``decision_log``: the report's ``stats.scheduler`` carries the scheduler's decision
+    log (its first 200 records), off by default.  The user-facing defaults come from
+    :mod:`hybridver.defaults`.
     """
 
-    timeout_s: float = 300.0
-    mode: Mode = Mode.HYBRID
-    device: str = "cpu"
+    timeout_s: float = defaults.TIMEOUT_S
+    mode: Mode = Mode(defaults.MODE)
+    device: str = defaults.DEVICE
     threads: int | None = None
     input_split_max_dim: int = 8
     load_check_points: int = 8
+    decision_log: bool = defaults.DECISION_LOG
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     whole_box: WholeBoxConfig = dataclasses.field(default_factory=WholeBoxConfig)
     input_split: InputSplitConfig = dataclasses.field(
