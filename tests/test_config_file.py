@@ -46,6 +46,8 @@ escalations = [{event = "handoff", after_s = 0.5}]
     ({"schedule": {"stages": ["nope"]}}, ["schedule.stages[0]"]),
     ({"attack": 3}, ["'attack' must be a table"]),
     ({"timeout_s": -1}, ["timeout_s"]),
+    ({"activation_split": {"probe_domains": 0}}, ["activation_split", "probe_domains"]),
+    ({"activation_split": {"probe_every": -1}}, ["activation_split", "probe_every"]),
 ])
 def test_bad_settings_name_the_key(data, words):
     with pytest.raises(ConfigError) as info:
