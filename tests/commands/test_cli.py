@@ -333,3 +333,27 @@ def test_a_vacuous_spec_is_one_warning_line_and_refused_under_strict(tmp_path, c
     assert len(warned) == 1 and words in warned[0]
     code, out, err = run(["verify", RELU, str(spec), "--strict"], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def _random_model(path):
+    """x (1, 2) + RandomUniform((1, 2)): onnxruntime draws new values on every run."""
+    nodes = [helper.make_node("RandomUniform", [], ["r"], name="noise", shape=[1, 2]),
+             helper.make_node("Add", ["x", "r"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize("command", ["verify", "info"])
+def test_a_random_op_is_bad_input(tmp_path, capsys, command):
+    model, spec = tmp_path / "noise.onnx", tmp_path / "noise.vnnlib"
+    _random_model(model)
+    spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
+                    "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                    "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n"
+                    "(assert (>= X_1 0.0))\n(assert (<= X_1 1.0))\n(assert (>= Y_0 5.0))\n")
+    args = [command, str(model)] + ([str(spec)] if command == "verify" else [])
+    code, out, err = run(args, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "RandomUniform" in err and "node 'noise'" in err and "nondeterministic" in err
