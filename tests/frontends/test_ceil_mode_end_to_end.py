@@ -1,11 +1,12 @@
 """End to end: a CNN exported from torch with ``MaxPool2d(ceil_mode=True, padding=1)``.
 
 On a 5x5 input the pool has 3x3 windows in onnxruntime (and torch): the ONNX definition
-drops a last window that starts inside the end padding.  hybridver once kept it (4x4,
-windows made of padding only), so the imported network differed from the one onnxruntime
-runs.  The property below is violated by onnxruntime at every input (the pooled average
-of ``x`` over [0, 1] is never negative); ``verify`` must answer ``sat`` with a
-counterexample that onnxruntime confirms, in hybrid and in exact mode.
+drops a last window that starts inside the end padding.  hybridver once kept it (4x4; the
+7 windows made of padding only gave -inf, 0 after the ReLU), so its Y_0 was the mean over
+16 positions instead of 9: at most 9/16 on inputs in [0, 1], while onnxruntime reaches 1
+at x = 1.  The old code answered ``unsat`` (verified) to "Y_0 >= 0.75 is reachable" in
+hybrid and exact mode; ``verify`` must answer ``sat`` with a counterexample that
+onnxruntime confirms.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class _Net(nn.Module):
             self.fc.bias.zero_()
 
     def forward(self, x):
-        return self.fc(torch.flatten(self.gap(self.pool(self.conv(x))), 1))
+        return self.fc(torch.flatten(self.gap(torch.relu(self.pool(self.conv(x)))), 1))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ def model_and_spec(tmp_path_factory):
     lines = [f"(declare-const X_{i} Real)" for i in range(25)]
     lines += ["(declare-const Y_0 Real)", "(declare-const Y_1 Real)"]
     lines += [f"(assert (>= X_{i} 0.0))\n(assert (<= X_{i} 1.0))" for i in range(25)]
-    lines += ["(assert (>= Y_0 0.0))"]  # the counterexample condition: Y_0 >= 0
+    lines += ["(assert (>= Y_0 0.75))"]  # the counterexample condition: Y_0 >= 0.75
     spec.write_text("\n".join(lines) + "\n")
     return model, spec
 
@@ -62,8 +63,9 @@ def test_onnxruntime_pools_three_windows_per_axis(model_and_spec):
     y = session.run(None, {"x": x})[0]
     expected = torch.max_pool2d(torch.as_tensor(x), 2, 2, 1, ceil_mode=True)
     assert expected.shape[-2:] == (3, 3)
-    np.testing.assert_allclose(y[0, 0], expected.mean().item(), rtol=1e-5)
-    assert y[0, 0] >= 0  # every input in [0, 1] violates the property
+    np.testing.assert_allclose(y[0, 0], expected.relu().mean().item(), rtol=1e-5)
+    ones = session.run(None, {"x": np.ones((1, 1, 5, 5), dtype=np.float32)})[0]
+    assert ones[0, 0] == 1.0  # a counterexample: 1 >= 0.75
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "exact"])
@@ -79,4 +81,4 @@ def test_verify_finds_the_confirmed_counterexample(model_and_spec, tmp_path, cap
     x = np.asarray(cex["x"], dtype=np.float32).reshape(1, 1, 5, 5)
     assert x.min() >= 0 and x.max() <= 1
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    assert session.run(None, {"x": x})[0][0, 0] >= 0
+    assert session.run(None, {"x": x})[0][0, 0] >= 0.75
