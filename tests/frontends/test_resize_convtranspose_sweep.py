@@ -90,6 +90,45 @@ def test_every_nearest_resize_variant_matches_onnxruntime_or_is_refused(tmp_path
     assert any("depends on float rounding" in r for r in refused)
 
 
+def _legacy_and_axes_variants():
+    """Upsample (opset 7 attribute, opset 9 input), Resize-10, opset-18 ``axes``."""
+    floats = TensorProto.FLOAT
+    for size, sc in itertools.product((3, 5), (1.0, 1.5, 2.0, 3.0, 0.5, 0.6)):
+        if sc >= 1:
+            yield 7, size, [helper.make_node("Upsample", ["x"], ["y"], scales=[1, 1, sc, sc])], []
+            yield 9, size, [helper.make_node("Upsample", ["x", "s"], ["y"])], \
+                [helper.make_tensor("s", floats, [4], [1, 1, sc, sc])]
+        yield 10, size, [helper.make_node("Resize", ["x", "s"], ["y"])], \
+            [helper.make_tensor("s", floats, [4], [1, 1, sc, sc])]
+        for coord, nearest in itertools.product(("asymmetric", "half_pixel", "align_corners"),
+                                                ("floor", "round_prefer_ceil")):
+            modes = {"coordinate_transformation_mode": coord, "nearest_mode": nearest}
+            yield 18, size, [helper.make_node("Resize", ["x", "", "s"], ["y"], axes=[2, 3],
+                                              **modes)], \
+                [helper.make_tensor("s", floats, [2], [sc, sc])]
+            yield 18, size, [helper.make_node("Resize", ["x", "", "", "z"], ["y"], axes=[-1],
+                                              **modes)], \
+                [helper.make_tensor("z", TensorProto.INT64, [1], [max(1, int(size * sc))])]
+
+
+def test_legacy_resize_and_axes_match_onnxruntime_or_are_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    compared = 0
+    for opset, size, nodes, inits in _legacy_and_axes_variants():
+        graph = helper.make_graph(
+            nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                             [1, 2, size, size])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = 8
+        data = onnx.shape_inference.infer_shapes(model).SerializeToString()
+        x = rng.uniform(-1, 1, (1, 2, size, size)).astype(np.float32)
+        why = _compare(tmp_path, data, x, (opset, size, nodes[0]))
+        assert why is None or "depends on float rounding" in why, why
+        compared += why is None
+    assert compared > 50
+
+
 @pytest.mark.parametrize("coord,nearest,size,value", [
     ("half_pixel", "floor", 5, (0.6, 0.6)),          # float32 lands on 2.0, real on 1.999..
     ("asymmetric", "floor", 3, (1.3, 1.3)),          # same shape: onnxruntime copies

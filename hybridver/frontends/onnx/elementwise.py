@@ -79,7 +79,11 @@ def cast(ctx: OnnxContext, onode, ins, attrs) -> list:
     x = ctx.var_input(ins)
     to = int(attrs.get("to", onnx.TensorProto.FLOAT))
     src = ctx.elem_type(onode.input[0])
-    if src is None or to not in _EXACT_CASTS.get(src, ()):
+    if src is None:
+        raise Unsupported(f"cast to {type_name(to)} of a tensor whose type ONNX shape "
+                          "inference cannot tell; hybridver does not import a cast it "
+                          "cannot show to keep values")
+    if to not in _EXACT_CASTS.get(src, ()):
         raise Unsupported(f"{type_name(src)} -> {type_name(to)} rounds values; hybridver "
                           "does not model narrowing casts")
     return [x]
