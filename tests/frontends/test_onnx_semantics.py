@@ -13,6 +13,8 @@ inference mode stay identities, checked against onnxruntime.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -21,7 +23,8 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 
 from hybridver.errors import HybridverInputError
-from hybridver.frontends.onnx import load_onnx
+from hybridver.frontends.onnx import elementwise, load_onnx
+from hybridver.frontends.onnx.context import Unsupported, Var
 from hybridver.ir.evaluate import evaluate
 
 F32, F64, F16, BF16 = TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, \
@@ -71,15 +74,17 @@ def test_rounding_casts_are_refused(tmp_path, src, dst, words):
     assert f"Cast ({words} rounds values" in message and "node 'c1'" in message, message
 
 
-def test_onnxruntime_rounds_a_float16_cast(tmp_path):
-    """Why the cast is refused: onnxruntime rounds x = 0.1 to the nearest float16."""
-    nodes = [helper.make_node("Cast", ["x"], ["c"], to=F16),
-             helper.make_node("Cast", ["c"], ["y"], to=F32)]
-    path = _save(tmp_path, nodes)
+@pytest.mark.parametrize("wide, narrow, wide_np, narrow_np", [
+    (F32, F16, np.float32, np.float16), (F64, F32, np.float64, np.float32)])
+def test_onnxruntime_rounds_a_narrowing_cast(tmp_path, wide, narrow, wide_np, narrow_np):
+    """Why the cast is refused: onnxruntime rounds x = 0.1 to the narrow type (the IR,
+    computing in float64, would keep it)."""
+    nodes = [helper.make_node("Cast", ["x"], ["c"], to=narrow),
+             helper.make_node("Cast", ["c"], ["y"], to=wide)]
+    path = _save(tmp_path, nodes, wide)
     y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
-        None, {"x": np.array([[0.1, 1.0, 3.0001]], dtype=np.float32)})[0]
-    assert y[0, 0] == np.float32(np.float16(0.1)) != np.float32(0.1)
-    assert y[0, 2] == 3.0
+        None, {"x": np.array([[0.1, 1.0, -2.5]], dtype=wide_np)})[0]
+    assert y[0, 0] == wide_np(narrow_np(0.1)) != wide_np(0.1)
 
 
 def test_a_narrowing_cast_of_a_constant_is_folded(tmp_path):
@@ -116,6 +121,13 @@ def test_training_mode_dropout_is_refused(tmp_path, data):
     with pytest.raises(HybridverInputError,
                        match=r"Dropout \(training_mode=true .*nondeterministic.*node 'drop'"):
         load_onnx(_dropout(tmp_path, True, data))
+
+
+def test_dropout_with_a_computed_training_mode_is_refused():
+    ctx = SimpleNamespace(opset=13)
+    mode = Var("mode", ())
+    with pytest.raises(Unsupported, match="training_mode is not a constant"):
+        elementwise.check_dropout_mode(ctx, [Var("x", (1, 3)), None, mode], {})
 
 
 def test_old_opset_dropout_without_is_test_is_refused(tmp_path):
