@@ -1,26 +1,29 @@
 """ONNX handlers: MaxPool, AveragePool, the global pools, nearest Upsample / Resize.
 
 Nearest Upsample/Resize becomes ``UPSAMPLE`` (integer scales) or ``GATHER`` nodes, one per
-resized axis (any other nearest index map), with the index map onnxruntime computes; a map
-that depends on float rounding, and ``half_pixel_symmetric`` (onnxruntime's rounding of it
-differs from the definition at boundaries), are refused.  Linear / cubic modes, ``tf_crop_and_resize`` (roi, extrapolation),
-``antialias``, ``exclude_outside`` and a ``keep_aspect_ratio_policy`` other than
-``stretch`` are refused.
+resized axis (any other nearest index map), with the index map onnxruntime computes.
+Refused: a map that depends on float rounding, ``half_pixel_symmetric`` (onnxruntime's
+rounding of it differs from the definition at boundaries), ``tf_crop_and_resize`` (roi,
+extrapolation), ``tf_half_pixel_for_nn``, linear / cubic modes, ``antialias``,
+``exclude_outside`` and a ``keep_aspect_ratio_policy`` other than ``stretch``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
 from collections.abc import Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
 from hybridver.frontends.onnx.context import (OnnxContext, Unsupported, axis_index, ints,
                                               same_pads)
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import RESIZE_NEAR_TIE
+
+
+_NEAR = Fraction(RESIZE_NEAR_TIE)  # exact: a power of two
 
 
 def _source_coordinate(o: int, in_len: int, out_len: int, scale, coord: str, c):
@@ -79,12 +82,17 @@ def nearest_index_map(in_len: int, out_len: int, scales: Sequence, coord: str, n
     agree the node is refused, since onnxruntime's pick cannot be predicted safely.
     """
     maps = set()
+    boundary = Fraction(1, 2) if nearest.startswith("round") else Fraction(0)
     for scale in scales:
-        for c in (_float32, float, lambda v: Fraction(_exact(v))):
-            idx = tuple(min(max(_nearest_pixel(
-                _source_coordinate(o, in_len, out_len, scale, coord, c), nearest,
-                float(scale) < 1), 0), in_len - 1) for o in range(out_len))
-            maps.add(idx)
+        for c in (_float32, float, _exact):
+            coords = [_source_coordinate(o, in_len, out_len, scale, coord, c)
+                      for o in range(out_len)]
+            maps.add(tuple(min(max(_nearest_pixel(x, nearest, float(scale) < 1), 0),
+                               in_len - 1) for x in coords))
+        for x in coords:  # exact: a coordinate just off a boundary (within float32 error)
+            off = abs((x - boundary) - round(x - boundary))
+            if 0 < off < _NEAR * max(1, abs(x)):
+                maps.add(None)
     if len(maps) != 1:
         raise Unsupported(
             f"{coord}/{nearest} index map {in_len} -> {out_len} depends on float rounding "
