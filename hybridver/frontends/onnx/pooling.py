@@ -81,19 +81,20 @@ def nearest_index_map(in_len: int, out_len: int, scales: Sequence, coord: str, n
     output size was given) in float32, float64 and exact arithmetic; if they do not all
     agree the node is refused, since onnxruntime's pick cannot be predicted safely.
     """
-    maps = set()
     boundary = Fraction(1, 2) if nearest.startswith("round") else Fraction(0)
+    maps, near_tie = set(), False
     for scale in scales:
         for c in (_float32, float, _exact):
             coords = [_source_coordinate(o, in_len, out_len, scale, coord, c)
                       for o in range(out_len)]
             maps.add(tuple(min(max(_nearest_pixel(x, nearest, float(scale) < 1), 0),
                                in_len - 1) for x in coords))
-        for x in coords:  # exact: a coordinate just off a boundary (within float32 error)
+        for x in (_source_coordinate(o, in_len, out_len, scale, coord, _exact)
+                  for o in range(out_len)):
+            # exactly: just off a boundary, where float32 arithmetic could cross it
             off = abs((x - boundary) - round(x - boundary))
-            if 0 < off < _NEAR * max(1, abs(x)):
-                maps.add(None)
-    if len(maps) != 1:
+            near_tie = near_tie or 0 < off < _NEAR * max(1, abs(x))
+    if len(maps) != 1 or near_tie:
         raise Unsupported(
             f"{coord}/{nearest} index map {in_len} -> {out_len} depends on float rounding "
             "(a source coordinate at a rounding boundary)")
@@ -205,12 +206,14 @@ def resize(ctx: OnnxContext, onode, ins, attrs) -> list:
             candidates = [np.float32(n_out) / np.float32(n_in), Fraction(n_out, n_in)]
         else:
             scale = np.float32(scales[i])
+            if scale <= 0:
+                raise Unsupported(f"scale {float(scale)} on axis {i}")
             n_out = int(scale * np.float32(n_in))  # float32 product, truncated
             if n_out != math.floor(Fraction(float(scale)) * n_in):
                 raise Unsupported(f"output size of axis {i} depends on float rounding")
             candidates = [scale]
-        if candidates[0] <= 0 or n_out <= 0:
-            raise Unsupported(f"scale {float(candidates[0])} on axis {i}")
+        if n_out <= 0:
+            raise Unsupported(f"output size {n_out} on axis {i}")
         out_sizes.append(n_out)
         axes_candidates.append(candidates)
     if out_sizes == list(x.shape):
