@@ -145,7 +145,7 @@ def test_resize_regressions(tmp_path, coord, nearest, size, value):
     ("linear", {}), ("cubic", {}), ("nearest", {"coordinate_transformation_mode":
                                                 "tf_crop_and_resize"}),
     ("nearest", {"coordinate_transformation_mode": "half_pixel_symmetric"}),
-    ("linear", {"antialias": 1}), ("cubic", {"exclude_outside": 1}),
+    ("nearest", {"antialias": 1}), ("nearest", {"exclude_outside": 1}),
 ])
 def test_unsupported_resize_options_are_refused(tmp_path, mode, extra):
     scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
