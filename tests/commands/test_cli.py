@@ -335,20 +335,35 @@ def test_a_vacuous_spec_is_one_warning_line_and_refused_under_strict(tmp_path, c
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
 
 
-def _random_model(path):
-    """x (1, 2) + RandomUniform((1, 2)): onnxruntime draws new values on every run."""
-    nodes = [helper.make_node("RandomUniform", [], ["r"], name="noise", shape=[1, 2]),
-             helper.make_node("Add", ["x", "r"], ["y"])]
+def _model_onnxruntime_runs_differently(path, kind):
+    """x (1, 2) -> y (1, 2) through an op no fixed float64 network computes: a random draw
+    (``noise``), a float32 -> float16 cast (``half``) or a training-mode Dropout (``drop``)."""
+    inits = []
+    if kind == "noise":
+        nodes = [helper.make_node("RandomUniform", [], ["r"], name="noise", shape=[1, 2]),
+                 helper.make_node("Add", ["x", "r"], ["y"])]
+    elif kind == "half":
+        nodes = [helper.make_node("Cast", ["x"], ["h"], name="half", to=TensorProto.FLOAT16),
+                 helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)]
+    else:
+        inits = [helper.make_tensor("ratio", TensorProto.FLOAT, [], [0.5]),
+                 helper.make_tensor("mode", TensorProto.BOOL, [], [True])]
+        nodes = [helper.make_node("Dropout", ["x", "ratio", "mode"], ["y"], name="drop")]
     graph = helper.make_graph(
         nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], inits)
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
 @pytest.mark.parametrize("command", ["verify", "info"])
-def test_a_random_op_is_bad_input(tmp_path, capsys, command):
-    model, spec = tmp_path / "noise.onnx", tmp_path / "noise.vnnlib"
-    _random_model(model)
+@pytest.mark.parametrize("kind, words", [
+    ("noise", "RandomUniform (draws random numbers"),
+    ("half", "Cast (float32 -> float16 rounds values"),
+    ("drop", "Dropout (training_mode=true")])
+def test_an_op_onnxruntime_runs_differently_is_bad_input(tmp_path, capsys, command, kind,
+                                                         words):
+    model, spec = tmp_path / f"{kind}.onnx", tmp_path / f"{kind}.vnnlib"
+    _model_onnxruntime_runs_differently(model, kind)
     spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
                     "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
                     "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n"
@@ -356,4 +371,4 @@ def test_a_random_op_is_bad_input(tmp_path, capsys, command):
     args = [command, str(model)] + ([str(spec)] if command == "verify" else [])
     code, out, err = run(args, capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert "RandomUniform" in err and "node 'noise'" in err and "nondeterministic" in err
+    assert words in err and f"node '{kind}'" in err, err
