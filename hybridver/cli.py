@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="ops, shapes and parameters of models")
     info.add_argument("models", nargs="+", metavar="MODEL")
     info.add_argument("--check", type=positive_int, metavar="N",
-                      help="compare the IR with onnxruntime on N random inputs")
+                      help="compare the IR with onnxruntime on N random inputs (in [-1, 1], "
+                           "or in --spec's input region)")
+    info.add_argument("--spec", metavar="SPEC",
+                      help="VNN-LIB property whose input region --check samples (applies "
+                           "to every MODEL)")
     info.add_argument("--seed", type=int, default=0)
 
     verify = sub.add_parser("verify", help="verify a VNN-LIB property of an ONNX model")
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         args.started = STARTED if argv is None else time.monotonic()
         if args.command == "info":
             from hybridver.commands.info import run_info
-            return run_info(args.models, args.check, args.seed)
+            return run_info(args.models, args.check, args.seed, args.spec)
         if args.command == "verify":
             from hybridver.commands.verify import run_verify
             return run_verify(args)

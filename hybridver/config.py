@@ -141,7 +141,12 @@ class VerifyConfig:
     ``mode``: HYBRID runs ``schedule``, EXACT runs :data:`EXACT_SCHEDULE` with
     ``exact``; ``device``: torch device of the bound computations; ``threads``: torch
     threads (None: torch's default); ``input_split_max_dim``: cases with at most this
-    many inputs are branched on by input splitting, larger ones by activation splitting.
+    many inputs are branched on by input splitting, larger ones by activation splitting;
+    ``load_check_points``: before the run, the IR is compared with the real model
+    (onnxruntime, the torch module) on this many points of the spec's input region (each
+    case's centre, a vertex, its corners, uniform points;
+    :mod:`hybridver.frontends.model_check`), a mismatch is an error; 0 checks the shapes
+    only.
     """
 
     timeout_s: float = 300.0
@@ -149,6 +154,7 @@ class VerifyConfig:
     device: str = "cpu"
     threads: int | None = None
     input_split_max_dim: int = 8
+    load_check_points: int = 8
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     whole_box: WholeBoxConfig = dataclasses.field(default_factory=WholeBoxConfig)
     input_split: InputSplitConfig = dataclasses.field(
@@ -160,8 +166,9 @@ class VerifyConfig:
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
 
     def __post_init__(self) -> None:
-        if self.timeout_s < 0 or self.input_split_max_dim < 0:
-            raise ValueError("timeout_s and input_split_max_dim must be >= 0")
+        if self.timeout_s < 0 or self.input_split_max_dim < 0 or self.load_check_points < 0:
+            raise ValueError("timeout_s, input_split_max_dim and load_check_points must be "
+                             ">= 0")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
 

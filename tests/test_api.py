@@ -118,3 +118,38 @@ def test_vnncomp_test_instances(onnx_name, vnnlib_name, expected):
     no_attack = hybridver.verify(model, spec, NO_ATTACK)
     if expected == "sat":
         assert no_attack.verdict is not Verdict.UNSAT
+
+
+def test_verify_refuses_a_model_whose_ir_differs_inside_the_spec_region(tmp_path, monkeypatch):
+    """The planted importer bug agrees with onnxruntime on [-1, 1] and not on the spec's
+    region, where the IR's outputs are below the real ones: the bounds would prove a wrong
+    unsat (they did before the load-time check).  Now no verdict, an error naming the node."""
+    from hybridver.frontends.model_check import ModelMismatchError
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    assert hybridver.verify_files(path, spec, NO_ATTACK).verdict is Verdict.SAT  # correct
+    plant(monkeypatch)
+    with pytest.raises(ModelMismatchError, match=f"first differing node: node "
+                                                 f"'{PLANTED_NODE}' \\(Relu, output 'r'\\)"):
+        hybridver.verify_files(path, spec, NO_ATTACK)
+    model = hybridver.load_model(path)
+    with pytest.raises(ModelMismatchError):
+        hybridver.verify(model, hybridver.load_spec(spec, model), NO_ATTACK)
+
+
+def test_torch_conv_module_runs_on_the_examples_shape():
+    """The module is run on the example's shape (the IR's per-sample shape includes its
+    batch axis): the load-time check and the confirmation of a counterexample work for a
+    convolutional module (both called it on ``(1, 1, C, H, W)`` before)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(2 * 4 * 4, 3))
+    model = hybridver.from_module(net, torch.zeros(1, 1, 6, 6))
+    x0 = np.full(36, 0.5)
+    label = int(net(torch.full((1, 1, 6, 6), 0.5)).argmax())
+    result = hybridver.verify(model, robustness(x0, 2.0, label, 3), VerifyConfig(timeout_s=20))
+    assert result.verdict is Verdict.SAT
+    y = net(torch.as_tensor(result.counterexample.x, dtype=torch.float32).reshape(1, 1, 6, 6))
+    np.testing.assert_array_equal(y.detach().double().numpy().reshape(-1),
+                                  result.counterexample.y)
