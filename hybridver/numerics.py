@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK"]
+__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "RESIZE_NEAR_TIE"]
 
 #: float64 unit roundoff.
 U64 = 2.0 ** -53
@@ -42,6 +42,10 @@ U_BF16 = 2.0 ** -8
 TINY = 1e-300
 #: Relative widening covering the rounding of a few float64 operations.
 REL_SLACK = 1e-12
+#: A nearest-Resize source coordinate this close (relative) to a rounding boundary, but
+#: not on it, may be rounded across it by onnxruntime's float32 arithmetic (a handful of
+#: operations of error ``U32`` each, 256 ulps allowed): the importer refuses such a map.
+RESIZE_NEAR_TIE = 256 * U32
 
 
 def gamma(k: float, unit: float) -> float:
