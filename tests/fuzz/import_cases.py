@@ -412,7 +412,7 @@ def import_case(rng: np.random.Generator, families: tuple[str, ...] | None = Non
         if new_shape is None and steps:
             break
         steps.append(step)
-        if new_shape is None or 0 in new_shape:
+        if new_shape is None or 0 in new_shape or not new_shape:   # no further step on a scalar
             break
         shape = new_shape
     model = _finish(_build(steps, in_shape, final_cast=False))
