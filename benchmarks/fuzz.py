@@ -18,9 +18,10 @@ The ``--minutes`` budget is split evenly over the selected fuzzers, run one afte
 other; case ``i`` of a fuzzer is drawn from ``default_rng([S, i])``.  Each disagreement
 or crash is written to ``DIR/FUZZER-S-i/`` (``model.onnx``, ``case.json``: seed, index,
 finding, drawn configuration) and can be rerun alone with ``--replay FUZZER:S:i``.  The
-summary is a Markdown table (cases, agreements, clean refusals, undecided, invalid
-generated cases, disagreements with how many are known gaps, crashes) followed by one
-line per finding.  Exit status 1 when any disagreement outside the known gaps, or any
+summary (printed, and written to ``DIR/summary.md``) is a Markdown table (cases,
+agreements, clean refusals, undecided, invalid generated cases, disagreements with how
+many are known gaps, crashes, seconds), counts per op and per back-end verdict, and the
+findings grouped by known gap or message, each with its count and first reproducer.  Exit status 1 when any disagreement outside the known gaps, or any
 crash, was found.
 """
 
@@ -147,12 +148,18 @@ def main(argv=None) -> int:
                                           args.timeout,
                                           log=lambda s: print(s, file=sys.stderr, flush=True))
         findings.update({f"{fuzzer} {key}": value for key, value in groups.items()})
-    print(f"Fuzzing, seed {args.seed}, {args.minutes:g} min "
-          f"({time.strftime('%Y-%m-%d', time.gmtime())}):\n")
-    print(table(rows))
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text)
+        lines.append(text)
+
+    say(f"Fuzzing, seed {args.seed}, {args.minutes:g} min "
+        f"({time.strftime('%Y-%m-%d', time.gmtime())}):\n")
+    say(table(rows))
     for fuzzer, c in rows.items():
         ops = sorted({key.split(":")[1] for key in c if key.startswith("op:")})
-        print(f"\n{fuzzer} by first op / activations (cases: " + ", ".join(
+        say(f"\n{fuzzer} by first op / activations (cases: " + ", ".join(
             f"{op} {sum(v for k, v in c.items() if k.startswith(f'op:{op}:'))}"
             + "".join(f" {kind} {c[f'op:{op}:{kind}']}" for kind in ("refused", "disagree",
                                                                       "crash")
@@ -160,16 +167,18 @@ def main(argv=None) -> int:
             for op in ops) + ")")
         names = sorted({key.split(":")[1] for key in c if key.startswith("verdict:")})
         for name in names:
-            print(f"{fuzzer} {name}: " + ", ".join(
+            say(f"{fuzzer} {name}: " + ", ".join(
                 f"{key.split(':')[2]} {c[key]}" for key in sorted(c)
                 if key.startswith(f"verdict:{name}:")))
         planted = [f"{c[k]} {k}" for k in ("planted sat", "planted unsat") if c[k]]
         if planted:
-            print(f"{fuzzer}: " + ", ".join(planted))
+            say(f"{fuzzer}: " + ", ".join(planted))
     if findings:
-        print("\nFindings (count, first reproducer under " + args.out + "):")
+        say("\nFindings (count, first reproducer under " + args.out + "):")
         for key, (count, line) in sorted(findings.items()):
-            print(f"- {key}: {count} case(s); first: {line}")
+            say(f"- {key}: {count} case(s); first: {line}")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "summary.md").write_text("\n".join(lines) + "\n")
     unexplained = sum(c["disagree"] - c["known"] + c["crash"] for c in rows.values())
     return int(unexplained > 0)
 
