@@ -9,8 +9,8 @@ its corners), and checks every sampled output lies within every bound:
   :data:`~tests.fuzz.oracles.BOUNDS_F64_TOLERANCE` of the scale;
 * onnxruntime (float32 execution) within :data:`~tests.fuzz.oracles.BOUNDS_ORT_TOLERANCE`.
 
-Also checked: ``lower <= upper``, no NaN, and that IBP is never tighter than the method's
-own guarantee requires nothing (each method is checked on its own; tightness is not).
+Also checked: ``lower <= upper`` and no NaN.  Each method is checked on its own for
+soundness; tightness is not compared.
 """
 
 from __future__ import annotations
