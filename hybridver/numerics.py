@@ -19,6 +19,11 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
   error of float64 library functions (exp, tanh, ...) on results near 0, which is a few
   ulps of a subnormal.  Sound as an allowance for the float64 value being widened only:
   cast to float32 it becomes 0, so it is never used on float32 tensors.
+* :func:`round_down`, :func:`round_up`: an exact rational (a VNN-LIB constant) as the
+  float64 just below / above it, the directed rounding that keeps a box or a violating set
+  outward (docs/soundness.md, "VNN-LIB constants").
+* :func:`exactly_satisfied`: linear rows over float64 values checked in rationals, the
+  test a counterexample must pass.
 * :data:`REL_SLACK`: a relative widening (``1e-12``, over ``4000 u``) for a value computed
   by a few float64 operations, e.g. a radius or a bias moved outward to cover its own
   rounding.
@@ -27,8 +32,10 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
-__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK"]
+__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "round_down",
+           "round_up", "exactly_satisfied"]
 
 #: float64 unit roundoff.
 U64 = 2.0 ** -53
@@ -52,3 +59,51 @@ def gamma(k: float, unit: float) -> float:
     """
     ku = k * unit
     return ku / (1.0 - ku) if ku < 0.5 else math.inf
+
+
+def _nearest(q: Fraction | int) -> float:
+    """``q`` rounded to the nearest float64, +-inf beyond the float64 range."""
+    try:
+        return float(q)
+    except OverflowError:
+        return math.inf if q > 0 else -math.inf
+
+
+def round_down(q: Fraction | int) -> float:
+    """The largest float64 ``<= q`` (``-inf`` below the float64 range; never ``-0.0``).
+
+    A value under half the smallest subnormal becomes ``0.0`` (q > 0) or ``-5e-324``
+    (q < 0): the float just below, so ``round_down(q) <= q`` always holds exactly.
+    """
+    v = _nearest(q)
+    if v > q:
+        v = math.nextafter(v, -math.inf)
+    return v + 0.0
+
+
+def round_up(q: Fraction | int) -> float:
+    """The smallest float64 ``>= q`` (``inf`` above the float64 range; never ``-0.0``)."""
+    v = _nearest(q)
+    if v < q:
+        v = math.nextafter(v, math.inf)
+    return v + 0.0
+
+
+def exactly_satisfied(C, d, y, exact_d=()) -> bool:
+    """``C y + d <= 0`` on every row, decided in exact rational arithmetic over the float64
+    values of ``C (m, n)``, ``d (m,)``, ``y (n,)`` (numpy arrays; each float is a rational,
+    so no rounding can make a row look met: ``y = (2**60, 1)`` does not meet
+    ``y_0 + y_1 <= 2**60``, although float64 sums it to ``2**60``).  ``exact_d``:
+    ``(row, Fraction)`` pairs, the exact offsets of rows whose ``d`` is a rounding of them
+    (``OutputConstraints.exact_d``); they replace ``d[row]``."""
+    offsets = [Fraction(float(v)) for v in d]
+    for r, q in exact_d:
+        offsets[r] = Fraction(q)
+    for r, offset in enumerate(offsets):
+        total = offset
+        row = C[r]
+        for j in row.nonzero()[0]:
+            total += Fraction(float(row[j])) * Fraction(float(y[j]))
+        if total > 0:
+            return False
+    return True

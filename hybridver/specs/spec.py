@@ -18,14 +18,25 @@ Conventions (the "unsafe set" convention of VNN-LIB):
 
 All arrays are float64 copies, made read-only; the classes are frozen dataclasses.
 Equality compares the numbers exactly (``Spec.name`` is a label and is not compared).
+
+Exact constants: a bound or offset that is not a float64 number (VNN-LIB ``0.1``) is kept
+as a :class:`~fractions.Fraction` next to its float64 array, which holds it rounded
+OUTWARD: :attr:`InputBox.exact_lower` beside ``lower`` rounded down, ``exact_upper``
+beside ``upper`` rounded up, :attr:`OutputConstraints.exact_d` beside ``d`` rounded down
+(a smaller ``d`` only enlarges the violating set ``C y + d <= 0``).  Proofs use the float
+arrays, which cover the exact sets; a counterexample is checked against the exact values
+(docs/soundness.md, "VNN-LIB constants").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
+
 import numpy as np
 
 from hybridver.errors import DimensionMismatchError
+from hybridver.numerics import exactly_satisfied, round_down, round_up
 
 __all__ = ["InputBox", "OutputConstraints", "SpecCase", "Spec"]
 
@@ -59,15 +70,35 @@ def _as_points(v, n: int, what: str) -> tuple[np.ndarray, bool]:
                                  f"got {arr.shape}")
 
 
+def _exact_entries(pairs, rounded: np.ndarray, rounding, name: str) -> tuple:
+    """``pairs`` ``(index, Fraction)`` checked against ``rounded``: sorted, one per index,
+    each exact value not a float64 and ``rounded[index] == rounding(value)``."""
+    out = tuple(sorted((int(i), Fraction(q)) for i, q in pairs))
+    seen = set()
+    for i, q in out:
+        if not 0 <= i < rounded.shape[0] or i in seen:
+            raise ValueError(f"{name}: bad or repeated index {i}")
+        seen.add(i)
+        if rounded[i] == q or rounded[i] != rounding(q):
+            raise ValueError(f"{name}[{i}]: {rounded[i]!r} is not the outward rounding of "
+                             f"the exact value {q} (or that value is a float64 number)")
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class InputBox:
     """Axis-aligned box ``lower <= x <= upper`` over the flattened input.
 
     ``lower``, ``upper``: shape ``(n_in,)``, finite float64, ``lower <= upper``.
+    ``exact_lower`` / ``exact_upper``: ``(index, Fraction)`` pairs for the bounds that are
+    not float64 numbers; the box is then the exact one, and ``lower[index]`` /
+    ``upper[index]`` must be that value rounded down / up (the float box contains it).
     """
 
     lower: np.ndarray
     upper: np.ndarray
+    exact_lower: tuple[tuple[int, Fraction], ...] = ()
+    exact_upper: tuple[tuple[int, Fraction], ...] = ()
 
     def __post_init__(self):
         lo = _frozen_array(self.lower, "InputBox.lower", 1)
@@ -82,6 +113,19 @@ class InputBox:
                              f"upper[{i}] = {hi[i]!r} ({bad.size} such entries)")
         object.__setattr__(self, "lower", lo)
         object.__setattr__(self, "upper", hi)
+        ex_lo = _exact_entries(self.exact_lower, lo, round_down, "InputBox.exact_lower")
+        ex_hi = _exact_entries(self.exact_upper, hi, round_up, "InputBox.exact_upper")
+        object.__setattr__(self, "exact_lower", ex_lo)
+        object.__setattr__(self, "exact_upper", ex_hi)
+        # A float x is >= q iff x > round_down(q) when q is not a float: the exact bounds
+        # are open bounds on the float ones.
+        object.__setattr__(self, "_open_lower", np.array([i for i, _ in ex_lo], dtype=int))
+        object.__setattr__(self, "_open_upper", np.array([i for i, _ in ex_hi], dtype=int))
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether ``lower``/``upper`` are the bounds themselves (no exact pairs)."""
+        return not (self.exact_lower or self.exact_upper)
 
     @property
     def n(self) -> int:
@@ -102,22 +146,33 @@ class InputBox:
         """Whether ``x`` lies in the box widened by ``tol`` on every side.
 
         ``x``: ``(n_in,)`` -> bool, or ``(batch, n_in)`` -> bool array ``(batch,)``.
-        NaN entries are never contained.
+        NaN entries are never contained.  With ``tol == 0`` the check is exact against the
+        exact bounds (a float64 point in the outward-rounded sliver is outside); with
+        ``tol > 0`` the float bounds are widened.
         """
         if tol < 0:
             raise ValueError("tol must be >= 0")
         pts, single = _as_points(x, self.n, "input point")
         ok = np.all((pts >= self.lower - tol) & (pts <= self.upper + tol), axis=1)
+        if tol == 0:
+            lo_i, hi_i = self._open_lower, self._open_upper
+            if lo_i.size:
+                ok &= np.all(pts[:, lo_i] > self.lower[lo_i], axis=1)
+            if hi_i.size:
+                ok &= np.all(pts[:, hi_i] < self.upper[hi_i], axis=1)
         return bool(ok[0]) if single else ok
 
     def __eq__(self, other):
         if not isinstance(other, InputBox):
             return NotImplemented
         return (np.array_equal(self.lower, other.lower)
-                and np.array_equal(self.upper, other.upper))
+                and np.array_equal(self.upper, other.upper)
+                and self.exact_lower == other.exact_lower
+                and self.exact_upper == other.exact_upper)
 
     def __hash__(self):
-        return hash((self.lower.tobytes(), self.upper.tobytes()))
+        return hash((self.lower.tobytes(), self.upper.tobytes(), self.exact_lower,
+                     self.exact_upper))
 
     def __repr__(self):
         return f"InputBox(n={self.n})"
@@ -128,11 +183,15 @@ class OutputConstraints:
     """A CONJUNCTION of rows: ``y`` satisfies it iff ``C @ y + d <= 0`` row-wise.
 
     ``C``: shape ``(m, n_out)``; ``d``: shape ``(m,)``; finite float64.  ``m == 0`` is
-    allowed and means ``true``.
+    allowed and means ``true``.  ``exact_d``: ``(row, Fraction)`` pairs for offsets that
+    are not float64 numbers; ``d[row]`` must be that value rounded down, so the float rows
+    are met by every output that meets the exact ones (:meth:`violation_margin` and
+    :meth:`is_satisfied` use the float ``d``; confirmation uses the exact one).
     """
 
     C: np.ndarray
     d: np.ndarray
+    exact_d: tuple[tuple[int, Fraction], ...] = ()
 
     def __post_init__(self):
         C = _frozen_array(self.C, "OutputConstraints.C", 2)
@@ -142,6 +201,15 @@ class OutputConstraints:
                              f"{d.shape[0]} entries")
         object.__setattr__(self, "C", C)
         object.__setattr__(self, "d", d)
+        object.__setattr__(self, "exact_d", _exact_entries(self.exact_d, d, round_down,
+                                                           "OutputConstraints.exact_d"))
+
+    def exact_offsets(self) -> list:
+        """``d`` with the exact values where they differ: floats and Fractions, ``(m,)``."""
+        out = [float(v) for v in self.d]
+        for r, q in self.exact_d:
+            out[r] = q
+        return out
 
     @property
     def n_rows(self) -> int:
@@ -169,14 +237,20 @@ class OutputConstraints:
         m = self.violation_margin(y)
         return bool(m <= 0.0) if np.ndim(m) == 0 else m <= 0.0
 
+    def exactly_satisfied(self, y) -> bool:
+        """Whether one output ``y (n_out,)`` meets every row with the EXACT offsets, in
+        rational arithmetic (:func:`hybridver.numerics.exactly_satisfied`)."""
+        ya = np.asarray(y, dtype=np.float64).reshape(-1)
+        return exactly_satisfied(self.C, self.d, ya, self.exact_d)
+
     def __eq__(self, other):
         if not isinstance(other, OutputConstraints):
             return NotImplemented
         return (self.C.shape == other.C.shape and np.array_equal(self.C, other.C)
-                and np.array_equal(self.d, other.d))
+                and np.array_equal(self.d, other.d) and self.exact_d == other.exact_d)
 
     def __hash__(self):
-        return hash((self.C.shape, self.C.tobytes(), self.d.tobytes()))
+        return hash((self.C.shape, self.C.tobytes(), self.d.tobytes(), self.exact_d))
 
     def __repr__(self):
         return f"OutputConstraints(m={self.n_rows}, n_out={self.n_outputs})"
@@ -231,8 +305,10 @@ class SpecCase:
 
     def is_counterexample(self, x, y, tol: float = 0.0) -> bool:
         """One point: ``x`` in the region (widened by ``tol``) and ``y`` meets the output
-        condition (``tol`` never loosens the output check)."""
-        return bool(self.region.contains(x, tol)) and bool(self.output_satisfied(y))
+        condition, decided exactly (``tol`` never loosens the output check)."""
+        if not (self.region.contains(x, tol) and self.output_satisfied(y)):
+            return False
+        return self.output_is_true or any(dj.exactly_satisfied(y) for dj in self.disjuncts)
 
     def __eq__(self, other):
         if not isinstance(other, SpecCase):

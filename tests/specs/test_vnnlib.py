@@ -6,12 +6,14 @@ import gzip
 import random
 import warnings
 from collections import defaultdict
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from hybridver.errors import (DimensionMismatchError, HybridverInputError, SpecError,
                              VacuousSpecWarning)
+from hybridver.numerics import round_down, round_up
 from hybridver.specs import MAX_DNF_TERMS, load_vnnlib, parse_vnnlib
 from tests.conftest import SHARED_BENCHMARKS, shared_files
 
@@ -31,6 +33,16 @@ def only_case(spec):
 
 def rows_of(case):
     return [(dj.C.tolist(), dj.d.tolist()) for dj in case.disjuncts]
+
+
+def down(text: str) -> float:
+    """The decimal ``text`` rounded down to float64 (how the reader stores a lower bound
+    or a row offset that is not a float64 number)."""
+    return round_down(Fraction(text))
+
+
+def up(text: str) -> float:
+    return round_up(Fraction(text))
 
 
 # ------------------------------------------------------------------ semantics
@@ -62,16 +74,19 @@ def test_acas_like_property_rows_signs_and_box():
     spec = parse_vnnlib(ACAS_LIKE)
     assert spec.n_inputs == 3 and spec.n_outputs == 3 and spec.name == ""
     case = only_case(spec)
-    np.testing.assert_array_equal(case.region.lower,
-                                  [-0.30353115613746867, -0.009549296585513092, 0.3])
-    np.testing.assert_array_equal(case.region.upper,
-                                  [-0.29855281193475053, 0.009549296585513092, 0.5])
+    # decimals that are not float64 numbers are rounded outward
+    np.testing.assert_array_equal(case.region.lower, [down("-0.30353115613746867"),
+                                                      down("-0.009549296585513092"),
+                                                      down("0.3")])
+    np.testing.assert_array_equal(case.region.upper, [up("-0.29855281193475053"),
+                                                      up("0.009549296585513092"), 0.5])
     assert len(case.disjuncts) == 1
     dj = case.disjuncts[0]
     # y0 - y1 <= 0 ; y0 - y2 <= 0 ; 3.99 - y2 <= 0
     np.testing.assert_array_equal(dj.C, [[1.0, -1.0, 0.0], [1.0, 0.0, -1.0],
                                          [0.0, 0.0, -1.0]])
-    np.testing.assert_array_equal(dj.d, [0.0, 0.0, 3.991125645861615])
+    np.testing.assert_array_equal(dj.d, [0.0, 0.0, down("3.991125645861615")])
+    assert dj.exact_d == ((2, Fraction("3.991125645861615")),)
     x = [-0.3, 0.0, 0.4]
     assert spec.is_counterexample(x, [0.0, 1.0, 4.0])
     assert not spec.is_counterexample(x, [2.0, 1.0, 4.0])
@@ -184,12 +199,14 @@ def test_linear_terms():
 def test_linear_terms_exact_bounds():
     spec = parse("(assert (<= (+ X_0 0.1) 0.3))(assert (>= (* 3 X_0) -1))"
                  "(assert (<= X_1 1))(assert (>= X_1 0))")
-    # each bound is computed exactly and rounded once: 0.3 - 0.1 is 0.2 (float arithmetic
-    # would give 0.19999999999999998), -1/3 is the float nearest to -1/3
+    # each bound is computed exactly and rounded once, outward: 0.3 - 0.1 is exactly 1/5
+    # (float arithmetic would give 0.19999999999999998), -1/3 is rounded down
     case = only_case(spec)
     assert 0.3 - 0.1 != 0.2
-    assert case.region.upper[0] == 0.2
-    assert case.region.lower[0] == -1 / 3
+    assert case.region.upper[0] == up("0.2") == 0.2
+    assert case.region.lower[0] == round_down(Fraction(-1, 3)) < -1 / 3
+    assert case.region.exact_upper == ((0, Fraction(1, 5)),)
+    assert case.region.exact_lower == ((0, Fraction(-1, 3)),)
 
 
 def test_equality_and_chains():
@@ -456,9 +473,11 @@ def test_shared_known_structures(shared_benchmarks):
     acas = {p.name: load_vnnlib(p) for p in sorted((shared_benchmarks / "acasxu").glob("*.vnnlib"))}
     if "prop_1.vnnlib" in acas:
         case = only_case(acas["prop_1.vnnlib"])
-        assert rows_of(case) == [([[-1.0, 0.0, 0.0, 0.0, 0.0]], [3.991125645861615])]
-        np.testing.assert_array_equal(case.region.lower, [0.6, -0.5, -0.5, 0.45, -0.5])
-        np.testing.assert_array_equal(case.region.upper, [0.679857769, 0.5, 0.5, 0.5, -0.45])
+        assert rows_of(case) == [([[-1.0, 0.0, 0.0, 0.0, 0.0]], [down("3.991125645861615")])]
+        np.testing.assert_array_equal(case.region.lower,
+                                      [down("0.6"), -0.5, -0.5, down("0.45"), -0.5])
+        np.testing.assert_array_equal(case.region.upper,
+                                      [up("0.679857769"), 0.5, 0.5, 0.5, up("-0.45")])
     if "prop_6.vnnlib" in acas:
         assert len(acas["prop_6.vnnlib"].cases) == 2  # two input boxes
     if "prop_7.vnnlib" in acas:
