@@ -35,7 +35,8 @@ import math
 from fractions import Fraction
 
 __all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "round_down",
-           "round_up", "exactly_satisfied"]
+           "round_up", "is_float64",
+           "exactly_satisfied"]
 
 #: float64 unit roundoff.
 U64 = 2.0 ** -53
@@ -64,9 +65,17 @@ def gamma(k: float, unit: float) -> float:
 def _nearest(q: Fraction | int) -> float:
     """``q`` rounded to the nearest float64, +-inf beyond the float64 range."""
     try:
-        return float(q)
+        return q.numerator / q.denominator
     except OverflowError:
         return math.inf if q > 0 else -math.inf
+
+
+def _sign_minus(v: float, q: Fraction) -> int:
+    """The sign of ``v - q`` for a finite float ``v``, in integers (Fraction's own float
+    comparison is several times slower)."""
+    a, b = v.as_integer_ratio()
+    left, right = a * q.denominator, q.numerator * b
+    return (left > right) - (left < right)
 
 
 def round_down(q: Fraction | int) -> float:
@@ -75,18 +84,37 @@ def round_down(q: Fraction | int) -> float:
     A value under half the smallest subnormal becomes ``0.0`` (q > 0) or ``-5e-324``
     (q < 0): the float just below, so ``round_down(q) <= q`` always holds exactly.
     """
+    if type(q) is not Fraction:
+        q = Fraction(q)
     v = _nearest(q)
-    if v > q:
+    if math.isinf(v):
+        return v if v < 0 else 1.7976931348623157e308
+    if _sign_minus(v, q) > 0:
         v = math.nextafter(v, -math.inf)
     return v + 0.0
 
 
 def round_up(q: Fraction | int) -> float:
     """The smallest float64 ``>= q`` (``inf`` above the float64 range; never ``-0.0``)."""
+    if type(q) is not Fraction:
+        q = Fraction(q)
     v = _nearest(q)
-    if v < q:
+    if math.isinf(v):
+        return v if v > 0 else -1.7976931348623157e308
+    if _sign_minus(v, q) < 0:
         v = math.nextafter(v, math.inf)
     return v + 0.0
+
+
+def is_float64(q: Fraction | int) -> bool:
+    """Whether the rational ``q`` is a float64 number."""
+    if type(q) is not Fraction:
+        q = Fraction(q)
+    den = q.denominator
+    if den & (den - 1):  # not a power of two: never a binary float
+        return False
+    v = _nearest(q)
+    return not math.isinf(v) and _sign_minus(v, q) == 0
 
 
 def exactly_satisfied(C, d, y, exact_d=()) -> bool:

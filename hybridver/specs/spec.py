@@ -36,7 +36,7 @@ from fractions import Fraction
 import numpy as np
 
 from hybridver.errors import DimensionMismatchError
-from hybridver.numerics import exactly_satisfied, round_down, round_up
+from hybridver.numerics import exactly_satisfied, is_float64, round_down, round_up
 
 __all__ = ["InputBox", "OutputConstraints", "SpecCase", "Spec"]
 
@@ -73,16 +73,17 @@ def _as_points(v, n: int, what: str) -> tuple[np.ndarray, bool]:
 def _exact_entries(pairs, rounded: np.ndarray, rounding, name: str) -> tuple:
     """``pairs`` ``(index, Fraction)`` checked against ``rounded``: sorted, one per index,
     each exact value not a float64 and ``rounded[index] == rounding(value)``."""
-    out = tuple(sorted((int(i), Fraction(q)) for i, q in pairs))
-    seen = set()
+    out = sorted((int(i), q if type(q) is Fraction else Fraction(q)) for i, q in pairs)
+    n = rounded.shape[0]
+    if out and (out[0][0] < 0 or out[-1][0] >= n
+                or any(a[0] == b[0] for a, b in zip(out, out[1:]))):
+        raise ValueError(f"{name}: indices must be distinct and in 0..{n - 1}")
+    values = rounded.tolist()
     for i, q in out:
-        if not 0 <= i < rounded.shape[0] or i in seen:
-            raise ValueError(f"{name}: bad or repeated index {i}")
-        seen.add(i)
-        if rounded[i] == q or rounded[i] != rounding(q):
-            raise ValueError(f"{name}[{i}]: {rounded[i]!r} is not the outward rounding of "
+        if values[i] != rounding(q) or is_float64(q):
+            raise ValueError(f"{name}[{i}]: {values[i]!r} is not the outward rounding of "
                              f"the exact value {q} (or that value is a float64 number)")
-    return out
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,6 @@ The exact values stay in the Spec for confirming counterexamples (docs/soundness
 from __future__ import annotations
 
 import math
-import operator
 import warnings
 
 import numpy as np
@@ -20,9 +19,13 @@ from hybridver.errors import DimensionMismatchError, SpecError, VacuousSpecWarni
 from hybridver.numerics import round_down, round_up
 from hybridver.specs.spec import InputBox, OutputConstraints, Spec, SpecCase
 from hybridver.specs.vnnlib_parse import MAX_DNF_TERMS, Parser
-from hybridver.specs.vnnlib_terms import LOWER, UPPER
+from hybridver.specs.vnnlib_terms import LOWER, ROW, UPPER
 
 __all__ = ["build"]
+
+# the "no bound yet" entries, told apart by identity
+_NEG_INF = -math.inf
+_POS_INF = math.inf
 
 
 def build(parser: Parser, name: str, n_inputs, n_outputs) -> Spec:
@@ -52,7 +55,7 @@ def build(parser: Parser, name: str, n_inputs, n_outputs) -> Spec:
     if problems:
         raise DimensionMismatchError(f"{path or '<spec>'}: " + "; ".join(problems))
 
-    lo0, hi0, rows0 = [-math.inf] * n_x, [math.inf] * n_x, []
+    lo0, hi0, rows0 = [_NEG_INF] * n_x, [_POS_INF] * n_x, []
     _apply_atoms(parser.global_atoms, lo0, hi0, rows0)
     if parser.false_at is not None:
         terms: list[list] = []
@@ -64,47 +67,62 @@ def build(parser: Parser, name: str, n_inputs, n_outputs) -> Spec:
                           "(several top-level disjunctions); not supported", k)
             terms = dnf if terms == [[]] else [t + c for t in terms for c in dnf]
 
-    merged: dict[tuple, list] = {}
+    merged: dict = {}
+    box0 = key0 = None  # the global box, rounded once for the terms that add no bound
     for ti, term in enumerate(terms):
-        lo, hi, rows = lo0.copy(), hi0.copy(), list(rows0)
-        _apply_atoms(term, lo, hi, rows)
-        if -math.inf in lo or math.inf in hi:
-            i = next(i for i in range(n_x) if lo[i] == -math.inf or hi[i] == math.inf)
-            side = "lower" if lo[i] == -math.inf else "upper"
+        if all(atom[0] == ROW for atom in term):
+            lo, hi, rows = lo0, hi0, list(rows0) + term
+            if box0 is None:
+                box0 = _outward(lo0, hi0)
+            box = box0
+        else:
+            lo, hi, rows = lo0.copy(), hi0.copy(), list(rows0)
+            _apply_atoms(term, lo, hi, rows)
+            box = _outward(lo, hi)
+        missing = np.isinf(box[0]) | np.isinf(box[1])
+        if missing.any():
+            i = int(np.argmax(missing))
+            side = "lower" if np.isinf(box[0][i]) else "upper"
             where = (f" in term {ti + 1} of the {len(terms)}-way input disjunction"
                      if len(terms) > 1 else "")
             raise SpecError(f"input variable X_{i} has no {side} bound{where}; every "
                             "input needs both bounds", path)
-        if any(map(operator.gt, lo, hi)):
+        if _is_empty(lo, hi, box):
             continue  # empty region: this term can have no counterexample
-        key = (tuple(lo), tuple(hi))
+        if len(terms) == 1:
+            key = None
+        elif box is box0:
+            key = key0 = key0 or _box_key(box0)
+        else:
+            key = _box_key(box)
         entry = merged.get(key)
         if entry is None:
-            merged[key] = [lo, hi, [rows] if rows else None]
-        elif entry[2] is not None:
+            merged[key] = [box, [rows] if rows else None]
+        elif entry[1] is not None:
             if rows:
-                entry[2].append(rows)
+                entry[1].append(rows)
             else:
-                entry[2] = None
+                entry[1] = None
     if terms and not merged:
         warnings.warn(f"{path or '<spec>'}: every input region of the spec is empty; "
                       "the property holds vacuously", VacuousSpecWarning, stacklevel=4)
-    for k, (lo, hi, disj) in enumerate(merged.values()):
+    for k, (_, disj) in enumerate(merged.values()):
         if disj is None:
             warnings.warn(f"{path or '<spec>'}: case {k} has no output constraint; every "
                           "point of its input region is a counterexample",
                           VacuousSpecWarning, stacklevel=4)
             break
     cases = []
-    for lo, hi, disj in merged.values():
+    for box, disj in merged.values():
         outs = () if disj is None else tuple(_rows_to_constraints(r, n_y) for r in disj)
-        cases.append(SpecCase(_outward_box(lo, hi), outs))
+        cases.append(SpecCase(InputBox(*box), outs))
     return Spec(tuple(cases), n_x, n_y, name=name)
 
 
-def _outward_box(lo: list, hi: list) -> InputBox:
-    """The box of exact bounds ``lo``/``hi`` (floats and Fractions) as float64 arrays
-    rounded outward, with the exact values of the inexact ones."""
+def _outward(lo: list, hi: list) -> tuple:
+    """The exact bounds ``lo``/``hi`` (floats and Fractions) as the arguments of an
+    :class:`InputBox`: float64 arrays rounded outward, and the exact values of the bounds
+    that are not float64 numbers."""
     ex_lo = [(i, v) for i, v in enumerate(lo) if type(v) is not float]
     ex_hi = [(i, v) for i, v in enumerate(hi) if type(v) is not float]
     lo, hi = list(lo), list(hi)
@@ -112,17 +130,37 @@ def _outward_box(lo: list, hi: list) -> InputBox:
         lo[i] = round_down(v)
     for i, v in ex_hi:
         hi[i] = round_up(v)
-    return InputBox(np.array(lo), np.array(hi), tuple(ex_lo), tuple(ex_hi))
+    return np.array(lo), np.array(hi), tuple(ex_lo), tuple(ex_hi)
+
+
+def _is_empty(lo: list, hi: list, box: tuple) -> bool:
+    """Whether some exact ``lo[i] > hi[i]``.  Outward rounding keeps ``lo_f <= lo`` and
+    ``hi_f >= hi``, so ``lo_f > hi_f`` proves it, and otherwise ``lo > hi`` needs
+    ``hi_f <= up(lo) <= next float after lo_f``: only those entries are compared exactly."""
+    lo_f, hi_f = box[0], box[1]
+    if bool(np.any(lo_f > hi_f)):
+        return True
+    close = np.flatnonzero(hi_f <= np.nextafter(lo_f, np.inf))
+    return any(lo[i] > hi[i] for i in close.tolist())
+
+
+def _box_key(box: tuple) -> tuple:
+    """A hashable key equal for equal exact boxes (hashing Fractions is slow)."""
+    return (box[0].tobytes(), box[1].tobytes(),
+            tuple((i, q.numerator, q.denominator) for i, q in box[2]),
+            tuple((i, q.numerator, q.denominator) for i, q in box[3]))
 
 
 def _apply_atoms(atoms, lo: list, hi: list, rows: list) -> None:
     for atom in atoms:
         kind = atom[0]
         if kind == LOWER:
-            if atom[2] > lo[atom[1]]:
+            cur = lo[atom[1]]
+            if cur is _NEG_INF or atom[2] > cur:  # `is`: a Fraction compares slowly
                 lo[atom[1]] = atom[2]
         elif kind == UPPER:
-            if atom[2] < hi[atom[1]]:
+            cur = hi[atom[1]]
+            if cur is _POS_INF or atom[2] < cur:
                 hi[atom[1]] = atom[2]
         else:
             rows.append(atom)
