@@ -10,7 +10,6 @@ exact values; :mod:`hybridver.specs.vnnlib_build` rounds them outward at the end
 from __future__ import annotations
 
 import itertools
-import math
 import re
 from decimal import Decimal
 from fractions import Fraction
@@ -258,9 +257,7 @@ class Parser(TermParser):
             self.fail(f"number {t!r}: exponents beyond +-{MAX_EXPONENT} are not supported", j)
         v = float(t)
         exact = Decimal(t)
-        if exact == v:
-            if not math.isfinite(v):
-                self.fail(f"number {t!r} is out of the float64 range", j)
+        if exact == v:  # never for an infinite v
             return v
         q = Fraction(exact)
         if abs(q) > FLOAT_MAX:
