@@ -34,9 +34,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "round_down",
-           "round_up", "is_float64",
-           "exactly_satisfied"]
+__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "RESIZE_NEAR_TIE",
+           "round_down", "round_up", "is_float64", "exactly_satisfied"]
 
 #: float64 unit roundoff.
 U64 = 2.0 ** -53
@@ -50,6 +49,10 @@ U_BF16 = 2.0 ** -8
 TINY = 1e-300
 #: Relative widening covering the rounding of a few float64 operations.
 REL_SLACK = 1e-12
+#: A nearest-Resize source coordinate this close (relative) to a rounding boundary, but
+#: not on it, may be rounded across it by onnxruntime's float32 arithmetic (a handful of
+#: operations of error ``U32`` each, 256 ulps allowed): the importer refuses such a map.
+RESIZE_NEAR_TIE = 256 * U32
 
 
 def gamma(k: float, unit: float) -> float:

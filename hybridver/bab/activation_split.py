@@ -112,6 +112,12 @@ class ActivationSplitConfig:
     probe_domains: int = 8
     attack_steps: int = 12
 
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.max_domains, self.probe_domains) < 1:
+            raise ValueError("batch_size, max_domains and probe_domains must be at least 1")
+        if min(self.probe_every, self.attack_steps) < 0 or not self.min_width >= 0:
+            raise ValueError("probe_every, attack_steps and min_width must not be negative")
+
     def bound_method(self, plan, cands: "list[_Candidate]") -> BoundMethod:
         if self.method is not None:
             return BoundMethod(self.method)

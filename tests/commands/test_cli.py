@@ -333,3 +333,71 @@ def test_a_vacuous_spec_is_one_warning_line_and_refused_under_strict(tmp_path, c
     assert len(warned) == 1 and words in warned[0]
     code, out, err = run(["verify", RELU, str(spec), "--strict"], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_verify_model_whose_ir_differs_is_bad_input(tmp_path, monkeypatch, capsys):
+    """A planted importer bug that shows only inside the spec's region: exit 2, one line
+    naming the node, no verdict (before the load-time check: a wrong unsat)."""
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    code, out, _ = run(["verify", str(path), str(spec), "--timeout", "30"], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "sat"
+    plant(monkeypatch)
+    code, out, err = run(["verify", str(path), str(spec), "--timeout", "30"], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert f"node '{PLANTED_NODE}' (Relu, output 'r')" in err
+
+
+def test_info_check_samples_the_spec_region(tmp_path, monkeypatch, capsys):
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    plant(monkeypatch)
+    code, out, _ = run(["info", str(path), "--check", "8"], capsys)
+    assert code == 0 and out.strip().endswith("ok")  # [-1, 1] misses the planted bug
+    code, out, _ = run(["info", str(path), "--check", "8", "--spec", str(spec)], capsys)
+    assert code == 1 and "check (8 points of the spec's input region)" in out
+    assert "MISMATCH" in out and f"node '{PLANTED_NODE}' (Relu, output 'r')" in out
+    code, _, err = run(["info", str(path), "--spec", str(spec)], capsys)
+    assert code == 2 and "--check" in err
+
+
+def _model_onnxruntime_runs_differently(path, kind):
+    """x (1, 2) -> y (1, 2) through an op no fixed float64 network computes: a random draw
+    (``noise``), a float32 -> float16 cast (``half``) or a training-mode Dropout (``drop``)."""
+    inits = []
+    if kind == "noise":
+        nodes = [helper.make_node("RandomUniform", [], ["r"], name="noise", shape=[1, 2]),
+                 helper.make_node("Add", ["x", "r"], ["y"])]
+    elif kind == "half":
+        nodes = [helper.make_node("Cast", ["x"], ["h"], name="half", to=TensorProto.FLOAT16),
+                 helper.make_node("Cast", ["h"], ["y"], to=TensorProto.FLOAT)]
+    else:
+        inits = [helper.make_tensor("ratio", TensorProto.FLOAT, [], [0.5]),
+                 helper.make_tensor("mode", TensorProto.BOOL, [], [True])]
+        nodes = [helper.make_node("Dropout", ["x", "ratio", "mode"], ["y"], name="drop")]
+    graph = helper.make_graph(
+        nodes, "m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+@pytest.mark.parametrize("command", ["verify", "info"])
+@pytest.mark.parametrize("kind, words", [
+    ("noise", "RandomUniform (draws random numbers"),
+    ("half", "Cast (float32 -> float16 rounds values"),
+    ("drop", "Dropout (training_mode=true")])
+def test_an_op_onnxruntime_runs_differently_is_bad_input(tmp_path, capsys, command, kind,
+                                                         words):
+    model, spec = tmp_path / f"{kind}.onnx", tmp_path / f"{kind}.vnnlib"
+    _model_onnxruntime_runs_differently(model, kind)
+    spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n"
+                    "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n"
+                    "(assert (>= X_0 0.0))\n(assert (<= X_0 1.0))\n"
+                    "(assert (>= X_1 0.0))\n(assert (<= X_1 1.0))\n(assert (>= Y_0 5.0))\n")
+    args = [command, str(model)] + ([str(spec)] if command == "verify" else [])
+    code, out, err = run(args, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert words in err and f"node '{kind}'" in err, err

@@ -129,6 +129,21 @@ class OnnxContext:
         taken.update(t.name for t in self.graph.output)
         self.builder = GraphBuilder(taken, sep="/")
         self.consumed: set[str] = set()
+        self._elem_types: dict[str, int] | None = None
+
+    def elem_type(self, tensor: str) -> int | None:
+        """ONNX element type of ``tensor`` (by ONNX shape inference), None if unknown."""
+        if self._elem_types is None:
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.model).graph
+            except Exception:  # noqa: BLE001 - inference is best effort; unknown is refused
+                inferred = self.graph
+            types = {t.name: t.data_type for t in inferred.initializer}
+            for info in (*inferred.input, *inferred.value_info, *inferred.output):
+                if info.type.HasField("tensor_type") and info.type.tensor_type.elem_type:
+                    types[info.name] = info.type.tensor_type.elem_type
+            self._elem_types = types
+        return self._elem_types.get(tensor)
 
     # ---------------------------------------------------------------- emitting
     def fresh(self, base: str) -> str:

@@ -1,5 +1,11 @@
 """ONNX handlers: elementwise ops (activations, broadcast arithmetic, Where) and the ops
-that pass their operand through (Identity, Dropout, float Cast).
+that pass their operand through (Identity, inference-mode Dropout, value-preserving Cast).
+
+The IR computes in float64, so a Cast is an identity only when it cannot change a value:
+to the same or a wider float type (float16/bfloat16 -> float32 -> float64).  A narrowing
+float Cast (float64 -> float32, float32 -> float16/bfloat16, float16 <-> bfloat16, any
+float8) and a float -> int Cast round values, and are refused; so is Dropout in training
+mode (random).  Casts and Dropouts on constants are folded with their real semantics.
 
 Old-opset (< 7) broadcasting with ``broadcast=1`` aligns a constant second operand with
 the first one starting at ``axis``; it is reshaped to numpy broadcasting here.
@@ -50,10 +56,61 @@ def identity(ctx: OnnxContext, onode, ins, attrs) -> list:
     return [ins[0]]
 
 
+#: float type -> the float types it converts to exactly (itself and wider ones)
+_EXACT_CASTS = {
+    onnx.TensorProto.FLOAT16: FLOAT_TYPES - {onnx.TensorProto.BFLOAT16},
+    onnx.TensorProto.BFLOAT16: FLOAT_TYPES - {onnx.TensorProto.FLOAT16},
+    onnx.TensorProto.FLOAT: {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE},
+    onnx.TensorProto.DOUBLE: {onnx.TensorProto.DOUBLE},
+}
+_TYPE_NAMES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64",
+               onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def type_name(elem_type: int | None) -> str:
+    """``float32`` etc. for an ONNX element type (``unknown type`` for None)."""
+    if elem_type is None:
+        return "unknown type"
+    return _TYPE_NAMES.get(elem_type) or onnx.TensorProto.DataType.Name(elem_type).lower()
+
+
 def cast(ctx: OnnxContext, onode, ins, attrs) -> list:
-    if int(attrs.get("to", onnx.TensorProto.FLOAT)) not in FLOAT_TYPES:
-        raise Unsupported("cast of a variable tensor to a non-float type")
+    """Identity when the cast cannot change a value; refused when it rounds."""
+    x = ctx.var_input(ins)
+    to = int(attrs.get("to", onnx.TensorProto.FLOAT))
+    src = ctx.elem_type(onode.input[0])
+    if src is None:
+        raise Unsupported(f"cast to {type_name(to)} of a tensor whose type ONNX shape "
+                          "inference cannot tell; hybridver does not import a cast it "
+                          "cannot show to keep values")
+    if to not in _EXACT_CASTS.get(src, ()):
+        raise Unsupported(f"{type_name(src)} -> {type_name(to)} rounds values; hybridver "
+                          "does not model narrowing casts")
+    return [x]
+
+
+def dropout(ctx: OnnxContext, onode, ins, attrs) -> list:
+    """Inference-mode Dropout is the identity (its ratio is then irrelevant)."""
+    check_dropout_mode(ctx, ins, attrs)
+    ctx.require_outputs(onode, 1)
     return [ins[0]]
+
+
+def check_dropout_mode(ctx: OnnxContext, ins, attrs) -> None:
+    """Refuse a Dropout that may run in training mode (it drops values at random):
+    opset >= 12 ``training_mode`` input true or not constant, opset < 7 ``is_test=0``."""
+    if ctx.opset < 7 and not int(attrs.get("is_test", 0)):
+        raise Unsupported("training mode (is_test=0) drops values at random; hybridver "
+                          "does not model nondeterministic ops")
+    mode = ins[2] if len(ins) > 2 else None
+    if mode is None:
+        return
+    if not is_const(mode):
+        raise Unsupported("training_mode is not a constant (in training mode Dropout drops "
+                          "values at random); hybridver does not model nondeterministic ops")
+    if np.any(mode):
+        raise Unsupported("training_mode=true drops values at random; hybridver does not "
+                          "model nondeterministic ops")
 
 
 def leaky_relu(ctx: OnnxContext, onode, ins, attrs) -> list:

@@ -39,6 +39,12 @@ _FOLDED_OPS = frozenset({
     "Shape", "Size", "ConstantOfShape", "Constant", "Equal", "Greater", "Less", "Not", "And",
     "Or", "Range", "Cast", "Floor", "Ceil", "Min", "Max", "Mod", "NonZero", "Sign"})
 
+#: ops that draw random numbers: onnxruntime draws new values on every run, so no fixed
+#: network (and no value folded once at import) computes what it computes
+_NONDETERMINISTIC_OPS = frozenset({
+    "RandomUniform", "RandomNormal", "RandomUniformLike", "RandomNormalLike", "Bernoulli",
+    "Multinomial"})
+
 #: The handler of each supported ONNX op type (default domain); anything else is reported.
 HANDLERS: dict[str, Handler] = {
     "Relu": elementwise.unary(OpKind.RELU),
@@ -61,7 +67,7 @@ HANDLERS: dict[str, Handler] = {
     "Div": elementwise.broadcast(OpKind.DIV),
     "Pow": elementwise.broadcast(OpKind.POW),
     "Identity": elementwise.identity,
-    "Dropout": elementwise.identity,
+    "Dropout": elementwise.dropout,
     "Cast": elementwise.cast,
     "Where": elementwise.where,
     "MatMul": linear.matmul,
@@ -215,6 +221,11 @@ def _convert(ctx: OnnxContext, onode: onnx.NodeProto) -> None:
             ins.append(ctx.values[t])
     attrs = node_attributes(onode)
     try:
+        if domain in _ONNX_DOMAINS and op in _NONDETERMINISTIC_OPS:
+            raise Unsupported("draws random numbers on every run; hybridver does not model "
+                              "nondeterministic ops")
+        if domain in _ONNX_DOMAINS and op == "Dropout":
+            elementwise.check_dropout_mode(ctx, ins, attrs)  # before folding a constant
         if op == "Shape" and domain in _ONNX_DOMAINS and isinstance(ins[0], Var):
             start, end = attrs.get("start", 0), attrs.get("end")
             results: list[Value] = [np.array(ins[0].shape[start:end], dtype=np.int64)]

@@ -124,7 +124,8 @@ def conv_transpose(ctx: OnnxContext, onode, ins, attrs) -> list:
     auto_pad = attrs.get("auto_pad", "NOTSET") or "NOTSET"
     in_sizes = x.shape[2:]
     kernel = w.shape[2:]
-    target = ints(attrs["output_shape"])[-spatial:] if "output_shape" in attrs else None
+    explicit = "output_shape" in attrs
+    target = ints(attrs["output_shape"])[-spatial:] if explicit else None
     if target is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         target = [in_sizes[i] * strides[i] for i in range(spatial)]
     if auto_pad == "VALID":
@@ -135,7 +136,10 @@ def conv_transpose(ctx: OnnxContext, onode, ins, attrs) -> list:
             total = (strides[i] * (in_sizes[i] - 1) + out_pad[i]
                      + (kernel[i] - 1) * dilations[i] + 1 - target[i])
             if total < 0:
-                out_pad[i] -= total  # grow the output at the end
+                # onnxruntime grows the output at the end to an explicit output_shape,
+                # but not to the SAME target in * stride (the output stays smaller)
+                if explicit:
+                    out_pad[i] -= total
                 total = 0
             half, rest = total // 2, total - total // 2
             if auto_pad == "SAME_UPPER":

@@ -1,12 +1,18 @@
 """ONNX handlers: MaxPool, AveragePool, the global pools, nearest Upsample / Resize.
 
 Nearest Upsample/Resize becomes ``UPSAMPLE`` (integer scales) or ``GATHER`` nodes, one per
-resized axis (any other nearest index map).  Other interpolation modes are unsupported.
+resized axis (any other nearest index map), with the index map onnxruntime computes.
+Refused: a map that depends on float rounding, ``half_pixel_symmetric`` (onnxruntime's
+rounding of it differs from the definition at boundaries), ``tf_crop_and_resize`` (roi,
+extrapolation), ``tf_half_pixel_for_nn``, linear / cubic modes, ``antialias``,
+``exclude_outside`` and a ``keep_aspect_ratio_policy`` other than ``stretch``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -14,38 +20,85 @@ import numpy as np
 from hybridver.frontends.onnx.context import (OnnxContext, Unsupported, axis_index, ints,
                                               same_pads)
 from hybridver.ir.ops import OpKind
+from hybridver.numerics import RESIZE_NEAR_TIE
 
 
-def nearest_index_map(in_len: int, out_len: int, scale: float, coord: str, nearest: str
-                      ) -> np.ndarray:
-    """Source index of each output position for nearest-neighbour resizing (ONNX Resize)."""
-    o = np.arange(out_len, dtype=np.float64)
+_NEAR = Fraction(RESIZE_NEAR_TIE)  # exact: a power of two
+
+
+def _source_coordinate(o: int, in_len: int, out_len: int, scale, coord: str, c):
+    """Source coordinate of output position ``o`` with numbers made by ``c`` (float32,
+    float64 or exact fractions: the arithmetic decides ties)."""
+    s, half, x = c(scale), c(0.5), c(o)
     if coord == "half_pixel":
-        x = (o + 0.5) / scale - 0.5
-    elif coord == "half_pixel_symmetric":
-        adjustment = out_len / (scale * in_len)
-        x = in_len / 2 * (1 - adjustment) + (o + 0.5) / scale - 0.5
-    elif coord == "pytorch_half_pixel":
-        x = (o + 0.5) / scale - 0.5 if out_len > 1 else np.zeros_like(o)
-    elif coord == "align_corners":
-        x = o * (in_len - 1) / (out_len - 1) if out_len > 1 else np.zeros_like(o)
-    elif coord == "asymmetric":
-        x = o / scale
-    else:
-        raise Unsupported(f"coordinate_transformation_mode={coord}")
+        return (x + half) / s - half
+    if coord == "pytorch_half_pixel":
+        return (x + half) / s - half if out_len > 1 else c(0)
+    if coord == "align_corners":
+        return x * c(in_len - 1) / c(out_len - 1) if out_len > 1 else c(0)
+    if coord == "asymmetric":
+        return x / s
+    raise Unsupported(f"coordinate_transformation_mode={coord}")
+
+
+def _exact(v) -> Fraction:
+    """``v`` (int, float, numpy float or fraction) as an exact fraction."""
+    return v if isinstance(v, (int, Fraction)) else Fraction(float(v))
+
+
+def _float32(v) -> np.float32:
+    return np.float32(float(v))
+
+
+def _nearest_pixel(x, nearest: str, downsampling: bool) -> int:
+    x = _exact(x)
+    floor = math.floor(x)
+    tie = x - floor == Fraction(1, 2)
+    away = floor + 1 if x > 0 else floor  # C round() of a tie: away from zero
     if nearest == "round_prefer_floor":
-        idx = np.where(x - np.floor(x) == 0.5, np.floor(x), np.round(x))
-    elif nearest == "round_prefer_ceil":
-        idx = np.where(x - np.floor(x) == 0.5, np.ceil(x), np.round(x))
-    elif nearest == "floor":
-        idx = np.floor(x)
-    elif nearest == "ceil":
-        idx = np.ceil(x)
-    elif nearest == "simple":  # onnxruntime's Upsample / opset-10 Resize rule
-        idx = np.ceil(x) if scale < 1 else np.floor(x)
-    else:
-        raise Unsupported(f"nearest_mode={nearest}")
-    return np.clip(idx, 0, in_len - 1).astype(np.int64)
+        return floor if tie else math.floor(x + Fraction(1, 2))
+    if nearest == "round_prefer_ceil":
+        return away if tie else math.floor(x + Fraction(1, 2))
+    if nearest == "floor":
+        return floor
+    if nearest == "ceil":
+        return math.ceil(x)
+    if nearest == "simple":  # onnxruntime's Upsample / opset-10 Resize rule
+        return math.ceil(x) if downsampling else math.trunc(x)
+    raise Unsupported(f"nearest_mode={nearest}")
+
+
+def nearest_index_map(in_len: int, out_len: int, scales: Sequence, coord: str, nearest: str
+                      ) -> np.ndarray:
+    """Source index of each output position for nearest-neighbour resizing, clipped to
+    ``[0, in_len - 1]``.
+
+    Where the source coordinate lands on a rounding boundary (an integer for floor/ceil,
+    a half for the round modes), the pixel picked depends on the arithmetic: onnxruntime
+    computes in float32, real arithmetic differs by an ulp (``half_pixel`` + ``floor`` at
+    scale 0.6 picks pixel 2 in float32, 1 exactly).  The map is therefore computed for
+    every candidate scale in ``scales`` (the float32 value, and the exact ratio when the
+    output size was given) in float32, float64 and exact arithmetic; if they do not all
+    agree the node is refused, since onnxruntime's pick cannot be predicted safely.
+    """
+    boundary = Fraction(1, 2) if nearest.startswith("round") else Fraction(0)
+    maps, near_tie = set(), False
+    for scale in scales:
+        for c in (_float32, float, _exact):
+            coords = [_source_coordinate(o, in_len, out_len, scale, coord, c)
+                      for o in range(out_len)]
+            maps.add(tuple(min(max(_nearest_pixel(x, nearest, float(scale) < 1), 0),
+                               in_len - 1) for x in coords))
+        for x in (_source_coordinate(o, in_len, out_len, scale, coord, _exact)
+                  for o in range(out_len)):
+            # exactly: just off a boundary, where float32 arithmetic could cross it
+            off = abs((x - boundary) - round(x - boundary))
+            near_tie = near_tie or 0 < off < _NEAR * max(1, abs(x))
+    if len(maps) != 1 or near_tie:
+        raise Unsupported(
+            f"{coord}/{nearest} index map {in_len} -> {out_len} depends on float rounding "
+            "(a source coordinate at a rounding boundary)")
+    return np.array(maps.pop(), dtype=np.int64)
 
 
 def pool(ctx: OnnxContext, onode, ins, attrs) -> list:
@@ -98,6 +151,11 @@ def resize(ctx: OnnxContext, onode, ins, attrs) -> list:
     mode = attrs.get("mode", "nearest")
     if mode != "nearest":
         raise Unsupported(f"mode={mode}")
+    # options of linear / cubic interpolation (onnxruntime rejects them with nearest):
+    # refused rather than dropped
+    for name in ("antialias", "exclude_outside"):
+        if int(attrs.get(name, 0)):
+            raise Unsupported(f"{name}={attrs[name]}")
     scales: list[float] | None = None
     sizes: list[int] | None = None
     if op == "Upsample":
@@ -139,18 +197,29 @@ def resize(ctx: OnnxContext, onode, ins, attrs) -> list:
     if (scales is not None and len(scales) != rank) or (sizes is not None
                                                         and len(sizes) != rank):
         raise Unsupported("scales/sizes do not match the input rank")
-    out_sizes, maps = [], []
+    out_sizes, axes_candidates = [], []
     for i in range(rank):
         n_in = x.shape[i]
         if sizes is not None:
-            n_out, scale = sizes[i], sizes[i] / n_in
+            # onnxruntime: scale = float(out) / float(in) in float32; exactly: out / in
+            n_out = sizes[i]
+            candidates = [np.float32(n_out) / np.float32(n_in), Fraction(n_out, n_in)]
         else:
-            scale = scales[i]
-            n_out = int(math.floor(n_in * scale))
-        if scale <= 0 or n_out <= 0:
-            raise Unsupported(f"scale {scale} on axis {i}")
+            scale = np.float32(scales[i])
+            if scale <= 0:
+                raise Unsupported(f"scale {float(scale)} on axis {i}")
+            n_out = int(scale * np.float32(n_in))  # float32 product, truncated
+            if n_out != math.floor(Fraction(float(scale)) * n_in):
+                raise Unsupported(f"output size of axis {i} depends on float rounding")
+            candidates = [scale]
+        if n_out <= 0:
+            raise Unsupported(f"output size {n_out} on axis {i}")
         out_sizes.append(n_out)
-        maps.append(nearest_index_map(n_in, n_out, scale, coord, nearest))
+        axes_candidates.append(candidates)
+    if out_sizes == list(x.shape):
+        return [x]  # onnxruntime copies the input when the shape does not change
+    maps = [nearest_index_map(x.shape[i], out_sizes[i], axes_candidates[i], coord, nearest)
+            for i in range(rank)]
     out = onode.output[0]
     changed = [i for i in range(rank)
                if not (out_sizes[i] == x.shape[i]
