@@ -31,30 +31,7 @@ _POS_INF = math.inf
 def build(parser: Parser, name: str, n_inputs, n_outputs) -> Spec:
     """The Spec of a parsed file: size checks, DNF of the assertions, one case per box."""
     path = parser.path
-    n_x, n_y = len(parser.x_decl), len(parser.y_decl)
-    if n_x == 0:
-        raise SpecError("no input variables declared (expected "
-                        "'(declare-const X_0 Real)' ...)", path)
-    if n_y == 0:
-        raise SpecError("no output variables declared (expected "
-                        "'(declare-const Y_0 Real)' ...)", path)
-    for decl, letter in ((parser.x_decl, "X"), (parser.y_decl, "Y")):
-        if max(decl) != len(decl) - 1:
-            missing = min(set(range(max(decl) + 1)) - set(decl))
-            line, col = parser.where(decl[max(decl)])
-            raise SpecError(f"{letter}_{max(decl)} is declared but {letter}_{missing} is "
-                            f"not: variables must be {letter}_0 .. {letter}_<n-1>",
-                            path, line, col)
-    problems = []
-    if n_inputs is not None and int(n_inputs) != n_x:
-        problems.append(f"the spec declares {n_x} input variables (X_0..X_{n_x - 1}) "
-                        f"but the model has {int(n_inputs)} inputs")
-    if n_outputs is not None and int(n_outputs) != n_y:
-        problems.append(f"the spec declares {n_y} output variables (Y_0..Y_{n_y - 1}) "
-                        f"but the model has {int(n_outputs)} outputs")
-    if problems:
-        raise DimensionMismatchError(f"{path or '<spec>'}: " + "; ".join(problems))
-
+    n_x, n_y = _check_sizes(parser, n_inputs, n_outputs)
     lo0, hi0, rows0 = [_NEG_INF] * n_x, [_POS_INF] * n_x, []
     _apply_atoms(parser.global_atoms, lo0, hi0, rows0)
     if parser.false_at is not None:
@@ -64,7 +41,7 @@ def build(parser: Parser, name: str, n_inputs, n_outputs) -> Spec:
         for dnf, k in parser.multi:
             if len(terms) * len(dnf) > MAX_DNF_TERMS:
                 parser.fail(f"the assertions expand to more than {MAX_DNF_TERMS} DNF terms "
-                          "(several top-level disjunctions); not supported", k)
+                            "(several top-level disjunctions); not supported", k)
             terms = dnf if terms == [[]] else [t + c for t in terms for c in dnf]
 
     merged: dict = {}
@@ -117,6 +94,37 @@ def build(parser: Parser, name: str, n_inputs, n_outputs) -> Spec:
         outs = () if disj is None else tuple(_rows_to_constraints(r, n_y) for r in disj)
         cases.append(SpecCase(InputBox(*box), outs))
     return Spec(tuple(cases), n_x, n_y, name=name)
+
+
+def _check_sizes(parser: Parser, n_inputs, n_outputs) -> tuple[int, int]:
+    """The declared numbers of inputs and outputs, checked (contiguous indices, and equal
+    to the model's sizes when those are given)."""
+    path = parser.path
+    n_x, n_y = len(parser.x_decl), len(parser.y_decl)
+    if n_x == 0:
+        raise SpecError("no input variables declared (expected "
+                        "'(declare-const X_0 Real)' ...)", path)
+    if n_y == 0:
+        raise SpecError("no output variables declared (expected "
+                        "'(declare-const Y_0 Real)' ...)", path)
+    for decl, letter in ((parser.x_decl, "X"), (parser.y_decl, "Y")):
+        if max(decl) != len(decl) - 1:
+            missing = min(set(range(max(decl) + 1)) - set(decl))
+            line, col = parser.where(decl[max(decl)])
+            raise SpecError(f"{letter}_{max(decl)} is declared but {letter}_{missing} is "
+                            f"not: variables must be {letter}_0 .. {letter}_<n-1>",
+                            path, line, col)
+    problems = []
+    if n_inputs is not None and int(n_inputs) != n_x:
+        problems.append(f"the spec declares {n_x} input variables (X_0..X_{n_x - 1}) "
+                        f"but the model has {int(n_inputs)} inputs")
+    if n_outputs is not None and int(n_outputs) != n_y:
+        problems.append(f"the spec declares {n_y} output variables (Y_0..Y_{n_y - 1}) "
+                        f"but the model has {int(n_outputs)} outputs")
+    if problems:
+        raise DimensionMismatchError(f"{path or '<spec>'}: " + "; ".join(problems))
+    return n_x, n_y
+
 
 
 def _outward(lo: list, hi: list) -> tuple:
