@@ -204,8 +204,9 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     if bool((lo > hi).any()):
         raise ValueError("input box has lower > upper")
     Ct, dt = _spec(graph, n, C, d, device)
-    restr = _restrictions(graph, restrictions, n, device)
     plan = get_plan(graph, config.torch_dtype, device)
+    # restrictions name nodes of the plan's graph (the decomposed one, a superset of names)
+    restr = _restrictions(plan.graph, restrictions, n, device)
     linear = config.method is not BoundMethod.IBP
     stats: dict[str, Any] = {"batch_chunks": 0}
     chunk = _batch_chunk(graph, config, n, Ct.shape[1]) if linear else n
