@@ -208,6 +208,22 @@ CASES = [
 ]
 
 
+#: ONNX op type -> the case that exercises it (on input-dependent data unless noted)
+COVERED = {
+    "Add": "relu", "BatchNormalization": "batch_norm", "Concat": "slicing",
+    "Constant": "constant_mul", "ConstantOfShape": "shape_ops", "Conv": "conv",
+    "ConvTranspose": "conv_transpose", "Cos": "cos", "Div": "div",
+    "Equal": "shape_ops",   # on constants; on input-dependent data it is refused
+    "Expand": "shape_ops", "Flatten": "relu", "Gather": "slicing", "Gemm": "gemm",
+    "LeakyRelu": "leaky_relu", "MatMul": "matmul_variables", "MaxPool": "max_pool",
+    "Mul": "mul_variables", "Neg": "neg", "Pow": "pow3", "ReduceMean": "reduce_mean",
+    "ReduceSum": "relu", "Relu": "relu", "Reshape": "transpose", "Shape": "shape_ops",
+    "Sigmoid": "sigmoid", "Sin": "sin", "Slice": "slicing", "Softmax": "softmax",
+    "Split": "slicing", "Sub": "slicing", "Tanh": "tanh", "Transpose": "transpose",
+    "Unsqueeze": "slicing", "Upsample": "upsample", "Where": "shape_ops",
+}
+
+
 def sampled_range(path: Path) -> tuple[float, float, np.ndarray]:
     """``(min, max, argmax)`` of the output over a 7^4 grid and 1024 uniform points of
     ``[-1, 1]^4`` (onnxruntime, float32)."""

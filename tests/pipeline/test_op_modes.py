@@ -6,21 +6,28 @@ hybrid with the default schedule; hybrid forced into input splitting or activati
 splitting (only that stage, no escalation); exact with each MILP/SMT back end; and the
 ``bounds`` command.  Verdicts are checked against the planted answer: ``sat`` must be
 found (a back end that refuses an op says so in an ``unknown`` message, no crash), and a
-property that holds is never ``sat``.
+property that holds is never ``sat``.  The fast subset (not ``slow``) still runs every op
+through hybrid falsification, both branch-and-bounds' proofs, HiGHS and ``bounds``.
+
+``test_every_op_of_the_shared_benchmarks_has_a_case`` walks ../shared/benchmarks (skipped
+where absent), so an op type a new benchmark brings fails until a case covers it.
 """
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
 
+import onnx
 import pytest
 
 import hybridver
 from hybridver.cli import main
 from hybridver.config import AttackConfig, ExactConfig, Mode, Schedule, StageName, VerifyConfig
 from hybridver.result import Verdict
-from tests.pipeline.op_models import CASES, planted_specs
+from tests.conftest import shared_files
+from tests.pipeline.op_models import CASES, COVERED, planted_specs
 
 TIMEOUT = 60.0   # generous: every case here normally ends in well under a second
 
@@ -132,3 +139,32 @@ def test_bounds_command_encloses_the_sampled_outputs(built, op, method, tmp_path
     slack = 1e-5 * (1 + abs(planted.lo) + abs(planted.hi))   # onnxruntime's float32
     assert bounds["lower"][0] <= planted.lo + slack
     assert bounds["upper"][0] >= planted.hi - slack
+
+
+def test_every_op_of_the_shared_benchmarks_has_a_case(shared_benchmarks):
+    """A benchmark added with a new op type fails here until a case above covers it."""
+    used: dict[str, str] = {}
+    for path in shared_files("**/*.onnx", "**/*.onnx.gz"):
+        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        model = onnx.load_from_string(data)
+        for node in model.graph.node:
+            used.setdefault(node.op_type, str(path.relative_to(shared_benchmarks)))
+    assert used   # the folder holds models
+    missing = {op: where for op, where in used.items() if op not in COVERED}
+    assert not missing, f"ops without a case in tests/pipeline/op_models.py: {missing}"
+    assert set(COVERED.values()) <= set(OPS)
+
+
+@pytest.mark.parametrize("command", ["verify", "bounds"])
+def test_equal_on_input_dependent_data_is_refused_cleanly(command, tmp_path, capsys):
+    """The benchmarks use Equal on constants (covered above); on input-dependent data it
+    is a step function hybridver does not bound: exit 2, one line naming op and node."""
+    from tests.pipeline.op_models import OpCase, _f, _n
+
+    case = OpCase("equal_variable", lambda: (
+        [_n("Equal", ["h", "c0"], ["eq"]), _n("Where", ["eq", "h", "c1"], ["z"])],
+        {"c0": _f(0.0), "c1": _f(1.0)}))
+    path = case.build(tmp_path / "equal.onnx")
+    assert main([command, str(path), str(_vnnlib(tmp_path / "s.vnnlib", 1.0))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Equal" in err and "'eq'" in err
