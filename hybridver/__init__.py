@@ -1,32 +1,36 @@
 """hybridver: a neural-network verifier.
 
-The public API is what this module re-exports; heavy dependencies and solvers are imported
-only when used.
+The public API is what this module re-exports.  Every name is loaded on first access
+(module ``__getattr__``), so ``import hybridver`` (and ``hybridver --help``) imports
+neither torch nor numpy nor a solver.
 """
 
 from hybridver.version import __version__  # noqa: E402
 
-from hybridver.result import (ConfirmedCounterexample, CandidateCounterexample,  # noqa: E402
-                              VerificationResult, Verdict, read_results_file,
-                              write_results_file)
+#: public name -> the module that defines it
+_EXPORTS = {
+    **dict.fromkeys(["verify", "verify_files", "load_model", "load_spec", "from_module",
+                     "LoadedModel"], "hybridver.api"),
+    "robustness": "hybridver.properties",
+    **dict.fromkeys(["compute_bounds", "BoundConfig"], "hybridver.bounds"),
+    **dict.fromkeys(["AttackConfig", "Mode", "VerifyConfig", "Schedule"], "hybridver.config"),
+    "load_config": "hybridver.config_file",
+    **dict.fromkeys(["ConfirmedCounterexample", "CandidateCounterexample",
+                     "VerificationResult", "Verdict", "read_results_file",
+                     "write_results_file"], "hybridver.result"),
+}
 
 
 def __getattr__(name: str):
     """Lazy access to the API so ``import hybridver`` stays light."""
-    if name in {"verify", "verify_files", "load_model", "load_spec", "from_module",
-                "LoadedModel"}:
-        from hybridver import api
-        return getattr(api, name)
-    if name in {"AttackConfig", "Mode", "VerifyConfig", "Schedule"}:
-        from hybridver import config
-        return getattr(config, name)
-    if name == "load_config":
-        from hybridver import config_file
-        return config_file.load_config
+    if name in _EXPORTS:
+        import importlib
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'hybridver' has no attribute {name!r}")
 
 
-__all__ = ["AttackConfig", "Mode", "VerifyConfig", "Verdict", "VerificationResult",
-           "ConfirmedCounterexample", "CandidateCounterexample", "read_results_file",
-           "write_results_file", "verify", "verify_files", "load_model", "load_spec",
-           "from_module", "LoadedModel", "Schedule", "load_config"]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = ["__version__", *_EXPORTS]

@@ -53,33 +53,49 @@ def load_model(path: str | Path, simplify_graph: bool = True) -> LoadedModel:
     """Import an ONNX model (``.onnx`` or ``.onnx.gz``) and open it in onnxruntime."""
     from hybridver.frontends.onnx import load_onnx
     from hybridver.frontends.onnx import OnnxRuntimeModel
+    from hybridver.frontends.model_check import check_shapes
     from hybridver.ir.passes import simplify
 
     graph = load_onnx(path)
     if simplify_graph:
         graph = simplify(graph)
     real = OnnxRuntimeModel(path)
+    check_shapes(graph, real, str(path))
     return LoadedModel(graph, real, "onnxruntime", np.dtype(getattr(real, "input_dtype",
                                                                    np.float32)), str(path))
 
 
 class _TorchRunner:
-    def __init__(self, module: torch.nn.Module, dtype: torch.dtype):
+    """The module on ``x: (batch, *input_shape)`` -> ``(batch, *output_shape)``, the IR's
+    shapes, which include the example's own batch axis: one call on the example's shape
+    per sample (or ``batch`` times as many rows in one call)."""
+
+    def __init__(self, module: torch.nn.Module, dtype: torch.dtype, graph: NetworkGraph):
         self.module, self.dtype = module.eval(), dtype
+        self._in, self._out = tuple(graph.input_node.shape), tuple(graph.output_node.shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = torch.as_tensor(np.asarray(x), dtype=self.dtype)
+        batch = x.shape[0]
+        if self._in:
+            x = x.reshape(batch * self._in[0], *self._in[1:])
         with torch.no_grad():
-            return self.module(torch.as_tensor(x, dtype=self.dtype)).double().numpy()
+            y = self.module(x).double().numpy()
+        return y.reshape(batch, *self._out) if y.size == batch * int(np.prod(self._out)) else y
 
 
 def from_module(module: torch.nn.Module, example_input: torch.Tensor) -> LoadedModel:
-    """Import a torch module traced with ``example_input`` (shape includes batch dim 1)."""
+    """Import a torch module traced with ``example_input`` (shape includes batch dim 1; a
+    tensor that requires grad is fine: only its shape and dtype are used)."""
     from hybridver.ir.passes import simplify
     from hybridver.frontends.torch import from_torch
+    from hybridver.frontends.torch.example import plain_tensor
+
+    example_input = plain_tensor(example_input)
 
     graph = simplify(from_torch(module, example_input))
     dtype = example_input.dtype
-    return LoadedModel(graph, _TorchRunner(module, dtype), "torch",
+    return LoadedModel(graph, _TorchRunner(module, dtype, graph), "torch",
                        np.dtype(str(dtype).replace("torch.", "")), type(module).__name__)
 
 
@@ -88,19 +104,35 @@ def load_spec(path: str | Path, model: LoadedModel) -> Spec:
     return load_vnnlib(path, n_inputs=model.n_inputs, n_outputs=model.n_outputs)
 
 
-def verify(model: LoadedModel, spec: Spec, config: VerifyConfig = VerifyConfig(),
-           progress: Progress | None = None, deadline: float | None = None
+def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
+           config: VerifyConfig = VerifyConfig(), progress: Progress | None = None,
+           deadline: float | None = None, *, input_shape: tuple[int, ...] | None = None
            ) -> VerificationResult:
     """Verify ``spec`` on ``model``.  Never returns ``sat`` without a counterexample the real
     model confirmed, and never ``unsat`` unless sound bounds refute every disjunct of every
-    case (see ``docs/soundness.md``).
+    case (see ``docs/soundness.md``).  First the IR is compared with the real model on
+    ``config.load_check_points`` points of the spec's input region: a mismatch raises
+    :class:`~hybridver.frontends.model_check.ModelMismatchError`, never a verdict.
+
+    ``model``: a :class:`LoadedModel`, or a ``torch.nn.Module`` (imported here with
+    :func:`from_module`; the module itself confirms counterexamples).  A module is traced
+    on zeros of ``input_shape`` (one input with its batch dimension 1, e.g.
+    ``(1, 1, 28, 28)``), or, without it, of the shape its first layer and the spec's input
+    dimension give (``Linear``: ``(1, n)``; ``ConvNd``: ``(1, C, s, ..., s)``); see
+    :mod:`hybridver.frontends.torch.example`.
 
     ``progress``: where the run reports its phase and counters (``hybridver.progress``);
     None shows nothing.  The caller owns it and closes it.  ``deadline``: the run's
     absolute ``time.monotonic()`` limit (default: ``config.timeout_s`` from now).
     """
+    if isinstance(model, torch.nn.Module):
+        from hybridver.frontends.torch.example import example_input
+        model = from_module(model, example_input(model, spec.n_inputs, input_shape))
+    from hybridver.frontends.model_check import check_loaded_model
+
     progress = NullProgress() if progress is None else progress
     spec.check_dimensions(model.n_inputs, model.n_outputs)
+    check_loaded_model(model, spec, config.load_check_points)  # the IR is the real model
     if config.mode is Mode.EXACT:
         progress.phase(f"exact ({config.exact.backend})")
     return run_pipeline(model, spec, config, progress, deadline=deadline)

@@ -23,37 +23,65 @@ from hybridver.version import __version__
 
 
 def _backend_names() -> list[str]:
-    from hybridver.backends import backend_names  # lists back ends without importing solvers
-    return backend_names()
+    # read from the back ends' sources: importing them would load torch (and --help must not)
+    from hybridver.backends import declared_backend_names
+    return declared_backend_names()
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default: ``(default: X)`` added from the option's
+    default value, unless the text already names it (options that default to None, so that
+    a config file's value stands, write the built-in default themselves)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("(default" in text or not action.option_strings or action.default is None
+                or action.default is False or action.default == argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as bad input (exit 2) in our one-line style."""
+    """argparse that reports usage errors as bad input (exit 2) in our one-line style, and
+    shows every option's default in the help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise HybridverInputError(f"{self.prog}: {message}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand; building it imports no heavy module (torch, numpy,
+    onnx, the solvers): the commands import what they need when they run."""
     parser = _Parser(prog="hybridver", description="Neural-network verifier.")
     parser.add_argument("--version", action="version", version=f"hybridver {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     info = sub.add_parser("info", help="ops, shapes and parameters of models")
-    info.add_argument("models", nargs="+", metavar="MODEL")
+    info.add_argument("models", nargs="+", metavar="MODEL", help="ONNX models")
     info.add_argument("--check", type=positive_int, metavar="N",
-                      help="compare the IR with onnxruntime on N random inputs")
-    info.add_argument("--seed", type=int, default=0)
+                      help="compare the IR with onnxruntime on N random inputs (in [-1, 1], "
+                           "or in --spec's input region)")
+    info.add_argument("--spec", metavar="SPEC",
+                      help="VNN-LIB property whose input region --check samples (applies "
+                           "to every MODEL)")
+    info.add_argument("--seed", type=int, default=0, help="seed of the random inputs of --check")
 
     verify = sub.add_parser("verify", help="verify a VNN-LIB property of an ONNX model")
-    verify.add_argument("model", metavar="MODEL")
-    verify.add_argument("spec", metavar="SPEC")
+    verify.add_argument("model", metavar="MODEL", help="ONNX model (.onnx, or its .onnx.gz)")
+    verify.add_argument("spec", metavar="SPEC", help="VNN-LIB property (.vnnlib, or its .gz)")
     verify.add_argument("--results-file", metavar="F", help="VNN-COMP results file to write")
     verify.add_argument("--json", metavar="F", help="JSON report to write")
     add_run_options(verify, _backend_names())
+    verify.add_argument("--decision-log", action="store_true", default=None,
+                        help="keep the scheduler's decision log (its first 200 records) in "
+                             "the JSON report's stats.scheduler (default: off)")
     verify.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
-                        help="live progress line on stderr: auto (when stderr is a terminal, "
-                             "the default), on, off")
+                        help="live progress line on stderr: auto (when stderr is a "
+                             "terminal), on, off")
 
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
@@ -70,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(run, _backend_names(), timeout=False)
     run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                      help="live line per running instance on stderr: auto (when stderr is a "
-                          "terminal, the default), on, off")
+                          "terminal), on, off")
     return parser
 
 
@@ -80,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         args.started = STARTED if argv is None else time.monotonic()
         if args.command == "info":
             from hybridver.commands.info import run_info
-            return run_info(args.models, args.check, args.seed)
+            return run_info(args.models, args.check, args.seed, args.spec)
         if args.command == "verify":
             from hybridver.commands.verify import run_verify
             return run_verify(args)

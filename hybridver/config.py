@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from hybridver import defaults
 from hybridver.bab.activation_split import ActivationSplitConfig
 from hybridver.bab.attack import AttackConfig
 from hybridver.bab.input_split import InputSplitConfig
@@ -100,8 +101,8 @@ class Schedule:
         Escalation(Event.FACE_ATTACK, 2.0), Escalation(Event.REGION_RACE, 2.0),
         Escalation(Event.HANDOFF, 3.0), Escalation(Event.REGION_TAKEOVER, 6.0),
         Escalation(Event.CASE_RACE, 0.0))
-    handoff_workers: int = 1
-    region_race_workers: int = 2
+    handoff_workers: int = defaults.HANDOFF_WORKERS
+    region_race_workers: int = defaults.REGION_RACE_WORKERS
     region_race_parts: int = 4
 
     def after(self, event: Event) -> float | None:
@@ -141,14 +142,23 @@ class VerifyConfig:
     ``mode``: HYBRID runs ``schedule``, EXACT runs :data:`EXACT_SCHEDULE` with
     ``exact``; ``device``: torch device of the bound computations; ``threads``: torch
     threads (None: torch's default); ``input_split_max_dim``: cases with at most this
-    many inputs are branched on by input splitting, larger ones by activation splitting.
+    many inputs are branched on by input splitting, larger ones by activation splitting;
+    ``load_check_points``: before the run, the IR is compared with the real model
+    (onnxruntime, the torch module) on this many points of the spec's input region (each
+    case's centre, a vertex, its corners, uniform points;
+    :mod:`hybridver.frontends.model_check`), a mismatch is an error; 0 checks the shapes
+    only; ``decision_log``: the report's ``stats.scheduler`` carries the scheduler's decision
+    log (its first 200 records), off by default.  The user-facing defaults come from
+    :mod:`hybridver.defaults`.
     """
 
-    timeout_s: float = 300.0
-    mode: Mode = Mode.HYBRID
-    device: str = "cpu"
+    timeout_s: float = defaults.TIMEOUT_S
+    mode: Mode = Mode(defaults.MODE)
+    device: str = defaults.DEVICE
     threads: int | None = None
     input_split_max_dim: int = 8
+    load_check_points: int = 8
+    decision_log: bool = defaults.DECISION_LOG
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
     whole_box: WholeBoxConfig = dataclasses.field(default_factory=WholeBoxConfig)
     input_split: InputSplitConfig = dataclasses.field(
@@ -160,8 +170,9 @@ class VerifyConfig:
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
 
     def __post_init__(self) -> None:
-        if self.timeout_s < 0 or self.input_split_max_dim < 0:
-            raise ValueError("timeout_s and input_split_max_dim must be >= 0")
+        if self.timeout_s < 0 or self.input_split_max_dim < 0 or self.load_check_points < 0:
+            raise ValueError("timeout_s, input_split_max_dim and load_check_points must be "
+                             ">= 0")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
 

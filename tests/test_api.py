@@ -118,3 +118,112 @@ def test_vnncomp_test_instances(onnx_name, vnnlib_name, expected):
     no_attack = hybridver.verify(model, spec, NO_ATTACK)
     if expected == "sat":
         assert no_attack.verdict is not Verdict.UNSAT
+
+
+def test_verify_refuses_a_model_whose_ir_differs_inside_the_spec_region(tmp_path, monkeypatch):
+    """The planted importer bug agrees with onnxruntime on [-1, 1] and not on the spec's
+    region, where the IR's outputs are below the real ones: the bounds would prove a wrong
+    unsat (they did before the load-time check).  Now no verdict, an error naming the node."""
+    from hybridver.frontends.model_check import ModelMismatchError
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    assert hybridver.verify_files(path, spec, NO_ATTACK).verdict is Verdict.SAT  # correct
+    plant(monkeypatch)
+    with pytest.raises(ModelMismatchError, match=f"first differing node: node "
+                                                 f"'{PLANTED_NODE}' \\(Relu, output 'r'\\)"):
+        hybridver.verify_files(path, spec, NO_ATTACK)
+    model = hybridver.load_model(path)
+    with pytest.raises(ModelMismatchError):
+        hybridver.verify(model, hybridver.load_spec(spec, model), NO_ATTACK)
+
+
+def test_torch_conv_module_runs_on_the_examples_shape():
+    """The module is run on the example's shape (the IR's per-sample shape includes its
+    batch axis): the load-time check and the confirmation of a counterexample work for a
+    convolutional module (both called it on ``(1, 1, C, H, W)`` before)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(2 * 4 * 4, 3))
+    model = hybridver.from_module(net, torch.zeros(1, 1, 6, 6))
+    x0 = np.full(36, 0.5)
+    label = int(net(torch.full((1, 1, 6, 6), 0.5)).argmax())
+    result = hybridver.verify(model, robustness(x0, 2.0, label, 3), VerifyConfig(timeout_s=20))
+    assert result.verdict is Verdict.SAT
+    y = net(torch.as_tensor(result.counterexample.x, dtype=torch.float32).reshape(1, 1, 6, 6))
+    np.testing.assert_array_equal(y.detach().double().numpy().reshape(-1),
+                                  result.counterexample.y)
+
+
+def _argmax_relu() -> torch.nn.Module:
+    """``y = relu(x)`` on two inputs: class 0 scores at least as high iff ``x_0 >= x_1``."""
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.copy_(torch.eye(2))
+        net[0].bias.zero_()
+    return net
+
+
+def test_a_torch_module_is_verified_directly():
+    net = _argmax_relu()
+    x0 = np.array([0.5, 0.3])
+    robust = hybridver.verify(net, robustness(x0, 0.05, 0, 2), VerifyConfig(timeout_s=30))
+    assert robust.verdict is Verdict.UNSAT
+    # the ball of radius 0.2 holds (0.4, 0.4), where class 1 ties: a known counterexample
+    broken = hybridver.verify(net, robustness(x0, 0.2, 0, 2), VerifyConfig(timeout_s=30))
+    assert broken.verdict is Verdict.SAT
+    cex = broken.counterexample
+    assert cex.checked_by == "torch" and np.all(np.abs(cex.x - x0) <= 0.2)
+    with torch.no_grad():
+        y = net(torch.as_tensor(cex.x, dtype=torch.float32)[None])[0]
+    assert float(y[1]) >= float(y[0])
+
+
+def test_the_input_shape_of_a_module_is_inferred_or_given():
+    from hybridver.errors import HybridverInputError
+
+    torch.manual_seed(0)
+    cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(2 * 4 * 4, 3))
+    image = torch.rand(1, 1, 6, 6)
+    label = int(cnn(image).argmax())
+    spec = hybridver.robustness(image.flatten(), 1e-6, label, model=cnn)  # flat x0: 36
+    assert spec.n_outputs == 3
+    config = VerifyConfig(timeout_s=30)
+    assert hybridver.verify(cnn, spec, config).verdict is Verdict.UNSAT  # (1, 1, 6, 6)
+    assert hybridver.verify(cnn, spec, config, input_shape=(1, 1, 6, 6)).verdict \
+        is Verdict.UNSAT
+    wide = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 2), torch.nn.Flatten(),
+                               torch.nn.Linear(2 * 3, 2))       # input (1, 1, 3, 4)
+    flat = robustness(np.zeros(12), 0.1, 0, 2)
+    with pytest.raises(HybridverInputError, match="input_shape"):
+        hybridver.verify(wide, flat, config)                    # 12 is not a square
+    assert hybridver.verify(wide, flat, config, input_shape=(1, 1, 3, 4)).verdict \
+        in (Verdict.SAT, Verdict.UNSAT)
+    with pytest.raises(HybridverInputError, match="batch dimension"):
+        hybridver.verify(wide, flat, config, input_shape=(3, 4))   # no batch dimension
+
+
+def test_robustness_at_the_top_level_reads_the_class_count_from_the_model():
+    from hybridver.errors import HybridverInputError
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 5))
+    x0 = np.zeros(4)
+    assert hybridver.robustness(x0, 0.1, 2, model=net).n_outputs == 5
+    assert net.training  # reading the class count left the module's mode alone
+    loaded = hybridver.from_module(net, torch.zeros(1, 4))
+    assert hybridver.robustness(x0, 0.1, 2, model=loaded).n_outputs == 5
+    assert hybridver.robustness(x0, 0.1, 2, 5).n_outputs == 5
+    with pytest.raises(HybridverInputError, match="n_classes"):
+        hybridver.robustness(x0, 0.1, 2)
+
+
+def test_inputs_that_require_grad_are_accepted():
+    net = _argmax_relu()
+    x0 = torch.tensor([[0.5, 0.3]], requires_grad=True)
+    eps = torch.tensor(0.05, requires_grad=True)
+    spec = hybridver.robustness(x0, eps, 0, model=net, lower=torch.zeros(1, 2),
+                                upper=torch.ones(1, 2))
+    np.testing.assert_allclose(spec.cases[0].region.lower, [0.45, 0.25])
+    model = hybridver.from_module(net, x0)        # the example input requires grad too
+    assert hybridver.verify(model, spec, VerifyConfig(timeout_s=30)).verdict is Verdict.UNSAT

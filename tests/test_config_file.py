@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from hybridver.commands import settings
+from hybridver import defaults
 from hybridver.config import Event, Mode, Schedule, StageName, VerifyConfig
 from hybridver.config_file import ConfigError, config_from_dict, load_config
 
@@ -62,13 +62,8 @@ def test_syntax_errors_give_the_line(tmp_path):
         load_config(tmp_path / "missing.toml")
 
 
-def test_help_defaults_are_the_config_defaults():
-    default = VerifyConfig()
-    assert settings.DEFAULT_TIMEOUT_S == default.timeout_s
-    assert settings.DEFAULT_MODE == default.mode.value
-    assert settings.DEFAULT_BACKEND == default.exact.backend
-    assert settings.DEFAULT_DEVICE == default.device
-    assert set(settings.MODES) == {m.value for m in Mode}
+def test_the_modes_the_command_line_offers_are_the_config_modes():
+    assert defaults.MODES == tuple(m.value for m in Mode)
 
 
 def test_schedule_edits():

@@ -34,6 +34,7 @@ RANKS: dict[str, int] = {
     "cli": 95,
     "commands": 90,
     "api": 85,
+    "properties": 80,  # robustness with the class count read from the model
     "pipeline": 75,
     "config_file": 74,  # TOML -> the config tree
     "config": 72,  # the config tree: imports the sub-configs of bab, bounds, schedule, backends
@@ -53,6 +54,7 @@ RANKS: dict[str, int] = {
     "errors": 5,  # a leaf: bab_core and numerics may raise its errors
     "bab_core": 10,
     "version": 10,
+    "defaults": 10,  # user-facing defaults: the config tree and the command line read them
 }
 
 # violations of the tree this test was written on -> who removes them (issue 10)

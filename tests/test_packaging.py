@@ -83,6 +83,8 @@ def test_wheel_ships_every_module_and_table(wheel):
     modules = {p.relative_to(REPO).as_posix() for p in PACKAGE.rglob("*.py")
                if "__pycache__" not in p.parts}
     assert modules - names == set(), "modules missing from the wheel"
+    schemas = {p.relative_to(REPO).as_posix() for p in (PACKAGE / "schemas").glob("*.json")}
+    assert schemas and schemas - names == set(), "report schemas missing from the wheel"
 
 
 LOAD_TABLES = textwrap.dedent("""

@@ -7,7 +7,8 @@ solver is imported only inside its own module's ``is_available`` / ``solve``.
 """
 
 from hybridver.backends.base import (Backend, Capabilities, Limits, Outcome, Status,
-                                     backend_names, get_backend, register_backend)
+                                     backend_names, declared_backend_names, get_backend,
+                                     register_backend)
 
 __all__ = ["Backend", "Capabilities", "Limits", "Outcome", "Status", "backend_names",
-           "get_backend", "register_backend"]
+           "declared_backend_names", "get_backend", "register_backend"]

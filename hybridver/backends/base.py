@@ -9,16 +9,19 @@ package (and listing back ends) never loads highspy, ortools or z3.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import enum
 import importlib
 import pkgutil
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from hybridver.errors import SolverUnavailableError
-from hybridver.problem import Subproblem
-from hybridver.result import CandidateCounterexample
+
+if TYPE_CHECKING:  # annotations only: importing this module stays light (no torch)
+    from hybridver.problem import Subproblem
+    from hybridver.result import CandidateCounterexample
 
 
 class Status(str, enum.Enum):
@@ -104,6 +107,31 @@ def backend_names() -> list[str]:
     """Every registered back end, available or not (no solver is imported)."""
     _discover()
     return sorted(_BACKENDS)
+
+
+def declared_backend_names() -> list[str]:
+    """The back ends this package's modules declare, read from their source without
+    importing them: every class decorated ``@register_backend`` with a class attribute
+    ``name = "..."``.  The command line lists them in its help without loading torch or a
+    solver; :func:`backend_names` (which imports the modules) is the registry itself, and
+    a test checks that the two agree.  Without readable sources, the registry's names."""
+    names = set()
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        try:
+            tree = ast.parse((Path(__file__).parent / f"{module.name}.py").read_text())
+        except (OSError, SyntaxError, ValueError):
+            return backend_names()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and any(
+                    isinstance(d, ast.Name) and d.id == "register_backend"
+                    for d in node.decorator_list):
+                names.update(stmt.value.value for stmt in node.body
+                             if isinstance(stmt, ast.Assign)
+                             and any(isinstance(t, ast.Name) and t.id == "name"
+                                     for t in stmt.targets)
+                             and isinstance(stmt.value, ast.Constant)
+                             and isinstance(stmt.value.value, str))
+    return sorted(names)
 
 
 def get_backend(name: str) -> Backend:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridver import defaults
 from hybridver.backends.base import Outcome, Status
 from hybridver.encode.milp import MilpModel
 
@@ -73,7 +74,7 @@ class ExactConfig:
     ``lp_tightening_share`` of the remaining time.
     """
 
-    backend: str = "highs"
+    backend: str = defaults.EXACT_BACKEND
     delta: float = 1e-4
     envelope_pieces: int = 4
     refinement_rounds: int = 20

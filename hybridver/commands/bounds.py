@@ -26,9 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from hybridver.errors import HybridverInputError
 
 
@@ -38,10 +35,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "bounds", help="bounds of every network output and spec row (IBP, CROWN, alpha-CROWN)")
     parser.add_argument("model", metavar="MODEL")
     parser.add_argument("spec", metavar="SPEC")
-    parser.add_argument("--method", choices=["ibp", "crown", "alpha-crown", "alpha-beta-crown"], default="crown")
-    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    parser.add_argument("--method", choices=["ibp", "crown", "alpha-crown", "alpha-beta-crown"],
+                        default="crown", help="bound propagation method")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                        help="arithmetic of the bound computation (float32 with a rigorous "
+                             "rounding margin)")
     parser.add_argument("--json", metavar="F", help="JSON file to write")
-    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="torch device")
     parser.set_defaults(handler=run_bounds)
     return parser
 
@@ -52,6 +52,9 @@ def _number(x: float) -> float | str:
 
 
 def run_bounds(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
     from hybridver.api import load_model, load_spec
     from hybridver.commands.settings import check_device
     from hybridver.bounds.engine import compute_bounds

@@ -29,7 +29,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("spec", metavar="SPEC")
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="output format (default: from the suffix of -o)")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="file to write (several files, .c<case>d<disjunct> inserted "
+                             "before the suffix, when the property has several disjuncts)")
     parser.add_argument("--bounds", choices=("interval", "lp"), default="interval",
                         help="node bounds for big-M and envelopes: interval arithmetic, or "
                              "interval then LP tightening (HiGHS; smaller big-Ms)")

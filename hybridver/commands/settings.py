@@ -1,7 +1,8 @@
 """The run options shared by ``verify`` and ``run-instances``, and the settings tree
 they make: the config file's (``--config``), with each flag given on the command line
 on top of it.  The flags default to None so that a file's value stands unless a flag is
-given; the help texts name the built-in defaults."""
+given; the help texts name the built-in defaults (:mod:`hybridver.defaults`, which the
+config tree uses too)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+from hybridver import defaults
 from hybridver.errors import HybridverInputError, VacuousSpecWarning
-
-#: built-in defaults shown in the help (they equal VerifyConfig's; a test checks it)
-DEFAULT_TIMEOUT_S = 300.0
-DEFAULT_MODE = "hybrid"
-DEFAULT_BACKEND = "highs"
-DEFAULT_DEVICE = "cpu"
-MODES = ("hybrid", "exact")
 
 
 def positive_float(text: str) -> float:
@@ -49,26 +44,28 @@ def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
     if timeout:
         parser.add_argument("--timeout", type=positive_float, metavar="S",
                             help=f"time limit in seconds, loading included "
-                                 f"(default: {DEFAULT_TIMEOUT_S:g})")
+                                 f"(default: {defaults.TIMEOUT_S:g})")
     parser.add_argument("--config", metavar="FILE.toml",
                         help="settings file, TOML (README, Command line); flags given here "
                              "override it")
-    parser.add_argument("--mode", choices=MODES,
+    parser.add_argument("--mode", choices=defaults.MODES,
                         help=f"hybrid: the staged pipeline; exact: one exact back end "
-                             f"(default: {DEFAULT_MODE})")
+                             f"(default: {defaults.MODE})")
     parser.add_argument("--backend", choices=backends,
-                        help=f"exact back end for --mode exact (default: {DEFAULT_BACKEND})")
+                        help=f"exact back end for --mode exact (default: "
+                             f"{defaults.EXACT_BACKEND})")
     parser.add_argument("--device", metavar="DEV",
                         help=f"torch device of the bound computations, e.g. cpu, cuda, "
-                             f"cuda:1 (default: {DEFAULT_DEVICE})")
+                             f"cuda:1 (default: {defaults.DEVICE})")
     parser.add_argument("--workers", type=positive_int, metavar="N",
-                        help="worker processes for exact back ends beside branch-and-bound "
-                             "(default: 1 for hand-offs, 2 for region races)")
+                        help=f"worker processes for exact back ends beside branch-and-bound "
+                             f"(default: {defaults.HANDOFF_WORKERS} for hand-offs, "
+                             f"{defaults.REGION_RACE_WORKERS} for region races)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch threads of this process (default: torch's choice)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse a vacuous spec (empty input region, or a case without "
-                             "output constraint) instead of warning")
+                             "output constraint) instead of warning (default: warn)")
 
 
 def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
@@ -90,6 +87,8 @@ def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
         changes["threads"] = args.threads
     if args.backend is not None:
         changes["exact"] = dataclasses.replace(config.exact, backend=args.backend)
+    if getattr(args, "decision_log", None):
+        changes["decision_log"] = True
     config = dataclasses.replace(config, **changes)
     if args.workers is not None:
         config = config.with_workers(args.workers)

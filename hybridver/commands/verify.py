@@ -1,18 +1,30 @@
 """``hybridver verify``: verdict word as the last stdout line, results file, JSON report.
 
 The JSON report (``--json F``) is :meth:`VerificationResult.to_json` with the run's
-settings in front; ``report_version`` changes only when a key changes meaning::
+settings in front.  Its schema is ``hybridver/schemas/report-v1.schema.json`` (shipped in
+the package; :data:`REPORT_SCHEMA`); ``report_version`` changes only when a key changes
+meaning::
 
     {"report_version": 1, "hybridver": "0.1.0", "model": ..., "spec": ...,
      "mode": "hybrid", "backend": null, "timeout_s": 300.0,
      "verdict": "unsat", "time_s": 1.23, "message": "",
      "phases": {"load": 0.05, "attack_sampling": 0.01, "bounds": 0.2, ...},
-     "stats": {"bounds": {...}, ...,
+     "stats": {"confirmation": {"real_model_checks": 4, "confirmed": 0,
+                                "unconfirmed_candidates": 0, "near_misses": 4},
+               "bounds": {...}, "input_split": {...}, ...,
                "backends": {"highs": {"calls": 4, "time_s": 0.8,
-                                      "outcomes": {"infeasible": 4}}}},
+                                      "outcomes": {"infeasible": 4}}},
+               "scheduler": {...}},   # when exact back ends ran beside branch-and-bound
      "counterexample": null | {"x", "y", "case", "disjunct", "margin", "checked_by",
                                "source"},
      "unconfirmed_candidate": null | {"x", "predicted_y", "source"}}
+
+``stats.confirmation`` counts the points run on the real model by what came of them:
+``confirmed`` counterexamples; ``unconfirmed_candidates``, points predicted to violate
+(on the IR, or a back end's solution) that the real model did not confirm; and
+``near_misses``, the best points of a search checked although no violation was predicted
+(on an ``unsat`` run every check is one of these: nothing was rejected).  The scheduler's
+decision log (``stats.scheduler.decision_log``) is written only with ``--decision-log``.
 """
 
 from __future__ import annotations
@@ -30,6 +42,8 @@ from hybridver.progress import make_progress
 from hybridver.result import Verdict, format_results_file
 
 REPORT_VERSION = 1
+#: the JSON schema of the report, inside the installed package
+REPORT_SCHEMA = "schemas/report-v1.schema.json"
 #: seconds kept after the run for stopping worker processes and the interpreter's exit,
 #: so that the whole process answers within ``--timeout``
 EXIT_RESERVE_S = 0.5

@@ -7,6 +7,9 @@ This package owns the importers and the reference execution of the original mode
   wrapper that confirms counterexamples on the real network;
 * :mod:`hybridver.frontends.torch`: ``torch.nn.Module`` -> NetworkGraph via torch.fx, and
   the check of a graph against its module.
+* :mod:`hybridver.frontends.model_check`: the check before every run that the IR agrees
+  with the real model (onnxruntime or the module) on probe points of the spec's input
+  region, naming the first ONNX node that differs when it does not.
 
 It sits just above the IR (:mod:`hybridver.ir`, whose ``GraphBuilder`` it uses to make
 nodes) and below everything that reads graphs.  The ONNX surface is re-exported here; the

@@ -61,17 +61,13 @@ class RunContext:
     def confirm(self, candidate: CandidateCounterexample) -> ConfirmedCounterexample | None:
         """The candidate confirmed on the real model, or None (kept for the report when
         the IR says violated and the real model disagrees)."""
-        self.stats.attack.candidates += 1
         cex = confirm_counterexample(candidate, self.spec, self.model.real_model,
                                      self.model.graph.input_node.shape, self.model.checked_by,
                                      self.model.input_dtype)
-        if cex is not None:
-            self.stats.attack.confirmed += 1
-        else:
-            self.stats.attack.rejected += 1
-            if self.unconfirmed is None and any(
-                    case.violation_margin(candidate.predicted_y) <= 0 for case in self.spec.cases):
-                self.unconfirmed = candidate
+        predicted = cex is None and _predicts_violation(self.spec, candidate.predicted_y)
+        self.stats.confirmation.count(cex is not None, predicted)
+        if predicted and self.unconfirmed is None and np.all(np.isfinite(candidate.predicted_y)):
+            self.unconfirmed = candidate
         return cex
 
     def solver_confirm(self, found: list[ConfirmedCounterexample], source: str):
@@ -111,10 +107,21 @@ class RunContext:
         self._scheduler.shutdown()
         report = self._scheduler.report()
         self.stats.add_backend_rows(report["backends"])
-        self.stats.scheduler = {**report, "decision_log": self._scheduler.decision_log[:200]}
+        self.stats.scheduler = dict(report)
+        if self.config.decision_log:  # on request only: it is long
+            self.stats.scheduler["decision_log"] = self._scheduler.decision_log[:200]
         self._scheduler = None
 
     def result(self, verdict: Verdict, cex: ConfirmedCounterexample | None = None,
                message: str = "") -> VerificationResult:
         return VerificationResult(verdict, time.monotonic() - self.start, cex, self.unconfirmed,
                                   dict(self.phases), self.stats.to_report(), message)
+
+
+def _predicts_violation(spec, predicted_y) -> bool:
+    """Whether a candidate's predicted output violates the property, or there is no
+    prediction (a back end's solution is proposed as a violation)."""
+    y = np.asarray(predicted_y, dtype=np.float64)
+    if not np.all(np.isfinite(y)):
+        return True
+    return any(case.violation_margin(y) <= 0 for case in spec.cases)

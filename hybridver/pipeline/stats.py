@@ -1,7 +1,7 @@
 """Typed statistics of one run, one dataclass per stage, and their report form.
 
-The JSON report (``report_version`` 1) keeps the keys it had: ``to_report()`` writes the
-same nested dicts the free-form statistics had, so readers of reports see no change.
+``to_report()`` writes the report's ``stats`` block (``report_version`` 1, described by
+``hybridver/schemas/report-v1.schema.json``).
 """
 
 from __future__ import annotations
@@ -15,12 +15,33 @@ def _count(table: dict[str, int], key: str) -> None:
 
 
 @dataclasses.dataclass
-class AttackStats:
-    """Candidates sent to the real model, and how many it confirmed or rejected."""
+class ConfirmationStats:
+    """Points run on the real model (onnxruntime, or the torch module), by what came of them.
 
-    candidates: int = 0
+    Every stage that searches (sampling, PGD, the probes of branch-and-bound, the exact
+    back ends) sends points to the real model: ``real_model_checks`` counts them all.
+    ``confirmed``: counterexamples the real model confirmed.  ``unconfirmed_candidates``:
+    points a component predicted to violate the property (on the IR, or a back end's
+    solution) that the real model did not confirm; nonzero on an ``unsat`` run only where
+    the IR and the model disagree at a boundary, worth a look.  ``near_misses``: the best
+    points of a search, checked although no violation was predicted (they satisfied the
+    property, as expected on an ``unsat`` run).  The last three add up to the first.
+    """
+
+    real_model_checks: int = 0
     confirmed: int = 0
-    rejected: int = 0
+    unconfirmed_candidates: int = 0
+    near_misses: int = 0
+
+    def count(self, confirmed: bool, predicted_violation: bool) -> None:
+        """Count one point run on the real model."""
+        self.real_model_checks += 1
+        if confirmed:
+            self.confirmed += 1
+        elif predicted_violation:
+            self.unconfirmed_candidates += 1
+        else:
+            self.near_misses += 1
 
 
 @dataclasses.dataclass
@@ -84,7 +105,7 @@ class RunStats:
     """Everything a run counts; ``activation_split`` and ``exact`` exist once their stage
     ran; ``backends``: ``{name: {"calls", "time_s", "outcomes": {status: n}}}``."""
 
-    attack: AttackStats = dataclasses.field(default_factory=AttackStats)
+    confirmation: ConfirmationStats = dataclasses.field(default_factory=ConfirmationStats)
     bounds: WholeBoxStats = dataclasses.field(default_factory=WholeBoxStats)
     input_split: InputSplitStats = dataclasses.field(default_factory=InputSplitStats)
     activation_split: ActivationSplitStats | None = None
@@ -103,7 +124,7 @@ class RunStats:
 
     def to_report(self) -> dict[str, Any]:
         """The report's ``stats`` block."""
-        out: dict[str, Any] = {"attack": dataclasses.asdict(self.attack),
+        out: dict[str, Any] = {"confirmation": dataclasses.asdict(self.confirmation),
                                "bounds": dataclasses.asdict(self.bounds),
                                "input_split": self.input_split.to_report(),
                                "backends": self.backends}

@@ -16,9 +16,17 @@ from hybridver.specs.vnnlib import format_vnnlib, write_vnnlib
 __all__ = ["robustness", "write_vnnlib", "format_vnnlib"]
 
 
+def _array(value) -> np.ndarray:
+    """``value`` as float64 numbers; a torch tensor (also one that requires grad, or on a
+    GPU) is detached and copied to the CPU first."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
 def _broadcast(value, shape: tuple, n: int, what: str) -> np.ndarray:
     """A scalar, an array of ``x0``'s shape, or a flat ``(n,)`` array -> flat ``(n,)``."""
-    arr = np.asarray(value, dtype=np.float64)
+    arr = _array(value)
     if arr.ndim == 0:
         return np.full(n, float(arr))
     if arr.shape == shape or (arr.ndim == 1 and arr.size == n):
@@ -34,7 +42,8 @@ def robustness(x0, eps, label: int, n_classes: int, *, lower=None, upper=None,
                name: str | None = None) -> Spec:
     """L_inf robustness of a classifier around ``x0``.
 
-    ``x0``: the input (any shape; it is flattened row-major).  ``eps`` >= 0: a scalar, or
+    ``x0``: the input (any shape; it is flattened row-major; a numpy array, a list, or a
+    torch tensor, which may require grad).  ``eps`` >= 0: a scalar, or
     one radius per input entry.  ``lower``/``upper``: the valid input domain (scalars or
     arrays like ``x0``); the ball ``[x0 - eps, x0 + eps]`` is clipped to it.  ``label``:
     the true class, ``0 <= label < n_classes``.
@@ -44,7 +53,7 @@ def robustness(x0, eps, label: int, n_classes: int, *, lower=None, upper=None,
     i.e. a counterexample is an input in the ball for which class ``j`` scores at least
     as high as the label (ties count as violations).
     """
-    x = np.asarray(x0, dtype=np.float64)
+    x = _array(x0)
     shape, n = x.shape, int(x.size)
     flat = x.reshape(n)
     if n == 0:

@@ -333,3 +333,32 @@ def test_a_vacuous_spec_is_one_warning_line_and_refused_under_strict(tmp_path, c
     assert len(warned) == 1 and words in warned[0]
     code, out, err = run(["verify", RELU, str(spec), "--strict"], capsys)
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_verify_model_whose_ir_differs_is_bad_input(tmp_path, monkeypatch, capsys):
+    """A planted importer bug that shows only inside the spec's region: exit 2, one line
+    naming the node, no verdict (before the load-time check: a wrong unsat)."""
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    code, out, _ = run(["verify", str(path), str(spec), "--timeout", "30"], capsys)
+    assert code == 0 and out.strip().splitlines()[-1] == "sat"
+    plant(monkeypatch)
+    code, out, err = run(["verify", str(path), str(spec), "--timeout", "30"], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert f"node '{PLANTED_NODE}' (Relu, output 'r')" in err
+
+
+def test_info_check_samples_the_spec_region(tmp_path, monkeypatch, capsys):
+    from tests.frontends.planted_model import PLANTED_NODE, plant, write_model
+
+    path, spec = write_model(tmp_path)
+    plant(monkeypatch)
+    code, out, _ = run(["info", str(path), "--check", "8"], capsys)
+    assert code == 0 and out.strip().endswith("ok")  # [-1, 1] misses the planted bug
+    code, out, _ = run(["info", str(path), "--check", "8", "--spec", str(spec)], capsys)
+    assert code == 1 and "check (8 points of the spec's input region)" in out
+    assert "MISMATCH" in out and f"node '{PLANTED_NODE}' (Relu, output 'r')" in out
+    code, _, err = run(["info", str(path), "--spec", str(spec)], capsys)
+    assert code == 2 and "--check" in err

@@ -17,7 +17,8 @@ from hybridver.frontends.onnx.importer import load_onnx
 from hybridver.frontends.onnx.reader import read_model_bytes
 from hybridver.ir.evaluate import evaluate
 
-__all__ = ["CHECK_TOLERANCE", "OnnxRuntimeModel", "compare_ir_with_onnxruntime"]
+__all__ = ["CHECK_TOLERANCE", "OnnxRuntimeModel", "compare_ir_with_onnxruntime",
+           "output_differences"]
 
 #: Largest ``max_rel_diff`` (see :func:`compare_ir_with_onnxruntime`) for which the IR
 #: (evaluated in float64) is taken to agree with onnxruntime (which runs the model in its
@@ -145,15 +146,39 @@ class OnnxRuntimeModel:
         return y
 
 
+def output_differences(ours: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample differences of two output batches ``(batch, ...)`` of the same size.
+
+    Returns ``(abs_diff, rel_diff)``, each of shape ``(batch,)``: ``max_i |ours_i - ref_i|``
+    and that divided by ``max(1, max_j |ref_j|)`` (the sample's largest finite reference
+    magnitude; see :data:`CHECK_TOLERANCE`).  Entries where both sides are NaN, or equal
+    infinities, count as equal; a NaN or infinity on one side only gives ``inf``.
+    """
+    batch = ref.shape[0]
+    ours = np.asarray(ours, dtype=np.float64).reshape(batch, -1)
+    ref = np.asarray(ref, dtype=np.float64).reshape(batch, -1)
+    if ref.shape[1] == 0:
+        return np.zeros(batch), np.zeros(batch)
+    with np.errstate(invalid="ignore", over="ignore"):
+        same = (ours == ref) | (np.isnan(ours) & np.isnan(ref))  # equal infinities, both NaN
+        diff = np.where(same, 0.0, np.abs(ours - ref))
+        diff = np.where(np.isfinite(diff), diff, np.inf)
+        finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+        scale = np.maximum(1.0, finite_ref.max(axis=1))
+        worst = diff.max(axis=1)
+        return worst, worst / scale
+
+
 def compare_ir_with_onnxruntime(path: str | Path, graph=None, n_samples: int = 20,
-                                seed: int = 0, low: float = -1.0, high: float = 1.0
-                                ) -> tuple[float, float]:
+                                seed: int = 0, low: float = -1.0, high: float = 1.0,
+                                points: np.ndarray | None = None) -> tuple[float, float]:
     """Largest differences between the IR ``graph`` and onnxruntime on random inputs.
 
     ``n_samples`` inputs are drawn uniformly from ``[low, high]`` (numpy ``default_rng``
-    with ``seed``) and rounded to the model's input dtype; both sides get exactly those
-    values.  ``graph`` defaults to ``load_onnx(path)``.  With ``ref[s]`` onnxruntime's
-    output for sample ``s`` and ``ir[s]`` the IR's float64 output, returns::
+    with ``seed``), or ``points`` (``(n, n_inputs)``, e.g. probe points of a spec's input
+    region) are used instead; they are rounded to the model's input dtype and both sides
+    get exactly those values.  ``graph`` defaults to ``load_onnx(path)``.  With ``ref[s]``
+    onnxruntime's output for sample ``s`` and ``ir[s]`` the IR's float64 output, returns::
 
         max_abs_diff = max_s max_i |ir[s]_i - ref[s]_i|
         max_rel_diff = max_s max_i |ir[s]_i - ref[s]_i| / max(1, max_j |ref[s]_j|)
@@ -171,8 +196,12 @@ def compare_ir_with_onnxruntime(path: str | Path, graph=None, n_samples: int = 2
     if tuple(in_shape) != model.input_shape:
         raise ValueError(f"IR input shape {in_shape} differs from onnxruntime's "
                          f"{model.input_shape}")
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(low, high, size=(n_samples, *in_shape)).astype(model.input_dtype)
+    if points is None:
+        rng = np.random.default_rng(seed)
+        x = rng.uniform(low, high, size=(n_samples, *in_shape))
+    else:
+        x = np.asarray(points, dtype=np.float64).reshape(-1, *in_shape)
+    x = x.astype(model.input_dtype)
     ref = model(x)
     ours = evaluate(graph, x.astype(np.float64)).detach().cpu().numpy()
     if ours.shape != ref.shape:
@@ -180,12 +209,5 @@ def compare_ir_with_onnxruntime(path: str | Path, graph=None, n_samples: int = 2
                          f"{ref.shape[1:]}")
     if ref.size == 0:
         return 0.0, 0.0
-    ours = ours.reshape(n_samples, -1)
-    ref = ref.reshape(n_samples, -1)
-    with np.errstate(invalid="ignore", over="ignore"):
-        same = (ours == ref) | (np.isnan(ours) & np.isnan(ref))  # equal infinities, both NaN
-        diff = np.where(same, 0.0, np.abs(ours - ref))
-        diff = np.where(np.isfinite(diff), diff, np.inf)
-        finite_ref = np.where(np.isfinite(ref), np.abs(ref), 0.0)
-        scale = np.maximum(1.0, finite_ref.max(axis=1, keepdims=True))
-        return float(diff.max()), float((diff / scale).max())
+    abs_diff, rel_diff = output_differences(ours, ref)
+    return float(abs_diff.max()), float(rel_diff.max())
