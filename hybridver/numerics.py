@@ -22,6 +22,9 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
 * :func:`round_down`, :func:`round_up`: an exact rational (a VNN-LIB constant) as the
   float64 just below / above it, the directed rounding that keeps a box or a violating set
   outward (docs/soundness.md, "VNN-LIB constants").
+* :func:`dtype_round_down`, :func:`dtype_round_up`, :func:`dtype_nearest`: the same for
+  the values of a float dtype (float32 for most models' inputs), and its rounding to
+  nearest (ties to even, as a cast does).
 * :func:`exactly_satisfied`: linear rows over float64 values checked in rationals, the
   test a counterexample must pass.
 * :data:`REL_SLACK`: a relative widening (``1e-12``, over ``4000 u``) for a value computed
@@ -34,8 +37,11 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
+
 __all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "RESIZE_NEAR_TIE",
-           "round_down", "round_up", "is_float64", "exactly_satisfied"]
+           "round_down", "round_up", "is_float64", "dtype_round_down", "dtype_round_up",
+           "dtype_nearest", "exactly_satisfied"]
 
 #: float64 unit roundoff.
 U64 = 2.0 ** -53
@@ -118,6 +124,42 @@ def is_float64(q: Fraction | int) -> bool:
         return False
     v = _nearest(q)
     return not math.isinf(v) and _sign_minus(v, q) == 0
+
+
+def dtype_round_down(q: Fraction | int, dtype) -> float:
+    """The largest value of the float ``dtype`` that is ``<= q``, as a float64.
+
+    ``round_down(q)`` cast to ``dtype`` lands on one of the two ``dtype`` values around it;
+    if above ``q``, the one below is the largest ``<= q`` (no ``dtype`` value lies in
+    ``(round_down(q), q]``, as every one is a float64 number)."""
+    dt = np.dtype(dtype)
+    r = round_down(q)
+    if dt == np.float64:
+        return r
+    with np.errstate(over="ignore"):
+        v = dt.type(r)
+    if not np.isfinite(v) or Fraction(float(v)) > Fraction(r):
+        v = np.nextafter(v, dt.type(-np.inf))
+    return float(v)
+
+
+def dtype_round_up(q: Fraction | int, dtype) -> float:
+    """The smallest value of the float ``dtype`` that is ``>= q``, as a float64."""
+    return -dtype_round_down(-Fraction(q), dtype) + 0.0
+
+
+def dtype_nearest(q: Fraction | int, dtype) -> float:
+    """``q`` rounded to the nearest value of the float ``dtype`` (ties to the even one, as
+    a cast rounds), as a float64."""
+    q = Fraction(q)
+    below, above = dtype_round_down(q, dtype), dtype_round_up(q, dtype)
+    if below == above:
+        return below
+    gap_below, gap_above = q - Fraction(below), Fraction(above) - q
+    if gap_below != gap_above:
+        return below if gap_below < gap_above else above
+    bits = np.array([below], dtype=np.dtype(dtype)).view(f"u{np.dtype(dtype).itemsize}")
+    return below if int(bits[0]) % 2 == 0 else above
 
 
 def exactly_satisfied(C, d, y, exact_d=()) -> bool:
