@@ -25,6 +25,7 @@ from hybridver.pipeline import run_pipeline
 from hybridver.progress import NullProgress, Progress
 from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
+from hybridver.specs.pinning import pin_to_dtype
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +133,7 @@ def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
 
     progress = NullProgress() if progress is None else progress
     spec.check_dimensions(model.n_inputs, model.n_outputs)
+    spec = pin_to_dtype(spec, model.input_dtype)  # bounds that admit no input of its dtype
     check_loaded_model(model, spec, config.load_check_points)  # the IR is the real model
     if config.mode is Mode.EXACT:
         progress.phase(f"exact ({config.exact.backend})")

@@ -13,13 +13,13 @@ import enum
 import math
 import re
 from collections.abc import Callable
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hybridver.errors import HybridverInputError
+from hybridver.numerics import exactly_satisfied  # noqa: F401  (re-exported)
 
 
 class Verdict(str, enum.Enum):
@@ -72,34 +72,26 @@ class ConfirmedCounterexample:
 RealModel = Callable[[np.ndarray], np.ndarray]
 
 
-def _round_into_box(x: np.ndarray, lower: np.ndarray, upper: np.ndarray,
-                    dtype: np.dtype) -> np.ndarray:
-    """Round ``x`` to ``dtype`` so that every coordinate stays inside ``[lower, upper]``.
+def _round_into_box(x: np.ndarray, box: Any, dtype: np.dtype) -> np.ndarray:
+    """Round ``x`` to ``dtype`` so that every coordinate stays inside the EXACT box.
 
-    Rounding to float32 can step outside a box whose bounds are not float32 numbers; we then
-    move one ulp inwards.  A box thinner than one ulp may admit no float32 point: the result
-    is then outside and the containment check rejects it.
+    Rounding to float32 can step outside a box whose bounds are not float32 numbers, and a
+    point on a float bound that stands for an exact bound not a float64 number (rounded
+    outward, :class:`InputBox`) is outside; we then move one ulp of ``dtype`` inwards.  A
+    box thinner than one ulp may admit no such point: the result is then outside and the
+    containment check rejects it.
     """
+    lower, upper = box.lower, box.upper
     xc = np.asarray(x, dtype=dtype)
     lo = xc.astype(np.float64) < lower
+    for i, _ in box.exact_lower:  # the bound itself is outside the exact box
+        lo[i] |= float(xc[i]) <= lower[i]
     xc[lo] = np.nextafter(xc[lo], np.asarray(np.inf, dtype=dtype))
     hi = xc.astype(np.float64) > upper
+    for i, _ in box.exact_upper:
+        hi[i] |= float(xc[i]) >= upper[i]
     xc[hi] = np.nextafter(xc[hi], np.asarray(-np.inf, dtype=dtype))
     return xc
-
-
-def exactly_satisfied(C: np.ndarray, d: np.ndarray, y: np.ndarray) -> bool:
-    """``C y + d <= 0`` on every row, decided in exact rational arithmetic over the float64
-    values of ``C (m, n)``, ``d (m,)``, ``y (n,)`` (each float is a rational, so no rounding
-    can make a row look satisfied: ``y = (2**60, 1)`` does not meet ``y_0 + y_1 <= 2**60``,
-    although float64 sums it to ``2**60``)."""
-    for row, offset in zip(np.asarray(C, dtype=np.float64), np.asarray(d, dtype=np.float64)):
-        total = Fraction(float(offset))
-        for j in np.flatnonzero(row):
-            total += Fraction(float(row[j])) * Fraction(float(y[j]))
-        if total > 0:
-            return False
-    return True
 
 
 def confirm_counterexample(candidate: CandidateCounterexample, spec: Any, real_model: RealModel,
@@ -110,19 +102,19 @@ def confirm_counterexample(candidate: CandidateCounterexample, spec: Any, real_m
     ``spec``: a :class:`hybridver.specs.Spec`; ``real_model``: maps ``(batch, *input_shape)``
     to ``(batch, *output_shape)``.  The input is first rounded to the model's input dtype
     (kept inside the region), so the point confirmed is exactly the one the model ran on.
-    Region membership is checked with zero tolerance and the output property with zero
-    tolerance: ``C y + d <= 0`` on every row of some disjunct, in exact arithmetic
-    (:func:`exactly_satisfied`) wherever float64 says so.
+    Region membership is checked with zero tolerance against the EXACT bounds (the spec's
+    constants, not their outward float64 roundings) and the output property with zero
+    tolerance: ``C y + d <= 0`` on every row of some disjunct, in exact arithmetic with the
+    exact offsets (:func:`~hybridver.numerics.exactly_satisfied`) wherever float64 says so.
     """
     x = np.asarray(candidate.x, dtype=np.float64).reshape(-1)
     for case_index, case in enumerate(spec.cases):
         box = case.region
         if np.any(x < box.lower - 1e-6) or np.any(x > box.upper + 1e-6):
             continue
-        xm = _round_into_box(np.clip(x, box.lower, box.upper), box.lower, box.upper,
-                             np.dtype(input_dtype))
+        xm = _round_into_box(np.clip(x, box.lower, box.upper), box, np.dtype(input_dtype))
         x64 = xm.astype(np.float64)
-        if not box.contains(x64):
+        if not box.contains(x64):  # exact: the outward-rounded sliver is outside
             continue
         y = np.asarray(real_model(xm.reshape(1, *input_shape)), dtype=np.float64).reshape(-1)
         if not np.all(np.isfinite(y)):
@@ -132,7 +124,8 @@ def confirm_counterexample(candidate: CandidateCounterexample, spec: Any, real_m
                                            candidate.source, _CONFIRM_TOKEN)
         for d_index, disjunct in enumerate(case.disjuncts):
             margin = float(np.max(disjunct.C @ y + disjunct.d)) if len(disjunct.d) else -math.inf
-            if margin <= 0.0 and exactly_satisfied(disjunct.C, disjunct.d, y):
+            if margin <= 0.0 and exactly_satisfied(disjunct.C, disjunct.d, y,
+                                                   disjunct.exact_d):
                 return ConfirmedCounterexample(x64, y, case_index, d_index, margin, checked_by,
                                                candidate.source, _CONFIRM_TOKEN)
     return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from hybridver.result import (CandidateCounterexample, ConfirmedCounterexample,
                               VerificationResult, Verdict, confirm_counterexample,
                               format_results_file, read_results_file, write_results_file)
 from hybridver.errors import HybridverInputError
+from hybridver.numerics import round_down, round_up
 from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
 
 
@@ -123,3 +126,59 @@ def test_exactly_satisfied_rows():
     assert not exactly_satisfied(C, d, np.array([2.0 ** 60, 1.0]))
     assert exactly_satisfied(C, d, np.array([2.0 ** 59, 2.0 ** 59]))
     assert exactly_satisfied(np.zeros((0, 2)), np.zeros(0), np.array([1.0, 2.0]))
+
+
+# ---------------------------------------------------------------------- exact spec constants
+def _exact_box_spec(q_lo: Fraction, q_hi: Fraction, disjunct=None) -> Spec:
+    """One input in the exact box [q_lo, q_hi] (outward float64 bounds), y = x violates when
+    ``disjunct`` (default y <= 1) holds."""
+    lo, hi = round_down(q_lo), round_up(q_hi)
+    box = InputBox(np.array([lo]), np.array([hi]),
+                   ((0, q_lo),) if lo != q_lo else (), ((0, q_hi),) if hi != q_hi else ())
+    disjunct = disjunct or OutputConstraints(np.array([[1.0]]), np.array([-1.0]))
+    return Spec((SpecCase(box, (disjunct,)),), n_inputs=1, n_outputs=1)
+
+
+def test_confirm_moves_a_point_out_of_the_outward_sliver():
+    """The exact lower bound 1/10 is stored as the float below it; a candidate on that float
+    lies outside the exact box and is moved onto the next float, inside."""
+    spec = _exact_box_spec(Fraction(1, 10), Fraction(1, 2))
+    below = spec.cases[0].region.lower[0]
+    assert Fraction(below) < Fraction(1, 10)
+    cand = CandidateCounterexample(np.array([below]), np.array([below]), "test")
+    for dtype in (np.float64, np.float32):
+        cex = confirm_counterexample(cand, spec, identity_model, (1,), "identity", dtype)
+        assert cex is not None and Fraction(float(cex.x[0])) >= Fraction(1, 10)
+
+
+def test_confirm_rejects_a_box_with_no_float_inside():
+    """[1/10, 1/10] holds no float64: whatever the candidate, nothing is confirmed."""
+    spec = _exact_box_spec(Fraction(1, 10), Fraction(1, 10))
+    for x in (0.1, np.nextafter(0.1, 0.0)):
+        cand = CandidateCounterexample(np.array([x]), np.array([x]), "test")
+        for dtype in (np.float64, np.float32):
+            assert confirm_counterexample(cand, spec, identity_model, (1,), "identity",
+                                          dtype) is None
+
+
+def test_confirm_uses_the_exact_output_offset():
+    """y <= 1/10 is stored as y - 0.1 <= 0 with the float 0.1 above 1/10 (d rounded down):
+    the output y = 0.1 meets the float row but not the exact one."""
+    d = round_down(-Fraction(1, 10))
+    row = OutputConstraints(np.array([[1.0]]), np.array([d]), ((0, -Fraction(1, 10)),))
+    spec = _exact_box_spec(Fraction(0), Fraction(1), row)
+    on_float = CandidateCounterexample(np.array([0.1]), np.array([0.1]), "test")
+    assert confirm_counterexample(on_float, spec, identity_model, (1,), "identity",
+                                  np.float64) is None
+    below = np.nextafter(0.1, 0.0)
+    inside = CandidateCounterexample(np.array([below]), np.array([below]), "test")
+    assert confirm_counterexample(inside, spec, identity_model, (1,), "identity",
+                                  np.float64) is not None
+
+
+def test_exactly_satisfied_with_exact_offsets():
+    from hybridver.result import exactly_satisfied
+
+    C, d = np.array([[1.0]]), np.array([-0.1])  # -0.1 is below -1/10
+    assert exactly_satisfied(C, d, np.array([0.1]))
+    assert not exactly_satisfied(C, d, np.array([0.1]), ((0, -Fraction(1, 10)),))

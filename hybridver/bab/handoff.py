@@ -179,8 +179,10 @@ class SchedulerDelegate:
         """Ask the policy about domain ``i`` (one subproblem per disjunct); submit all of
         them (returns the new domain id) or none (None)."""
         box = InputBox(pool.lower[i].cpu().numpy(), pool.upper[i].cpu().numpy())
+        # the pool's bounds are keyed by the bound plan's (decomposed) graph: a subproblem
+        # keeps only those of its own graph's nodes (the encoders bound the others)
         bounds = {name: (lo[i].reshape(-1).cpu().numpy(), hi[i].reshape(-1).cpu().numpy())
-                  for name, (lo, hi) in pool.node_bounds.items()}
+                  for name, (lo, hi) in pool.node_bounds.items() if name in self.graph}
         margins = pool.margin[i].tolist()   # per disjunct; > 0: already refuted there
         with torch.no_grad():   # the margin at the centre: an upper bound of the true one
             centre = (pool.lower[i] + pool.upper[i]) / 2

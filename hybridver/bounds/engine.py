@@ -180,7 +180,8 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
 
     ``lower, upper``: ``(N, *input_shape)`` or ``(N, n_in)``; ``C``: ``(m, n_out)`` shared
     or ``(N, m, n_out)`` per subdomain, default the identity (bounds of every flattened
-    output); ``d``: ``(m,)`` or ``(N, m)``, default 0.  ``restrictions``: node name ->
+    output); ``d``: ``(m,)`` or ``(N, m)``, default 0.  ``restrictions``: node name (of
+    ``graph`` or of its bound plan's decomposition, ``get_plan(graph, ...).graph``) ->
     ``(lower, upper)`` of shape ``(N, *node.shape)``: the node's value is known to lie there
     (branching decisions); intersected with that node's interval wherever it is used (a
     pre-activation: the input of a nonlinear node); with ``alpha-beta-crown`` each finite
@@ -204,8 +205,9 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     if bool((lo > hi).any()):
         raise ValueError("input box has lower > upper")
     Ct, dt = _spec(graph, n, C, d, device)
-    restr = _restrictions(graph, restrictions, n, device)
     plan = get_plan(graph, config.torch_dtype, device)
+    # restrictions name nodes of the plan's graph (the decomposed one, a superset of names)
+    restr = _restrictions(plan.graph, restrictions, n, device)
     linear = config.method is not BoundMethod.IBP
     stats: dict[str, Any] = {"batch_chunks": 0}
     chunk = _batch_chunk(graph, config, n, Ct.shape[1]) if linear else n

@@ -151,6 +151,14 @@ class GraphPlan:
             self._cones[start] = sorted(names, key=self.position.__getitem__, reverse=True)
         return self._cones[start]
 
+    def unary_inputs(self, ops) -> list[str]:
+        """Sorted names of the nodes read by the UNARY nodes whose op is in ``ops`` (e.g.
+        the pre-activations of ReLU-like nodes).  Like every name here, they are names of
+        ``self.graph``, the decomposed graph (``graph_plan.graph``), which may hold nodes
+        the graph given to :func:`get_plan` does not."""
+        return sorted({self.graph.node(name).inputs[0] for name, kind in self.kind.items()
+                       if kind is NodeKind.UNARY and self.graph.node(name).op in ops})
+
     def max_node_size(self, start: str) -> int:
         return max(self.graph.node(n).size for n in self.cone(start))
 

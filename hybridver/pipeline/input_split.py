@@ -12,7 +12,7 @@ from hybridver.bab.input_split import Bounded, input_split_bab
 from hybridver.bab_core import SearchStatus
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig, BoundMethod
-from hybridver.bounds.plan import NodeKind, get_plan
+from hybridver.bounds.plan import get_plan
 from hybridver.config import Event
 from hybridver.ir.relu_chain import ReluChain
 from hybridver.pipeline.context import RunContext
@@ -53,8 +53,8 @@ class InputSplitStage:
         config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline)
         plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device))
         reused = sorted(plan.pre_activations)
-        relu_inputs = sorted({graph.node(name).inputs[0] for name, kind in plan.kind.items()
-                              if kind is NodeKind.UNARY and graph.node(name).op in _RELU_LIKE})
+        # names of the plan's (decomposed) graph: max-pool and softmax become several nodes
+        relu_inputs = plan.unary_inputs(_RELU_LIKE)
         schedule = ctx.config.schedule
         chain_ok = schedule.after(Event.REGION_RACE) is not None and \
             ReluChain.of(graph) is not None

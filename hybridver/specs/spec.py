@@ -18,168 +18,26 @@ Conventions (the "unsafe set" convention of VNN-LIB):
 
 All arrays are float64 copies, made read-only; the classes are frozen dataclasses.
 Equality compares the numbers exactly (``Spec.name`` is a label and is not compared).
+
+Exact constants: a bound or offset that is not a float64 number (VNN-LIB ``0.1``) is kept
+as a :class:`~fractions.Fraction` next to its float64 array, which holds it rounded
+OUTWARD: :attr:`InputBox.exact_lower` beside ``lower`` rounded down, ``exact_upper``
+beside ``upper`` rounded up, :attr:`OutputConstraints.exact_d` beside ``d`` rounded down
+(a smaller ``d`` only enlarges the violating set ``C y + d <= 0``).  Proofs use the float
+arrays, which cover the exact sets; a counterexample is checked against the exact values
+(docs/soundness.md, "VNN-LIB constants").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from hybridver.errors import DimensionMismatchError
+from hybridver.specs.regions import InputBox, OutputConstraints
 
 __all__ = ["InputBox", "OutputConstraints", "SpecCase", "Spec"]
-
-
-def _frozen_array(value, name: str, ndim: int) -> np.ndarray:
-    try:
-        arr = np.array(value, dtype=np.float64, copy=True)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be numeric: {exc}") from None
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite (no inf/nan)")
-    arr.setflags(write=False)
-    return arr
-
-
-def _as_points(v, n: int, what: str) -> tuple[np.ndarray, bool]:
-    """``v`` as a (batch, n) float64 array and whether it was a single point."""
-    arr = np.asarray(v, dtype=np.float64)
-    if arr.ndim == 1:
-        if arr.shape[0] != n:
-            raise DimensionMismatchError(f"{what} has {arr.shape[0]} entries, expected {n}")
-        return arr[None, :], True
-    if arr.ndim == 2:
-        if arr.shape[1] != n:
-            raise DimensionMismatchError(
-                f"{what} has {arr.shape[1]} entries per row, expected {n}")
-        return arr, False
-    raise DimensionMismatchError(f"{what} must have shape ({n},) or (batch, {n}), "
-                                 f"got {arr.shape}")
-
-
-@dataclass(frozen=True, eq=False)
-class InputBox:
-    """Axis-aligned box ``lower <= x <= upper`` over the flattened input.
-
-    ``lower``, ``upper``: shape ``(n_in,)``, finite float64, ``lower <= upper``.
-    """
-
-    lower: np.ndarray
-    upper: np.ndarray
-
-    def __post_init__(self):
-        lo = _frozen_array(self.lower, "InputBox.lower", 1)
-        hi = _frozen_array(self.upper, "InputBox.upper", 1)
-        if lo.shape != hi.shape:
-            raise ValueError(f"InputBox bounds differ in length: {lo.shape[0]} lower, "
-                             f"{hi.shape[0]} upper")
-        bad = np.nonzero(lo > hi)[0]
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"InputBox is empty: lower[{i}] = {lo[i]!r} > "
-                             f"upper[{i}] = {hi[i]!r} ({bad.size} such entries)")
-        object.__setattr__(self, "lower", lo)
-        object.__setattr__(self, "upper", hi)
-
-    @property
-    def n(self) -> int:
-        """Number of (flattened) input entries."""
-        return int(self.lower.shape[0])
-
-    @property
-    def center(self) -> np.ndarray:
-        """Midpoint, shape ``(n_in,)``."""
-        return (self.lower + self.upper) / 2.0
-
-    @property
-    def width(self) -> np.ndarray:
-        """``upper - lower``, shape ``(n_in,)``."""
-        return self.upper - self.lower
-
-    def contains(self, x, tol: float = 0.0):
-        """Whether ``x`` lies in the box widened by ``tol`` on every side.
-
-        ``x``: ``(n_in,)`` -> bool, or ``(batch, n_in)`` -> bool array ``(batch,)``.
-        NaN entries are never contained.
-        """
-        if tol < 0:
-            raise ValueError("tol must be >= 0")
-        pts, single = _as_points(x, self.n, "input point")
-        ok = np.all((pts >= self.lower - tol) & (pts <= self.upper + tol), axis=1)
-        return bool(ok[0]) if single else ok
-
-    def __eq__(self, other):
-        if not isinstance(other, InputBox):
-            return NotImplemented
-        return (np.array_equal(self.lower, other.lower)
-                and np.array_equal(self.upper, other.upper))
-
-    def __hash__(self):
-        return hash((self.lower.tobytes(), self.upper.tobytes()))
-
-    def __repr__(self):
-        return f"InputBox(n={self.n})"
-
-
-@dataclass(frozen=True, eq=False)
-class OutputConstraints:
-    """A CONJUNCTION of rows: ``y`` satisfies it iff ``C @ y + d <= 0`` row-wise.
-
-    ``C``: shape ``(m, n_out)``; ``d``: shape ``(m,)``; finite float64.  ``m == 0`` is
-    allowed and means ``true``.
-    """
-
-    C: np.ndarray
-    d: np.ndarray
-
-    def __post_init__(self):
-        C = _frozen_array(self.C, "OutputConstraints.C", 2)
-        d = _frozen_array(self.d, "OutputConstraints.d", 1)
-        if C.shape[0] != d.shape[0]:
-            raise ValueError(f"OutputConstraints: C has {C.shape[0]} rows but d has "
-                             f"{d.shape[0]} entries")
-        object.__setattr__(self, "C", C)
-        object.__setattr__(self, "d", d)
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.C.shape[0])
-
-    @property
-    def n_outputs(self) -> int:
-        return int(self.C.shape[1])
-
-    def violation_margin(self, y):
-        """``max_i (C y + d)_i``: ``<= 0`` iff ``y`` satisfies every row.
-
-        ``y``: ``(n_out,)`` -> float, or ``(batch, n_out)`` -> array ``(batch,)``.
-        With zero rows the result is ``-inf`` (always satisfied).
-        """
-        pts, single = _as_points(y, self.n_outputs, "output point")
-        if self.n_rows == 0:
-            out = np.full(pts.shape[0], -np.inf)
-        else:
-            out = (pts @ self.C.T + self.d).max(axis=1)
-        return float(out[0]) if single else out
-
-    def is_satisfied(self, y):
-        """Whether every row holds (no tolerance).  Same shapes as :meth:`violation_margin`."""
-        m = self.violation_margin(y)
-        return bool(m <= 0.0) if np.ndim(m) == 0 else m <= 0.0
-
-    def __eq__(self, other):
-        if not isinstance(other, OutputConstraints):
-            return NotImplemented
-        return (self.C.shape == other.C.shape and np.array_equal(self.C, other.C)
-                and np.array_equal(self.d, other.d))
-
-    def __hash__(self):
-        return hash((self.C.shape, self.C.tobytes(), self.d.tobytes()))
-
-    def __repr__(self):
-        return f"OutputConstraints(m={self.n_rows}, n_out={self.n_outputs})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,8 +89,10 @@ class SpecCase:
 
     def is_counterexample(self, x, y, tol: float = 0.0) -> bool:
         """One point: ``x`` in the region (widened by ``tol``) and ``y`` meets the output
-        condition (``tol`` never loosens the output check)."""
-        return bool(self.region.contains(x, tol)) and bool(self.output_satisfied(y))
+        condition, decided exactly (``tol`` never loosens the output check)."""
+        if not (self.region.contains(x, tol) and self.output_satisfied(y)):
+            return False
+        return self.output_is_true or any(dj.exactly_satisfied(y) for dj in self.disjuncts)
 
     def __eq__(self, other):
         if not isinstance(other, SpecCase):

@@ -93,3 +93,54 @@ def test_verify_hands_off_through_worker_processes():
     assert bad.stats["scheduler"]["decisions"] > 0   # deep domains were offered
     good = hybridver.verify(_model([P, Q], threshold=1.5), _spec(), config)
     assert good.verdict is Verdict.UNSAT
+
+
+def test_handed_off_subproblems_carry_only_bounds_of_their_own_graph(tmp_path):
+    """Max-pool is decomposed for the bounds (its ``relu(b - a)`` helpers are new nodes):
+    the pool's bounds of those helpers stay out of the subproblems, whose node bounds are
+    keyed by their own graph (the encoders decompose and bound the helpers themselves)."""
+    from hybridver.bounds.plan import get_plan
+    from hybridver.relaxations.base import piecewise_linear_ops
+    from tests.pipeline.op_models import CASES, planted_specs, spec_above
+
+    path = next(c for c in CASES if c.name == "max_pool").build(tmp_path / "pool.onnx")
+    graph = hybridver.load_model(path).graph
+    planted = planted_specs(path)
+    # just above the sampled maximum: the root does not settle it, domains get deep
+    case = spec_above(planted.hi + 0.05 * (planted.hi - planted.lo) + 1e-3).cases[0]
+    disjunct = case.disjuncts[0]
+    plan = get_plan(graph, torch.float32, torch.device("cpu"))
+    reused = sorted(plan.pre_activations)
+    assert any(name not in graph for name in reused)   # the decomposition's helpers
+    relu_inputs = [plan.graph.node(n).inputs[0] for n in plan.relaxations
+                   if plan.graph.node(n).op in piecewise_linear_ops()]
+
+    def bound_fn(lo, hi, restrictions):   # (the parents' bounds are not needed here)
+        result = compute_bounds(graph, lo, hi, disjunct.C, disjunct.d,
+                                config=BoundConfig(method="crown"), bound_upper=False)
+        return Bounded(result.lower, None, {n: (result.intervals[n].lower,
+                                                result.intervals[n].upper) for n in reused})
+
+    from hybridver.schedule.scheduler import available_capabilities
+    caps = {k: v for k, v in available_capabilities().items() if k == "highs"}
+    policy = Policy(PolicyConfig(proof_order=("highs",), candidate_order=("highs",),
+                                 exact_max_unstable=-1))
+    scheduler = Scheduler(InlineExecutor(), policy=policy, capabilities=caps)
+    submitted = []
+    submit = scheduler.submit
+
+    def recording_submit(problem, decision, tag=None):
+        submitted.append(problem)
+        return submit(problem, decision, tag=tag)
+
+    scheduler.submit = recording_submit
+    delegate = SchedulerDelegate(lambda: scheduler, graph, case.disjuncts,
+                                 relu_inputs, lambda x, y: False,
+                                 HandoffConfig(min_depth=0), label="pool")
+    outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper, (slice(0, 1),),
+                              time.monotonic() + 60, None, InputSplitConfig(batch_size=4),
+                              delegate=delegate, stop=lambda: len(submitted) >= 4)
+    assert outcome.status is not SearchStatus.COUNTEREXAMPLE
+    assert submitted
+    for problem in submitted:
+        assert problem.graph is graph and set(problem.node_bounds) <= set(graph.topological_order)

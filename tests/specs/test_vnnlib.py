@@ -6,12 +6,14 @@ import gzip
 import random
 import warnings
 from collections import defaultdict
+from fractions import Fraction
 
 import numpy as np
 import pytest
 
 from hybridver.errors import (DimensionMismatchError, HybridverInputError, SpecError,
                              VacuousSpecWarning)
+from hybridver.numerics import round_down, round_up
 from hybridver.specs import MAX_DNF_TERMS, load_vnnlib, parse_vnnlib
 from tests.conftest import SHARED_BENCHMARKS, shared_files
 
@@ -31,6 +33,16 @@ def only_case(spec):
 
 def rows_of(case):
     return [(dj.C.tolist(), dj.d.tolist()) for dj in case.disjuncts]
+
+
+def down(text: str) -> float:
+    """The decimal ``text`` rounded down to float64 (how the reader stores a lower bound
+    or a row offset that is not a float64 number)."""
+    return round_down(Fraction(text))
+
+
+def up(text: str) -> float:
+    return round_up(Fraction(text))
 
 
 # ------------------------------------------------------------------ semantics
@@ -62,16 +74,19 @@ def test_acas_like_property_rows_signs_and_box():
     spec = parse_vnnlib(ACAS_LIKE)
     assert spec.n_inputs == 3 and spec.n_outputs == 3 and spec.name == ""
     case = only_case(spec)
-    np.testing.assert_array_equal(case.region.lower,
-                                  [-0.30353115613746867, -0.009549296585513092, 0.3])
-    np.testing.assert_array_equal(case.region.upper,
-                                  [-0.29855281193475053, 0.009549296585513092, 0.5])
+    # decimals that are not float64 numbers are rounded outward
+    np.testing.assert_array_equal(case.region.lower, [down("-0.30353115613746867"),
+                                                      down("-0.009549296585513092"),
+                                                      down("0.3")])
+    np.testing.assert_array_equal(case.region.upper, [up("-0.29855281193475053"),
+                                                      up("0.009549296585513092"), 0.5])
     assert len(case.disjuncts) == 1
     dj = case.disjuncts[0]
     # y0 - y1 <= 0 ; y0 - y2 <= 0 ; 3.99 - y2 <= 0
     np.testing.assert_array_equal(dj.C, [[1.0, -1.0, 0.0], [1.0, 0.0, -1.0],
                                          [0.0, 0.0, -1.0]])
-    np.testing.assert_array_equal(dj.d, [0.0, 0.0, 3.991125645861615])
+    np.testing.assert_array_equal(dj.d, [0.0, 0.0, down("3.991125645861615")])
+    assert dj.exact_d == ((2, Fraction("3.991125645861615")),)
     x = [-0.3, 0.0, 0.4]
     assert spec.is_counterexample(x, [0.0, 1.0, 4.0])
     assert not spec.is_counterexample(x, [2.0, 1.0, 4.0])
@@ -184,12 +199,14 @@ def test_linear_terms():
 def test_linear_terms_exact_bounds():
     spec = parse("(assert (<= (+ X_0 0.1) 0.3))(assert (>= (* 3 X_0) -1))"
                  "(assert (<= X_1 1))(assert (>= X_1 0))")
-    # each bound is computed exactly and rounded once: 0.3 - 0.1 is 0.2 (float arithmetic
-    # would give 0.19999999999999998), -1/3 is the float nearest to -1/3
+    # each bound is computed exactly and rounded once, outward: 0.3 - 0.1 is exactly 1/5
+    # (float arithmetic would give 0.19999999999999998), -1/3 is rounded down
     case = only_case(spec)
     assert 0.3 - 0.1 != 0.2
-    assert case.region.upper[0] == 0.2
-    assert case.region.lower[0] == -1 / 3
+    assert case.region.upper[0] == up("0.2") == 0.2
+    assert case.region.lower[0] == round_down(Fraction(-1, 3)) < -1 / 3
+    assert case.region.exact_upper == ((0, Fraction(1, 5)),)
+    assert case.region.exact_lower == ((0, Fraction(-1, 3)),)
 
 
 def test_equality_and_chains():
@@ -456,9 +473,11 @@ def test_shared_known_structures(shared_benchmarks):
     acas = {p.name: load_vnnlib(p) for p in sorted((shared_benchmarks / "acasxu").glob("*.vnnlib"))}
     if "prop_1.vnnlib" in acas:
         case = only_case(acas["prop_1.vnnlib"])
-        assert rows_of(case) == [([[-1.0, 0.0, 0.0, 0.0, 0.0]], [3.991125645861615])]
-        np.testing.assert_array_equal(case.region.lower, [0.6, -0.5, -0.5, 0.45, -0.5])
-        np.testing.assert_array_equal(case.region.upper, [0.679857769, 0.5, 0.5, 0.5, -0.45])
+        assert rows_of(case) == [([[-1.0, 0.0, 0.0, 0.0, 0.0]], [down("3.991125645861615")])]
+        np.testing.assert_array_equal(case.region.lower,
+                                      [down("0.6"), -0.5, -0.5, down("0.45"), -0.5])
+        np.testing.assert_array_equal(case.region.upper,
+                                      [up("0.679857769"), 0.5, 0.5, 0.5, up("-0.45")])
     if "prop_6.vnnlib" in acas:
         assert len(acas["prop_6.vnnlib"].cases) == 2  # two input boxes
     if "prop_7.vnnlib" in acas:
@@ -472,3 +491,106 @@ def test_shared_known_structures(shared_benchmarks):
     for path in vit:
         spec = load_vnnlib(path, n_inputs=3072, n_outputs=10)
         assert len(only_case(spec).disjuncts) == 9
+
+
+# ------------------------------------------------------------------ exact constants
+ONE_X = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+
+
+def one_x(lower: str, upper: str, output: str = "(assert (<= Y_0 0))"):
+    return parse_vnnlib(ONE_X + f"(assert (>= X_0 {lower}))\n(assert (<= X_0 {upper}))\n"
+                        + output)
+
+
+@pytest.mark.parametrize("lower,upper", [
+    ("1e-400", "1e-310"),          # underflows to 0; a subnormal
+    ("-1e-400", "4.9e-324"),       # just under the smallest subnormal 2**-1074
+    ("0.1000000000000000000000000001", "0.3"),  # long decimal, not a float64
+    ("9007199254740993", "9007199254740995"),   # odd integers above 2**53
+    ("(- 0.1)", "(/ 1 3)"),
+])
+def test_bounds_are_rounded_outward_and_kept_exact(lower, upper):
+    region = only_case(one_x(lower, upper)).region
+    q_lo = Fraction(lower) if "(" not in lower else -Fraction(1, 10)
+    q_hi = Fraction(upper) if "(" not in upper else Fraction(1, 3)
+    # the float box contains the exact one, and is the smallest float box that does
+    assert Fraction(region.lower[0]) < q_lo < Fraction(np.nextafter(region.lower[0], np.inf))
+    assert Fraction(np.nextafter(region.upper[0], -np.inf)) < q_hi < Fraction(region.upper[0])
+    assert region.exact_lower == ((0, q_lo),) and region.exact_upper == ((0, q_hi),)
+    # the float bound itself lies in the sliver: outside the exact box; the next is inside
+    assert not region.contains([region.lower[0]]) and not region.contains([region.upper[0]])
+    inner = np.nextafter(region.lower[0], np.inf)
+    assert region.contains([inner]) and region.contains([region.lower[0]], tol=1e-300)
+
+
+def test_subnormal_and_underflowing_bounds_stay_on_their_side():
+    region = only_case(one_x("1e-400", "5e-324")).region  # the text 5e-324 is > 2**-1074
+    assert region.lower[0] == 0.0 and region.upper[0] == 2 * 5e-324
+    assert not region.contains([0.0]) and region.contains([5e-324])
+    none = only_case(one_x("1e-400", "4.9e-324")).region  # between 0 and 2**-1074
+    assert none.lower[0] == 0.0 and none.upper[0] == 5e-324
+    assert not none.contains([0.0]) and not none.contains([5e-324])
+    neg = only_case(one_x("-1e-400", "-1e-400")).region
+    assert neg.lower[0] == -5e-324 and neg.upper[0] == 0.0
+    assert not neg.contains([-5e-324]) and not neg.contains([0.0])  # no float is in it
+
+
+def test_exact_bounds_are_tightened_exactly():
+    # both upper bounds round to the float 0.1; the tighter exact one (1/10) is kept
+    spec = parse_vnnlib(ONE_X + "(assert (>= X_0 0))(assert (<= X_0 0.10000000000000000001))"
+                        "(assert (<= X_0 0.1))(assert (<= Y_0 0))")
+    region = only_case(spec).region
+    assert region.upper[0] == 0.1 and region.exact_upper == ((0, Fraction(1, 10)),)
+    # an exactly empty box in one float gap is dropped (vacuous spec)
+    with pytest.warns(VacuousSpecWarning):
+        empty = one_x("0.10000000000000000002", "0.10000000000000000001")
+    assert empty.cases == ()
+
+
+def test_float64_numbers_stay_as_they_are():
+    spec = one_x("-1.5", "(- (- 2.5E+01))")
+    region = only_case(spec).region
+    assert region.lower[0] == -1.5 and region.upper[0] == 25.0
+    assert region.exact_lower == () and region.exact_upper == ()
+    assert region.contains([-1.5]) and region.contains([25.0])
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1.7976931348623158e308",
+                                    "1e-20000"])
+def test_numbers_beyond_float64_are_refused(number):
+    with pytest.raises(SpecError, match="float64 range|exponents beyond"):
+        one_x("0", number)
+
+
+def test_output_offsets_are_rounded_to_enlarge_the_violating_set():
+    # Y_0 >= 0.1: row -y + 0.1 <= 0; d rounded down lets more outputs violate
+    ge = only_case(one_x("0", "1", "(assert (>= Y_0 0.1))")).disjuncts[0]
+    assert Fraction(ge.d[0]) < Fraction(1, 10) and ge.exact_d == ((0, Fraction(1, 10)),)
+    # Y_0 <= 0.1: row y - 0.1 <= 0; the float 0.1 is above 1/10, so y = 0.1 does not violate
+    le_case = only_case(one_x("0", "1", "(assert (<= Y_0 0.1))"))
+    le = le_case.disjuncts[0]
+    assert Fraction(le.d[0]) <= -Fraction(1, 10) and le.exact_d == ((0, -Fraction(1, 10)),)
+    assert le.is_satisfied([0.1]) and not le.exactly_satisfied([0.1])
+    assert not le_case.is_counterexample([0.5], [0.1])
+    assert le_case.is_counterexample([0.5], [np.nextafter(0.1, 0.0)])
+
+
+def test_output_coefficients_are_scaled_to_float64_or_refused():
+    case = only_case(one_x("0", "1", "(assert (<= (* 0.1 Y_0) 0.3))"))
+    assert rows_of(case) == [([[1.0]], [-3.0])]
+    two = ("(declare-const X_0 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)"
+           "(assert (>= X_0 0))(assert (<= X_0 1))")
+    with pytest.raises(SpecError, match="not float64 numbers"):
+        parse_vnnlib(two + "(assert (<= (+ (* 0.1 Y_0) (* 0.3333 Y_1)) 1))")
+
+
+def test_exact_spec_round_trips_through_the_writer(tmp_path):
+    from hybridver.specs import write_vnnlib
+    spec = parse_vnnlib(HEADER + "(assert (>= X_0 1e-400))(assert (<= X_0 (/ 1 3)))"
+                        "(assert (>= X_1 -0.1))(assert (<= X_1 9007199254740993))"
+                        "(assert (or (and (<= Y_0 0.1)) (and (>= Y_1 (- (/ 2 3))))))")
+    back = load_vnnlib(write_vnnlib(spec, tmp_path / "exact.vnnlib"))
+    assert back == spec
+    region = back.cases[0].region
+    assert region.exact_lower == ((0, Fraction("1e-400")), (1, Fraction("-0.1")))
+    assert region.exact_upper == ((0, Fraction(1, 3)), (1, Fraction(9007199254740993)))
