@@ -88,7 +88,7 @@ def planted_instance(rng: np.random.Generator, net: Network, want: str | None = 
 
 
 def _spec(inst: Instance, n_in: int, n_out: int):
-    from hybridver.specs.spec import InputBox, OutputConstraints, Spec, SpecCase
+    from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
     return Spec((SpecCase(InputBox(inst.lo, inst.hi), (OutputConstraints(inst.C, inst.d),)),),
                 n_in, n_out, name="fuzz")
 
