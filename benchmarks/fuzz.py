@@ -8,7 +8,7 @@ Usage:
 Three fuzzers (``tests/fuzz/cases.py``):
 
 * ``import``: random ONNX graphs of 1-3 ops (conv, pooling, resize, shape ops, casts,
-  elementwise, MatMul/Gemm, BatchNormalization), the IR against onnxruntime;
+  elementwise, Dropout, MatMul/Gemm, BatchNormalization), the IR against onnxruntime;
 * ``backends``: random small piecewise-linear networks with planted ``sat``/``unsat``
   specs, every exact back end and hybrid mode (``--timeout`` seconds per verify call);
 * ``bounds``: random small networks with smooth and piecewise-linear ops, every bound

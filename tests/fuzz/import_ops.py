@@ -232,7 +232,7 @@ def _broadcast_shape(rng, shape):
 
 def _elementwise(rng, shape):
     op = pick(rng, ["Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "LeakyRelu",
-                     "Clip", "Sin", "Cos", "Softmax", "Abs", "Neg", "Exp"])
+                     "Clip", "Sin", "Cos", "Softmax", "Abs", "Neg", "Exp", "Dropout"])
     if op in ("Add", "Sub", "Mul", "Div"):
         c = _f32(rng, _broadcast_shape(rng, shape))
         if op == "Div":
@@ -254,6 +254,12 @@ def _elementwise(rng, shape):
             inputs.append("hi"), inits.__setitem__("hi", np.asarray(hi, dtype=np.float32))
         return Step([_node(op, inputs)], inits, {"op": op, "min": lo, "max": hi,
                                                  "inputs": inputs})
+    if op == "Dropout":              # training mode on: random output, must be refused
+        ratio = float(pick(rng, [0.0, 0.3, 0.5]))
+        training = bool(rng.random() < 0.5)
+        inits = {"r": np.asarray(ratio, dtype=np.float32), "t": np.asarray(training)}
+        return Step([_node(op, ["{in}", "r", "t"])], inits,
+                    {"op": op, "ratio": ratio, "training_mode": training})
     if op == "Softmax":
         axis = int(rng.integers(-len(shape), len(shape)))
         return Step([_node(op, ["{in}"], axis=axis)], {}, {"op": op, "axis": axis})
