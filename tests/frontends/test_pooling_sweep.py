@@ -50,13 +50,28 @@ def _variants():
                              "ceil_mode": ceil}
 
 
+def _same_variants():
+    """auto_pad SAME with dilations, and with kernels shorter than the stride (negative
+    SAME padding): where onnxruntime departs from the ONNX definition (found by tests/fuzz:
+    it pads a dilated MaxPool as if undilated, and shifts an AveragePool's windows by a
+    negative head padding)."""
+    for op, k, s, size, auto in itertools.product(("MaxPool", "AveragePool"), (1, 2), (2, 3, 4),
+                                                  (5, 6, 7, 8), ("SAME_UPPER", "SAME_LOWER")):
+        dilations = ([1, 1], [2, 2]) if op == "MaxPool" else ([1, 1],)
+        for d in dilations:
+            yield op, size, {"kernel_shape": [k, k], "strides": [s, s], "auto_pad": auto,
+                             "dilations": d}
+
+
 VARIANTS = list(_variants())
+SAME_VARIANTS = list(_same_variants())
 
 
-def test_every_pooling_variant_matches_onnxruntime_or_is_refused(tmp_path):
+def _sweep(variants, tmp_path) -> tuple[int, set]:
+    """Each variant matches onnxruntime or is refused: (compared, refused reasons)."""
     rng = np.random.default_rng(0)
     compared, refused = 0, set()
-    for number, (op, size, attrs) in enumerate(VARIANTS):
+    for number, (op, size, attrs) in enumerate(variants):
         try:
             data = _model(op, size, attrs)
         except Exception:  # noqa: BLE001 - ONNX's own shape inference rejects it
@@ -79,11 +94,24 @@ def test_every_pooling_variant_matches_onnxruntime_or_is_refused(tmp_path):
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6,
                                    err_msg=f"{op} {size} {attrs}")
         compared += 1
+    return compared, refused
+
+
+def test_every_pooling_variant_matches_onnxruntime_or_is_refused(tmp_path):
+    compared, refused = _sweep(VARIANTS, tmp_path)
     # today only AveragePool with asymmetric padding (explicit, or from SAME_* with an odd
     # total) is refused, with a one-line error naming the op and the node
     assert {op for op, _ in refused} <= {"AveragePool"}, refused
     assert all("asymmetric padding" in why for _, why in refused), refused
     assert compared >= 600, compared
+
+
+def test_same_padding_where_onnxruntime_departs_from_onnx_is_refused(tmp_path):
+    compared, refused = _sweep(SAME_VARIANTS, tmp_path)
+    reasons = {why.split(" (", 1)[1] for _, why in refused}
+    assert any("dilations" in why for why in reasons), refused
+    assert any("negative padding" in why for why in reasons), refused
+    assert compared >= 50, compared
 
 
 @pytest.mark.parametrize("padded,begin,end,k,s,d,ceil,expected", [

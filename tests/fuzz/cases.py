@@ -16,22 +16,13 @@ from tests.fuzz.oracles import Finding
 
 FUZZERS = ("import", "backends", "bounds")
 
-#: Semantic gaps found by the importer fuzzer and still open (reported to the pooling
-#: importer's owner): onnxruntime pads a dilated MaxPool with ``auto_pad`` SAME_* as if it
-#: were not dilated (the ONNX reference implementation and hybridver do not), and it
-#: shifts an AveragePool's windows by a negative SAME padding (kernel shorter than the
-#: stride's overhang, e.g. kernel 1, stride 3, length 6: windows start at 1, hybridver's
-#: at 0).  A disagreement whose case contains one of them is reported as "known" (still a
-#: disagreement, never an agreement).  The gaps known when the fuzzer was written
-#: (narrowing casts, Resize nearest modes, ConvTranspose auto_pad) are fixed on main and
-#: no longer listed, so that they would show up again as unexplained.
-KNOWN_GAPS = {
-    "MaxPool auto_pad SAME with dilations": lambda step: step.get("op") == "MaxPool"
-    and str(step.get("auto_pad", "")).startswith("SAME")
-    and any(d > 1 for d in step.get("dilations", ())),
-    "AveragePool negative SAME padding": lambda step: step.get("op") == "AveragePool"
-    and bool(step.get("negative_same_pad")),
-}
+#: Semantic gaps found by the importer fuzzer and still open, by name: a predicate over a
+#: case's steps.  A disagreement whose case contains one is reported as "known" (still a
+#: disagreement, never an agreement).  None is open: the gaps met so far (narrowing casts,
+#: Resize nearest modes, ConvTranspose auto_pad, dilated MaxPool and negative-padding
+#: AveragePool under auto_pad SAME) are matched or refused, so they would show up again as
+#: unexplained.
+KNOWN_GAPS: dict = {}
 
 
 @dataclasses.dataclass

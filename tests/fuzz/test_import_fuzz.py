@@ -23,17 +23,17 @@ def test_random_graphs_match_onnxruntime_or_are_refused():
     assert kinds.count("agree") >= 40          # the fuzzer compares, it does not only skip
 
 
-#: One case of each semantic gap the fuzzer met (family, rng seed, what).  The first four
-#: were open on main when the fuzzer was written and are fixed (matched or refused); the
-#: last two are open (xfail until the pooling importer matches onnxruntime or refuses).
+#: One case of each semantic gap the fuzzer met (family, rng seed, what).  All were open
+#: on main when the fuzzer was written; the first four were fixed (matched or refused) by
+#: the ops-semantics work, the two pooling ones are refused since (``pooling.pool``).
 GAPS = [("cast", [7, 6], "Cast narrowing to bfloat16", False),
         ("cast", [7, 8], "Cast narrowing to float16", False),
         ("resize", [8, 284], "Resize nearest, half_pixel_symmetric, downsizing", False),
         ("conv_transpose", [7, 15], "ConvTranspose auto_pad SAME_UPPER", False),
         ("pool", [7, 145], "MaxPool auto_pad SAME with dilations: onnxruntime pads as if "
-                           "undilated", True),
+                           "undilated", False),
         ("pool", [7, 459], "AveragePool auto_pad SAME with negative padding: onnxruntime "
-                           "shifts the windows", True)]
+                           "shifts the windows", False)]
 
 
 @pytest.mark.parametrize("family,seed,what,still_open", GAPS,

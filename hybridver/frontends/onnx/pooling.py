@@ -101,6 +101,26 @@ def nearest_index_map(in_len: int, out_len: int, scales: Sequence, coord: str, n
     return np.array(maps.pop(), dtype=np.int64)
 
 
+def _check_same_pooling(in_sizes, kernel, strides, dilations, is_max: bool, mode: str
+                        ) -> None:
+    """Refuse the ``auto_pad=SAME_*`` pools where onnxruntime departs from the ONNX
+    definition (found by tests/fuzz): with dilations it pads as if the kernel were not
+    dilated; and when the SAME padding comes out negative (kernel shorter than the stride)
+    it is not clamped to 0: onnxruntime's head padding, ``total / 2`` (SAME_UPPER) or
+    ``(total + 1) / 2`` (SAME_LOWER) truncated toward zero, shifts an AveragePool's windows
+    when negative (a negative tail only drops padding no window reads; onnxruntime rejects
+    a negative MaxPool padding itself)."""
+    if any(d != 1 for d in dilations):
+        raise Unsupported("auto_pad=SAME with dilations (onnxruntime pads as if the kernel "
+                          "were not dilated, unlike the ONNX definition)")
+    for size, k, s in zip(in_sizes, kernel, strides):
+        total = (-(-size // s) - 1) * s + k - size
+        head = math.trunc((total + (mode == "SAME_LOWER")) / 2)
+        if head < 0 and not is_max:
+            raise Unsupported(f"auto_pad={mode} with negative padding (kernel {k} < stride "
+                              f"{s}: onnxruntime shifts the windows by it)")
+
+
 def pool(ctx: OnnxContext, onode, ins, attrs) -> list:
     x = ctx.var_input(ins)
     is_max = onode.op_type == "MaxPool"
@@ -113,6 +133,8 @@ def pool(ctx: OnnxContext, onode, ins, attrs) -> list:
     dilations = ints(attrs.get("dilations", [1] * spatial))
     pads = ints(attrs.get("pads", [0] * (2 * spatial)))
     auto_pad = attrs.get("auto_pad", "NOTSET") or "NOTSET"
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        _check_same_pooling(x.shape[2:], kernel, strides, dilations, is_max, auto_pad)
     if auto_pad != "NOTSET":
         pads = same_pads(x.shape[2:], kernel, strides, dilations, auto_pad)
     node_attrs: dict[str, Any] = {"kernel_shape": tuple(kernel), "strides": tuple(strides),
