@@ -236,8 +236,9 @@ def _search(strategy: Strategy, limits: SearchLimits, probe: ProbeFn | None,
 
     def offer() -> None:
         """After a split, so that every round branches on something even if the hand-off
-        returns what it takes at once."""
-        if hand_off is not None and strategy.open_count():
+        returns what it takes at once (called with an empty pool too: a hand-off that
+        takes domains while they are split counts them here)."""
+        if hand_off is not None:
             stats.delegated += hand_off.offer(limits.deadline)
 
     root = strategy.root()

@@ -69,7 +69,8 @@ class Event(str, enum.Enum):
     REGION_RACE: region splitting (``regions`` back end) races input splitting on a
     ReLU chain; REGION_TAKEOVER: input splitting stops and leaves the cores to the race
     (measured from the race's start); CASE_RACE: an exact back end races activation
-    splitting on the whole case.
+    splitting on the whole case; DOMAIN_HANDOFF: activation splitting hands its hard
+    domains (decisions and tightened bounds) to exact back ends.
     """
 
     FACE_ATTACK = "face_attack"
@@ -77,6 +78,7 @@ class Event(str, enum.Enum):
     REGION_RACE = "region_race"
     REGION_TAKEOVER = "region_takeover"
     CASE_RACE = "case_race"
+    DOMAIN_HANDOFF = "domain_handoff"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +102,7 @@ class Schedule:
     escalations: tuple[Escalation, ...] = (
         Escalation(Event.FACE_ATTACK, 2.0), Escalation(Event.REGION_RACE, 2.0),
         Escalation(Event.HANDOFF, 3.0), Escalation(Event.REGION_TAKEOVER, 6.0),
-        Escalation(Event.CASE_RACE, 0.0))
+        Escalation(Event.CASE_RACE, 0.0), Escalation(Event.DOMAIN_HANDOFF, 2.0))
     handoff_workers: int = defaults.HANDOFF_WORKERS
     region_race_workers: int = defaults.REGION_RACE_WORKERS
     region_race_parts: int = 4

@@ -76,7 +76,8 @@ from hybridver.bab.branching import (SIGNED_INPUT, Decision, _Candidate, _candid
                                      _choose_splits, _sensitivities)
 from hybridver.bab.domain_attack import _domain_attack
 from hybridver.bab.input_split import disjunct_margins
-from hybridver.bab.neuron_domains import _affine_rows, _restrictions, _tighten_boxes
+from hybridver.bab.neuron_domains import (NeuronBatch, _affine_rows, _restrictions,
+                                          _tighten_boxes)
 from hybridver.bab_core import (ProbeFn, ProgressFn, SearchLimits, SearchOutcome, SearchStats,
                                 StopFn, run_search)
 from hybridver.bounds.engine import compute_bounds
@@ -125,18 +126,16 @@ class ActivationSplitConfig:
         return BoundMethod.ALPHA_BETA_CROWN if cands and linear_pieces else BoundMethod.CROWN
 
 
-#: a batch: each domain's decisions and its own input box (None: the case's whole box)
-_Batch = tuple[list[tuple[Decision, ...]], list[tuple | None]]
-
-
 @dataclasses.dataclass
 class _Bounded:
-    """A bounded batch: its domains and boxes, the (tightened) boxes ``blo, bhi (N,
-    n_in)``, restrictions, the engine's result, case margins ``(N,)``, the rows of the
-    open domains, and the branching sensitivities (or None)."""
+    """A bounded batch: its domains, boxes and parents' margins (as in
+    :class:`NeuronBatch`), the (tightened) boxes ``blo, bhi (N, n_in)``, restrictions, the
+    engine's result, case margins ``(N,)``, the rows of the open domains, and the branching
+    sensitivities (or None)."""
 
     domains: list[tuple[Decision, ...]]
     boxes: list[tuple | None]
+    parents: list[float]
     blo: np.ndarray
     bhi: np.ndarray
     restr: dict[str, tuple[Tensor, Tensor]]
@@ -149,13 +148,14 @@ class _Bounded:
 class _ActivationSplitting:
     """The strategy (:class:`hybridver.bab_core.Strategy`): pop the lowest-margin domains,
     bound them, attack the hardest open ones every ``probe_every`` batches, split each open
-    one on its best neuron (or, with none left, on its input box)."""
-
-    hand_off = None
+    one on its best neuron (or, with none left, on its input box) unless the hand-off
+    takes it."""
 
     def __init__(self, graph, lower: np.ndarray, upper: np.ndarray, C: np.ndarray,
                  d: np.ndarray, groups: Sequence[slice], deadline: float,
-                 config: ActivationSplitConfig, device: str | torch.device):
+                 config: ActivationSplitConfig, device: str | torch.device,
+                 hand_off=None):
+        self.hand_off = hand_off
         self.graph, self.groups, self.config, self.device = graph, groups, config, device
         self.stats = SearchStats()
         # the deadline stops alpha's optimization early (keeping its best bound) and, past
@@ -175,13 +175,14 @@ class _ActivationSplitting:
         self.d = np.asarray(d, dtype=np.float64)
         self.C_t = torch.as_tensor(self.C, device=device)
         self.C64, self.d64 = torch.as_tensor(self.C), torch.as_tensor(self.d)
-        #: (margin, tie-break, decisions, input box or None for the case's whole box)
+        #: (margin, tie-break, decisions, input box or None for the case's whole box);
+        #: the margin is the parent's bound
         self.queue: list[tuple[float, int, tuple[Decision, ...], tuple | None]] = []
         self.counter = 0
         self.use_sens = True
 
-    def root(self) -> _Batch:
-        return [()], [None]
+    def root(self) -> NeuronBatch:
+        return NeuronBatch([()], [None], [-np.inf])
 
     def open_count(self) -> int:
         return len(self.queue)
@@ -189,15 +190,15 @@ class _ActivationSplitting:
     def best_margin(self) -> float:
         return self.queue[0][0] if self.queue else float("inf")
 
-    def select(self) -> _Batch:
+    def select(self) -> NeuronBatch:
         take = [heapq.heappop(self.queue)
                 for _ in range(min(self.config.batch_size, len(self.queue)))]
-        return [t[2] for t in take], [t[3] for t in take]
+        return NeuronBatch([t[2] for t in take], [t[3] for t in take], [t[0] for t in take])
 
-    def bound(self, batch: _Batch) -> _Bounded | None:
+    def bound(self, batch: NeuronBatch) -> _Bounded | None:
         """Bound the domains; drop the proven and the infeasible ones (contradictory
         restrictions, or an empty tightened box)."""
-        domains, boxes = batch
+        domains, boxes = batch.domains, batch.boxes
         stats, device = self.stats, self.device
         n = len(domains)
         restr = _restrictions(self.cands, domains, device)
@@ -241,7 +242,8 @@ class _ActivationSplitting:
                 sens = None
             if sens is None:
                 self.use_sens = False
-        return _Bounded(domains, boxes, blo, bhi, restr, res, margin, open_idx, sens)
+        return _Bounded(domains, boxes, batch.parents, blo, bhi, restr, res, margin, open_idx,
+                        sens)
 
     def candidates(self, b: _Bounded) -> np.ndarray | None:
         """Every ``probe_every`` batches (and on the first): PGD in the boxes of the
@@ -272,12 +274,16 @@ class _ActivationSplitting:
 
     def branch(self, b: _Bounded) -> None:
         """Split each open domain on its chosen neuron; with none left, on its input box;
-        count it stuck when even the box cannot be split."""
+        count it stuck when even the box cannot be split.  The domains the hand-off takes
+        (:meth:`hybridver.bab.subdomain_handoff.SubdomainHandOff.take`) are not split."""
         stats, plan = self.stats, self.plan
         blo, bhi, margin, sens = b.blo, b.bhi, b.margin, b.sens
         ci, fi, pt = _choose_splits(plan, b.res.intervals, self.cands, sens, len(b.domains),
                                     self.config.min_width)
+        taken = self.hand_off.take(self, b) if self.hand_off is not None else set()
         for i in b.open_idx.tolist():
+            if i in taken:
+                continue
             parent = b.domains[i]
             if int(ci[i]) < 0:
                 # nothing left to split among the neurons (all stable on the domain's
@@ -316,7 +322,7 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
                          config: ActivationSplitConfig = ActivationSplitConfig(),
                          device: str | torch.device = "cpu",
                          progress: ProgressFn | None = None,
-                         stop: StopFn | None = None) -> SearchOutcome:
+                         stop: StopFn | None = None, hand_off=None) -> SearchOutcome:
     """Prove ``C y + d`` (disjuncts ``groups``, each refuted when one of its rows has a
     positive lower bound) on the box ``[lower, upper]`` by splitting neurons, or find a
     counterexample.
@@ -332,7 +338,10 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
     claims a counterexample.  The candidates come from short PGD runs inside the input
     boxes of the hardest open domains (``config.probe_every``), started at the corner
     minimizing the domain's critical row's linear bound and at the box centre.
+    ``hand_off``: a :class:`~hybridver.bab.subdomain_handoff.SubdomainHandOff` (or None):
+    open domains it takes go to exact back ends instead of being split.
     """
-    strategy = _ActivationSplitting(graph, lower, upper, C, d, groups, deadline, config, device)
+    strategy = _ActivationSplitting(graph, lower, upper, C, d, groups, deadline, config, device,
+                                    hand_off)
     return run_search(strategy, SearchLimits(deadline, config.max_domains, stop), probe,
                       progress)

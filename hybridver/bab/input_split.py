@@ -159,6 +159,8 @@ class _PoolHandOff:
         self.delegate, self.pool = delegate, pool
 
     def offer(self, deadline: float) -> int:
+        if not len(self.pool):
+            return 0
         taken = self.delegate.select(self.pool, deadline)
         return 0 if taken is None else len(taken)
 

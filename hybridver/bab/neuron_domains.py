@@ -107,3 +107,21 @@ def _restrictions(cands: list[_Candidate], domains: list[tuple[Decision, ...]],
         lo.view(-1).scatter_reduce_(0, idx[~u], v[~u], reduce="amax")
         out[cand.pre] = (lo.reshape(n, *cand.shape), hi.reshape(n, *cand.shape))
     return out
+
+
+class NeuronBatch:
+    """Domains of activation splitting waiting to be bounded: each one's decisions, its
+    own input box (``(lower, upper)``, or None for the case's whole box) and the margin
+    bound of its parent (``-inf`` for the root; how much a split gained is read from it).
+    ``len()``: the number of domains."""
+
+    __slots__ = ("domains", "boxes", "parents")
+
+    def __init__(self, domains: list[tuple[Decision, ...]], boxes: list[tuple | None],
+                 parents: list[float]):
+        if not len(domains) == len(boxes) == len(parents):
+            raise ValueError("domains, boxes and parents must have the same length")
+        self.domains, self.boxes, self.parents = domains, boxes, parents
+
+    def __len__(self) -> int:
+        return len(self.domains)

@@ -1,11 +1,13 @@
 """Activation splitting on the open cases of a network too large for input splitting,
-raced by an exact back end on the whole case (the schedule's CASE_RACE)."""
+raced by an exact back end on the whole case (the schedule's CASE_RACE), handing its hard
+domains to exact back ends (DOMAIN_HANDOFF, :mod:`hybridver.bab.subdomain_handoff`)."""
 
 from __future__ import annotations
 
 import time
 
 from hybridver.bab.activation_split import activation_split_bab
+from hybridver.bab.subdomain_handoff import SubdomainHandOff
 from hybridver.bab_core import SearchStatus
 from hybridver.config import Event
 from hybridver.pipeline.context import RunContext
@@ -45,14 +47,26 @@ class ActivationSplitStage:
                         race = start_case_race(ctx, case, stacked, found)
                     except Exception as exc:  # noqa: BLE001 - the race is optional
                         stats.race_error = f"{type(exc).__name__}: {exc}"
+                hand_off = None
+                handoff_after = ctx.config.schedule.after(Event.DOMAIN_HANDOFF)
+                if handoff_after is not None:
+                    hand_off = SubdomainHandOff(ctx.scheduler, ctx.model.graph, case.disjuncts,
+                                                ctx.solver_confirm(found, "handoff"),
+                                                ctx.deadline, label=f"case {index}",
+                                                start_at=time.monotonic() + handoff_after)
                 outcome = activation_split_bab(
                     ctx.model.graph, case.region.lower, case.region.upper, stacked.C,
                     stacked.d, stacked.groups, ctx.deadline, probe=make_probe(ctx, case, found),
                     config=ctx.config.activation_split, device=ctx.config.device,
                     progress=make_progress(ctx, done, len(cases)),
                     stop=None if race is None else
-                    lambda race=race: race.poll() in ("proven", "counterexample"))
-                for key in ("domains_bounded", "infeasible", "attacks"):
+                    lambda race=race: race.poll() in ("proven", "counterexample"),
+                    hand_off=hand_off)
+                if hand_off is not None:
+                    hand_off.close()
+                    stats.handoff_error = hand_off.disabled or stats.handoff_error
+                for key in ("domains_bounded", "infeasible", "attacks", "delegated",
+                            "delegated_proven", "delegated_returned"):
                     setattr(stats, key, getattr(stats, key) + getattr(outcome.stats, key))
                 stats.method = outcome.stats.method
                 status = outcome.status

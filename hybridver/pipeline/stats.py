@@ -83,7 +83,8 @@ class InputSplitStats:
 @dataclasses.dataclass
 class ActivationSplitStats:
     """Activation splitting: cases, domains, infeasible domains, attacks inside domains,
-    the bound method, and the exact races on whole cases (by end)."""
+    the bound method, the exact races on whole cases (by end), and the domains handed off
+    to exact back ends (``delegated``), proven there and given back to branching."""
 
     cases: int = 0
     domains_bounded: int = 0
@@ -92,11 +93,16 @@ class ActivationSplitStats:
     method: str | None = None
     races: dict[str, int] = dataclasses.field(default_factory=dict)
     race_error: str | None = None
+    delegated: int = 0
+    delegated_proven: int = 0
+    delegated_returned: int = 0
+    handoff_error: str | None = None
 
     def to_report(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        if out["race_error"] is None:
-            del out["race_error"]
+        for key in ("race_error", "handoff_error"):
+            if out[key] is None:
+                del out[key]
         return out
 
 

@@ -27,7 +27,8 @@ class SubproblemFeatures:
     """``form``: :meth:`Subproblem.form`; ``gap``/``upper``: see the module docstring
     (None when unknown); ``depth``: splits from the root domain; ``time_left_s``: of the
     whole verification; ``stagnated``: the bound improved little over the last splits of
-    this domain's branch; ``label``: for logs."""
+    this domain's branch; ``gap_trend``: how much the last split raised the bound (the
+    domain's ``gap`` minus its parent's; None when unknown); ``label``: for logs."""
 
     form: SubproblemForm
     gap: float | None = None
@@ -35,6 +36,7 @@ class SubproblemFeatures:
     depth: int = 0
     time_left_s: float = math.inf
     stagnated: bool = False
+    gap_trend: float | None = None
     label: str = ""
 
     @classmethod
@@ -66,4 +68,5 @@ class SubproblemFeatures:
                 "n_nodes": self.form.n_nodes, "n_rows": self.form.n_rows,
                 "gap": num(self.gap), "upper": num(self.upper),
                 "cex_likelihood": num(self.cex_likelihood), "depth": self.depth,
-                "time_left_s": num(self.time_left_s), "stagnated": self.stagnated}
+                "time_left_s": num(self.time_left_s), "stagnated": self.stagnated,
+                "gap_trend": None if self.gap_trend is None else num(self.gap_trend)}
