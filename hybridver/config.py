@@ -20,13 +20,15 @@ from hybridver import defaults
 from hybridver.bab.activation_split import ActivationSplitConfig
 from hybridver.bab.attack import AttackConfig
 from hybridver.bab.input_split import InputSplitConfig
+from hybridver.bab.subdomain_handoff import SubdomainHandoffConfig
 from hybridver.backends.options import ExactConfig
 from hybridver.bounds.options import AlphaConfig
 from hybridver.schedule.scheduler import SchedulerConfig
 
 __all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "Escalation", "Event",
            "ExactConfig", "InputSplitConfig", "Mode", "Schedule", "SchedulerConfig",
-           "StageName", "VerifyConfig", "WholeBoxConfig", "EXACT_SCHEDULE"]
+           "StageName", "SubdomainHandoffConfig", "VerifyConfig", "WholeBoxConfig",
+           "EXACT_SCHEDULE"]
 
 
 class Mode(str, enum.Enum):
@@ -149,7 +151,8 @@ class VerifyConfig:
     (onnxruntime, the torch module) on this many points of the spec's input region (each
     case's centre, a vertex, its corners, uniform points;
     :mod:`hybridver.frontends.model_check`), a mismatch is an error; 0 checks the shapes
-    only; ``decision_log``: the report's ``stats.scheduler`` carries the scheduler's decision
+    only; ``domain_handoff``: which activation-splitting domains are offered to the
+    scheduler (when the schedule has DOMAIN_HANDOFF); ``decision_log``: the report's ``stats.scheduler`` carries the scheduler's decision
     log (its first 200 records), off by default.  The user-facing defaults come from
     :mod:`hybridver.defaults`.
     """
@@ -167,6 +170,8 @@ class VerifyConfig:
         default_factory=lambda: InputSplitConfig(batch_size=256))
     activation_split: ActivationSplitConfig = dataclasses.field(
         default_factory=ActivationSplitConfig)
+    domain_handoff: SubdomainHandoffConfig = dataclasses.field(
+        default_factory=SubdomainHandoffConfig)
     scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
     exact: ExactConfig = dataclasses.field(default_factory=ExactConfig)
     schedule: Schedule = dataclasses.field(default_factory=Schedule)

@@ -2,7 +2,8 @@
 
 Top-level keys are :class:`VerifyConfig`'s fields; tables are its sub-configs, with the
 same names (``[attack]``, ``[whole_box]``, ``[input_split]``, ``[activation_split]``,
-``[activation_split.alpha]``, ``[scheduler]``, ``[exact]``, ``[schedule]``), and the
+``[activation_split.alpha]``, ``[domain_handoff]``, ``[scheduler]``, ``[exact]``,
+``[schedule]``), and the
 escalations a list of tables::
 
     timeout_s = 60

@@ -52,7 +52,8 @@ class ActivationSplitStage:
                 if handoff_after is not None:
                     hand_off = SubdomainHandOff(ctx.scheduler, ctx.model.graph, case.disjuncts,
                                                 ctx.solver_confirm(found, "handoff"),
-                                                ctx.deadline, label=f"case {index}",
+                                                ctx.deadline, ctx.config.domain_handoff,
+                                                label=f"case {index}",
                                                 start_at=time.monotonic() + handoff_after)
                 outcome = activation_split_bab(
                     ctx.model.graph, case.region.lower, case.region.upper, stacked.C,
