@@ -17,7 +17,9 @@ disjunct its bound has not refuted:
 It asks the scheduler's policy about each (features: unstable ReLUs left, smooth ops,
 depth, the bound gap, its trend over the last split, time left); a domain whose every
 disjunct the policy runs is not split (the strategy leaves it out) and counts as open
-until :meth:`collect` reports it:
+until :meth:`collect` reports it.  Its jobs go to the scheduler as slots free up, the
+disjunct with the lowest bound first (a robustness property has one disjunct per other
+label, more than the workers); no new domain is taken while jobs wait.  Then:
 
 * proven: every disjunct came back INFEASIBLE (a back end's proof);
 * counterexample: a CANDIDATE that ``confirm`` (the real model) accepted;
@@ -60,7 +62,7 @@ class SubdomainHandoffConfig:
     that closed less than this share of its parent's gap (``-margin``) marks the domain's
     bound as stagnating (a feature of the policy)."""
 
-    min_depth: int = 6
+    min_depth: int = 3
     candidates: int = 2
     stagnation: float = 0.1
 
@@ -72,7 +74,8 @@ class SubdomainHandoffConfig:
 @dataclasses.dataclass
 class _Delegated:
     batch: NeuronBatch           # one domain, as it was before bounding
-    waiting: int                 # disjunct tickets not yet finished
+    waiting: int                 # disjuncts not yet finished (pending or running)
+    pending: list                # (Subproblem, Decision) not yet submitted
     failed: bool = False
 
 
@@ -119,7 +122,8 @@ class SubdomainHandOff:
             return set()
 
     def _take(self, strategy, b) -> set[int]:
-        if self.scheduler.free_slots <= 0:
+        self._pump()
+        if self.scheduler.free_slots <= 0 or any(e.pending for e in self._open.values()):
             return set()
         rows = [i for i in b.open_idx.tolist() if len(b.domains[i]) >= self.config.min_depth]
         if not rows:
@@ -128,7 +132,7 @@ class SubdomainHandOff:
         order = [rows[j] for j in np.argsort(unstable, kind="stable")]
         taken: set[int] = set()
         for i in order[: self.config.candidates * self.scheduler.free_slots]:
-            if self.scheduler.free_slots <= 0:
+            if self.scheduler.free_slots <= 0 or any(e.pending for e in self._open.values()):
                 break
             if _key(b.domains[i], b.boxes[i]) not in self._returned and \
                     self._submit(strategy, b, i):
@@ -137,8 +141,10 @@ class SubdomainHandOff:
         return taken
 
     def _submit(self, strategy, b, i: int) -> bool:
-        """Ask the policy about domain ``i`` (one subproblem per open disjunct); submit all
-        of them or none."""
+        """Ask the policy about domain ``i`` (one subproblem per open disjunct); take the
+        domain when it runs all of them.  The jobs are submitted as slots free up, the
+        disjunct with the lowest bound first (the likeliest to fail, which ends the
+        domain's hand-off early)."""
         problems = domain_subproblems(strategy, b, i, self.graph, self.disjuncts,
                                       f"{self.label} domain {self._next_id}")
         if not problems:
@@ -158,23 +164,37 @@ class SubdomainHandOff:
             decision = self.scheduler.consider(problem, features)
             if decision.action is not Action.RUN:
                 return False
-            plans.append((problem, decision))
-        if len(plans) > self.scheduler.free_slots:
-            return False
-        tickets = []
-        for problem, decision in plans:
-            ticket = self.scheduler.submit(problem, decision, tag=domain_id)
-            if ticket is None:
-                for t in tickets:
-                    self.scheduler.cancel(t)
-                return False
-            tickets.append(ticket)
-        self._tickets[domain_id] = tickets
-        for ticket in tickets:
-            self._domain_of[ticket.ticket_id] = domain_id
+            plans.append((gap, k, problem, decision))
+        plans.sort(key=lambda p: (p[0], p[1]))
+        self._tickets[domain_id] = []
         self._open[domain_id] = _Delegated(
-            NeuronBatch([b.domains[i]], [b.boxes[i]], [parent]), len(tickets))
+            NeuronBatch([b.domains[i]], [b.boxes[i]], [parent]), len(plans),
+            [(problem, decision) for _, _, problem, decision in plans])
+        self._pump()
         return True
+
+    def _pump(self) -> None:
+        """Submit pending jobs while the scheduler has free slots; a job it refuses (too
+        little time or budget left) fails its domain."""
+        for domain_id, entry in self._open.items():
+            while entry.pending and not entry.failed and self.scheduler.free_slots > 0:
+                problem, decision = entry.pending.pop(0)
+                ticket = self.scheduler.submit(problem, decision, tag=domain_id)
+                if ticket is None:
+                    entry.pending.insert(0, (problem, decision))
+                    self._fail(domain_id, entry)
+                    break
+                self._tickets[domain_id].append(ticket)
+                self._domain_of[ticket.ticket_id] = domain_id
+
+    def _fail(self, domain_id: int, entry: _Delegated) -> None:
+        """The domain goes back: its running jobs are cancelled (each still reports), its
+        pending ones dropped."""
+        entry.failed = True
+        entry.waiting -= len(entry.pending)
+        entry.pending.clear()
+        for ticket in self._tickets[domain_id]:
+            self.scheduler.cancel(ticket)
 
     # ------------------------------------------------------------------ HandOff protocol
     def offer(self, deadline: float) -> int:
@@ -185,9 +205,10 @@ class SubdomainHandOff:
     def collect(self) -> tuple[list[NeuronBatch], np.ndarray | None, int]:
         returned: list[NeuronBatch] = []
         proven = 0
-        if self._scheduler is None or not self._domain_of:
+        if self._scheduler is None or not self._open:
             return returned, None, proven
-        for done in self.scheduler.collect(list(self._domain_of)):
+        finished = self.scheduler.collect(list(self._domain_of)) if self._domain_of else []
+        for done in finished:
             domain_id = self._domain_of.pop(done.ticket.ticket_id, None)
             entry = self._open.get(domain_id) if domain_id is not None else None
             if entry is None:
@@ -200,9 +221,8 @@ class SubdomainHandOff:
             if outcome.solver_status == "not encodable" and not self.disabled:
                 self.disabled = f"hand-off stopped: {outcome.message}"
             if outcome.status is not Status.INFEASIBLE and not entry.failed:
-                entry.failed = True   # the domain goes back: stop its other disjuncts
-                for ticket in self._tickets[domain_id]:
-                    self.scheduler.cancel(ticket)
+                self._fail(domain_id, entry)   # the domain goes back
+        for domain_id, entry in list(self._open.items()):   # refused submissions included
             if entry.waiting == 0:
                 del self._open[domain_id]
                 del self._tickets[domain_id]
@@ -211,6 +231,7 @@ class SubdomainHandOff:
                     returned.append(entry.batch)
                 else:
                     proven += 1
+        self._pump()
         return returned, None, proven
 
     def outstanding(self) -> int:

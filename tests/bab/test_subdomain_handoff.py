@@ -46,24 +46,24 @@ def _case(seed: int):
     return graph, lower, upper, pts, diff
 
 
-def _whole_box_milp(graph, lower, upper, t: float):
+def _whole_box_milp(graph, lower, upper, t: float, row: np.ndarray = C):
     """The independent check: HiGHS on the whole box (no branching, interval bounds)."""
     box = InputBox(lower, upper)
-    problem = Subproblem(graph, box, OutputConstraints(C, np.array([-t])),
+    problem = Subproblem(graph, box, OutputConstraints(row, np.array([-t])),
                          subproblem_bounds(graph, box))
     return get_backend("highs").solve(problem, Limits(time_s=60.0))
 
 
-def _proven_threshold(graph, lower, upper, t: float) -> float:
+def _proven_threshold(graph, lower, upper, t: float, row: np.ndarray = C) -> float:
     """Lower ``t`` below each counterexample the whole-box MILP finds (by 0.02) until it
     proves the property: a threshold within about 0.02 of the true minimum."""
     for _ in range(20):
-        outcome = _whole_box_milp(graph, lower, upper, t)
+        outcome = _whole_box_milp(graph, lower, upper, t, row)
         if outcome.status is Status.INFEASIBLE:
             return t
         assert outcome.status is Status.CANDIDATE
         x = np.asarray(outcome.candidate.x, dtype=np.float64)
-        t = min(t, float((outputs(graph, x[None]) @ C.T)[0, 0])) - 0.02
+        t = min(t, float((outputs(graph, x[None]) @ row.T)[0, 0])) - 0.02
     raise AssertionError("no threshold proven")
 
 
@@ -173,3 +173,26 @@ def test_counterexample_in_one_subdomain_is_found_by_the_handoff_and_never_prove
     x = out.counterexample_point
     assert confirmed and np.array_equal(x, confirmed[0])
     assert float((outputs(graph, x[None]) @ C.T - t)[0, 0]) <= 0
+
+
+def test_domains_with_more_disjuncts_than_slots_are_handed_off_and_proven():
+    """Two disjuncts (``y0 - y1 <= t1`` or ``y0 - y2 <= t2``), one scheduler slot: the
+    domain's jobs are submitted one after the other, and both must come back INFEASIBLE
+    for the domain to be proven."""
+    graph, lower, upper, pts, diff = _case(2)
+    y = outputs(graph, pts)
+    C2 = np.array([[1.0, 0.0, -1.0]])
+    t1 = _proven_threshold(graph, lower, upper, float(diff.min()))
+    t2 = _proven_threshold(graph, lower, upper, float((y[:, 0] - y[:, 2]).min()), C2)
+    disjuncts = (OutputConstraints(C, np.array([-t1])), OutputConstraints(C2, np.array([-t2])))
+    confirmed: list = []
+    hand_off, scheduler = _hand_off(graph, disjuncts[0], confirmed, lower, upper, min_depth=1)
+    hand_off.disjuncts = disjuncts
+    assert scheduler.free_slots == 1
+    out = activation_split_bab(graph, lower, upper, np.vstack([C, C2]),
+                               np.array([-t1, -t2]), [slice(0, 1), slice(1, 2)],
+                               time.monotonic() + 60.0,
+                               config=ActivationSplitConfig(batch_size=8), hand_off=hand_off)
+    assert out.status is SearchStatus.PROVEN
+    assert out.stats.delegated_proven > 0 and not confirmed
+    assert scheduler.report()["submitted"] > out.stats.delegated   # several jobs per domain
