@@ -47,6 +47,7 @@ import torch
 from hybridver.backends.base import Status
 from hybridver.bab.input_split import per_disjunct_margins
 from hybridver.bab.neuron_domains import NeuronBatch
+from hybridver.ir.ops import OpKind
 from hybridver.problem import Subproblem
 from hybridver.schedule import Action, Scheduler, SubproblemFeatures
 from hybridver.specs import InputBox, OutputConstraints
@@ -101,7 +102,7 @@ class SubdomainHandOff:
         self._returned: set[bytes] = set()
         self._next_id = 0
         self._taken = 0                        # since the last offer()
-        self.disabled = ""                     # why the hand-off stopped, if it did
+        self.disabled = _unencodable(graph)    # why the hand-off stopped, if it did
 
     @property
     def scheduler(self) -> Scheduler:
@@ -297,6 +298,18 @@ def _unstable_counts(strategy, b, rows: list[int]) -> np.ndarray:
             lo, hi = torch.maximum(lo, _rows(rlo, idx)), torch.minimum(hi, _rows(rhi, idx))
         count += ((lo < 0) & (hi > 0)).sum(dim=1).numpy()
     return count
+
+
+def _unencodable(graph) -> str:
+    """Why no exact back end can encode a subproblem of ``graph`` ("" when they can):
+    the encoders (``encode/affine_form.py``) have no rule for softmax or for a product
+    of two variable matrices, so such jobs would only come back UNKNOWN."""
+    for node in graph.nodes():
+        if node.op is OpKind.SOFTMAX or (node.op is OpKind.MATMUL and all(
+                graph.node(i).op is not OpKind.CONSTANT for i in node.inputs)):
+            return (f"hand-off off: {node.op.value} node '{node.name}' has no MILP/SMT "
+                    "encoding")
+    return ""
 
 
 def _row(t: torch.Tensor, i: int) -> np.ndarray:

@@ -196,3 +196,25 @@ def test_domains_with_more_disjuncts_than_slots_are_handed_off_and_proven():
     assert out.status is SearchStatus.PROVEN
     assert out.stats.delegated_proven > 0 and not confirmed
     assert scheduler.report()["submitted"] > out.stats.delegated   # several jobs per domain
+
+
+def test_no_handoff_for_ops_the_encoders_cannot_encode():
+    """A softmax (no MILP/SMT encoding) turns the hand-off off before any job: the
+    scheduler is never made."""
+    from hybridver.ir import NetworkGraph, Node, OpKind
+
+    graph = mlp([10, 8, 3], 0)
+    nodes = [graph.node(n) for n in graph.topological_order]
+    out = graph.output_node.name
+    graph = NetworkGraph([*nodes, Node("sm", OpKind.SOFTMAX, (out,), attrs={"axis": -1},
+                                       shape=(1, 3))], ["x"], ["sm"])
+
+    def no_scheduler():
+        raise AssertionError("the scheduler must not be made")
+
+    hand_off = SubdomainHandOff(no_scheduler, graph, (OutputConstraints(C, [0.0]),),
+                                lambda x, y: False, time.monotonic() + 10)
+    assert "softmax" in hand_off.disabled
+    assert hand_off.take(None, None) == set()
+    assert SubdomainHandOff(no_scheduler, mlp([10, 8, 3], 0), (), lambda x, y: False,
+                            0.0).disabled == ""
