@@ -15,6 +15,7 @@ from hybridver.config import AttackConfig, VerifyConfig
 from hybridver.encode.subproblems import exact_subproblems
 from hybridver.result import CandidateCounterexample, Verdict, confirm_counterexample
 from hybridver.schedule import InlineExecutor, Scheduler
+from hybridver.schedule.policy import Policy, PolicyConfig
 from tests.conftest import EXAMPLES
 
 NO_ATTACK = AttackConfig(samples=0, rounds=0)
@@ -37,7 +38,10 @@ def _race(spec_name: str, backend: str):
 
     from hybridver.schedule.scheduler import available_capabilities
     caps = {k: v for k, v in available_capabilities().items() if k == backend}
-    race = CaseRace(Scheduler(InlineExecutor(), capabilities=caps), problems,
+    # generous budgets: these tests are about what the race answers, not how fast (with
+    # the default 2-5 s a loaded CI machine ran out of time, and the race said "failed")
+    policy = Policy(PolicyConfig(base_budget_s=60.0, max_budget_s=120.0))
+    race = CaseRace(Scheduler(InlineExecutor(), policy, capabilities=caps), problems,
                     [-1.0] * len(problems), confirm)
     assert race.start(deadline=float("inf"))
     state = None

@@ -17,12 +17,15 @@ the ONNX checker and canonicalizes them into the IR's small static-shaped vocabu
   ``RESHAPE -> SOFTMAX -> RESHAPE``, nearest Upsample/Resize becomes ``UPSAMPLE`` (integer
   scales) or ``GATHER`` nodes (any other nearest index map, as onnxruntime computes it);
   Identity, inference-mode Dropout and Casts that cannot change a value (same type, or
-  float16/bfloat16 -> float32 -> float64) are removed;
+  float16/bfloat16 -> float32 -> float64) are removed; ``Clip`` with constant scalar
+  bounds becomes ReLUs (``lo + relu(x - lo) - relu(x - hi)``);
 * ops onnxruntime computes differently from any fixed float64 network are refused, never
   dropped: Casts that round (narrowing float, float8, float -> int) on input-dependent
   values, Dropout in training mode, random ops (RandomUniform, RandomNormal, their *Like
   forms, Bernoulli, Multinomial, even on constants), nearest Resize maps that depend on
-  float rounding, and Resize options not modelled (docs/soundness.md).
+  float rounding, Resize options not modelled, and pooling with ``auto_pad`` SAME where
+  onnxruntime departs from the ONNX definition (dilations; a negative head padding)
+  (docs/soundness.md).
 
 IR node names are the ONNX output tensor names (helper nodes get ``<output>/<suffix>``
 names); graph inputs and outputs keep their ONNX names.  Only nodes that the graph

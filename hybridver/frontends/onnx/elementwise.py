@@ -130,3 +130,49 @@ def where(ctx: OnnxContext, onode, ins, attrs) -> list:
     shape = np.broadcast_shapes(*(shape_of(v) for v in ins))
     operands = [ctx.operand(t) for t in onode.input]
     return [ctx.emit(onode.output[0], OpKind.WHERE, operands, shape=shape)]
+
+
+def clip(ctx: OnnxContext, onode, ins, attrs) -> list:
+    """``Clip(x, lo, hi)`` as ReLUs, which every relaxation and back end handles exactly:
+    ``lo + relu(x - lo) - relu(x - hi)`` (``lo + relu(x - lo)`` or ``hi - relu(hi - x)``
+    with one bound).  Equal to the clip in real arithmetic for ``lo <= hi``; ``lo > hi``
+    (ONNX: every output is ``hi``) is refused.  Bounds are constant scalars (attributes
+    before opset 11, inputs after)."""
+    ctx.require_outputs(onode, 1)
+    x = ctx.var_input(ins)
+    if ctx.opset < 11:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    else:
+        lo, hi = (ctx.const_input(ins, i, f"Clip {what}") for i, what in ((1, "min"), (2, "max")))
+    lo, hi = (None if v is None else np.asarray(v, dtype=np.float64) for v in (lo, hi))
+    for v in (lo, hi):
+        if v is not None and v.size != 1:
+            raise Unsupported("Clip bounds must be scalars")
+    lo, hi = (None if v is None else float(v.reshape(())) for v in (lo, hi))
+    if lo is not None and hi is not None and lo > hi:
+        raise Unsupported(f"min {lo!r} > max {hi!r} (every output is max)")
+    out = onode.output[0]
+    if lo is None and hi is None:
+        return [x]
+
+    def const(value: float, tag: str) -> str:
+        return ctx.emit_const(ctx.fresh(f"{out}/{tag}"), np.array(value))
+
+    def relu_of(a: str, b: str, tag: str) -> str:
+        diff = ctx.emit(ctx.fresh(f"{out}/{tag}_diff"), OpKind.SUB, [a, b], shape=x.shape)
+        return ctx.emit(ctx.fresh(f"{out}/{tag}_relu"), OpKind.RELU, [diff.node],
+                        shape=x.shape).node
+
+    if hi is None:  # lo + relu(x - lo)
+        lo_c = const(lo, "min")
+        return [ctx.emit(out, OpKind.ADD, [lo_c, relu_of(x.node, lo_c, "low")],
+                         shape=x.shape)]
+    hi_c = const(hi, "max")
+    if lo is None:  # hi - relu(hi - x)
+        return [ctx.emit(out, OpKind.SUB, [hi_c, relu_of(hi_c, x.node, "high")],
+                         shape=x.shape)]
+    lo_c = const(lo, "min")
+    low = ctx.emit(ctx.fresh(f"{out}/low"), OpKind.ADD, [lo_c, relu_of(x.node, lo_c, "low")],
+                   shape=x.shape)
+    return [ctx.emit(out, OpKind.SUB, [low.node, relu_of(x.node, hi_c, "high")],
+                     shape=x.shape)]

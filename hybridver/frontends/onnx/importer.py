@@ -48,6 +48,7 @@ _NONDETERMINISTIC_OPS = frozenset({
 #: The handler of each supported ONNX op type (default domain); anything else is reported.
 HANDLERS: dict[str, Handler] = {
     "Relu": elementwise.unary(OpKind.RELU),
+    "Clip": elementwise.clip,
     "Sigmoid": elementwise.unary(OpKind.SIGMOID),
     "Tanh": elementwise.unary(OpKind.TANH),
     "Sin": elementwise.unary(OpKind.SIN),
