@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,6 +38,32 @@ from hybridver.specs import InputBox, OutputConstraints
 
 #: ``confirm(point (n_in,), predicted_y or None) -> True when the real model confirms it``
 ConfirmFn = Callable[[np.ndarray, np.ndarray | None], bool]
+
+
+def drain_finished(scheduler: Scheduler, domain_of: dict, entries: dict, confirm: ConfirmFn,
+                   on_failure: Callable[[int, Any, Any], None]) -> np.ndarray | None:
+    """Collect a hand-off's own finished tickets; each lowers its domain's ``waiting``.
+
+    ``domain_of``: ticket id -> domain id (finished tickets are removed); ``entries``:
+    domain id -> an entry with ``waiting`` and ``failed``.  Returns the first candidate
+    that ``confirm`` (the real model) accepts, ``(n_in,)`` float64, and stops there (the
+    run is over); else None.  ``on_failure(domain_id, entry, outcome)`` hears every other
+    outcome that is not INFEASIBLE: the domain must go back to branching.  Only the
+    hand-off's own tickets are collected (other users of the scheduler may reuse tags).
+    """
+    for done in scheduler.collect(list(domain_of)):
+        domain_id = domain_of.pop(done.ticket.ticket_id, None)
+        entry = entries.get(domain_id) if domain_id is not None else None
+        if entry is None:
+            continue
+        entry.waiting -= 1
+        outcome = done.outcome
+        if outcome.status is Status.CANDIDATE and outcome.candidate is not None and \
+                confirm(outcome.candidate.x, outcome.candidate.predicted_y):
+            return np.asarray(outcome.candidate.x, dtype=np.float64)
+        if outcome.status is not Status.INFEASIBLE:
+            on_failure(domain_id, entry, outcome)
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,21 +161,11 @@ class SchedulerDelegate:
         proven = 0
         if self._scheduler is None:
             return returned, None, proven
-        for done in self.scheduler.collect(list(self._domain_of)):
-            # only our own tickets: another user of the scheduler may reuse tags
-            domain_id = self._domain_of.pop(done.ticket.ticket_id, None)
-            entry = self._open.get(domain_id) if domain_id is not None else None
-            if entry is None:
-                continue
-            entry.waiting -= 1
-            outcome = done.outcome
-            if outcome.status is Status.CANDIDATE and outcome.candidate is not None:
-                if self.confirm(outcome.candidate.x, outcome.candidate.predicted_y):
-                    return [], np.asarray(outcome.candidate.x, dtype=np.float64), proven
-            if outcome.status is not Status.INFEASIBLE and not entry.failed:
-                entry.failed = True   # the domain goes back: stop its other disjuncts
-                for ticket in self._tickets[domain_id]:
-                    self.scheduler.cancel(ticket)
+        found = drain_finished(self.scheduler, self._domain_of, self._open, self.confirm,
+                               self._fail)
+        if found is not None:
+            return [], found, proven
+        for domain_id, entry in list(self._open.items()):
             if entry.waiting == 0:
                 del self._open[domain_id]
                 del self._tickets[domain_id]
@@ -158,6 +175,13 @@ class SchedulerDelegate:
                 else:
                     proven += 1
         return returned, None, proven
+
+    def _fail(self, domain_id: int, entry: _Delegated, outcome) -> None:
+        """The domain goes back: stop its other disjuncts (each still reports)."""
+        if not entry.failed:
+            entry.failed = True
+            for ticket in self._tickets[domain_id]:
+                self.scheduler.cancel(ticket)
 
     def outstanding(self) -> int:
         return len(self._open)

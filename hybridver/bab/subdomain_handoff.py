@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from hybridver.backends.base import Status
+from hybridver.bab.handoff import drain_finished
 from hybridver.bab.input_split import per_disjunct_margins
 from hybridver.bab.neuron_domains import NeuronBatch
 from hybridver.ir.ops import OpKind
@@ -188,6 +188,14 @@ class SubdomainHandOff:
                 self._tickets[domain_id].append(ticket)
                 self._domain_of[ticket.ticket_id] = domain_id
 
+    def _on_failure(self, domain_id: int, entry: _Delegated, outcome) -> None:
+        """An outcome that is not a proof: the domain goes back (once); a back end that
+        cannot encode the graph stops the hand-off."""
+        if outcome.solver_status == "not encodable" and not self.disabled:
+            self.disabled = f"hand-off stopped: {outcome.message}"
+        if not entry.failed:
+            self._fail(domain_id, entry)
+
     def _fail(self, domain_id: int, entry: _Delegated) -> None:
         """The domain goes back: its running jobs are cancelled (each still reports), its
         pending ones dropped."""
@@ -208,21 +216,10 @@ class SubdomainHandOff:
         proven = 0
         if self._scheduler is None or not self._open:
             return returned, None, proven
-        finished = self.scheduler.collect(list(self._domain_of)) if self._domain_of else []
-        for done in finished:
-            domain_id = self._domain_of.pop(done.ticket.ticket_id, None)
-            entry = self._open.get(domain_id) if domain_id is not None else None
-            if entry is None:
-                continue
-            entry.waiting -= 1
-            outcome = done.outcome
-            if outcome.status is Status.CANDIDATE and outcome.candidate is not None:
-                if self.confirm(outcome.candidate.x, outcome.candidate.predicted_y):
-                    return [], np.asarray(outcome.candidate.x, dtype=np.float64), proven
-            if outcome.solver_status == "not encodable" and not self.disabled:
-                self.disabled = f"hand-off stopped: {outcome.message}"
-            if outcome.status is not Status.INFEASIBLE and not entry.failed:
-                self._fail(domain_id, entry)   # the domain goes back
+        found = drain_finished(self.scheduler, self._domain_of, self._open, self.confirm,
+                               self._on_failure)
+        if found is not None:
+            return [], found, proven
         for domain_id, entry in list(self._open.items()):   # refused submissions included
             if entry.waiting == 0:
                 del self._open[domain_id]
