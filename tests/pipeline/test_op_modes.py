@@ -165,3 +165,4 @@ def test_equal_on_input_dependent_data_is_refused_cleanly(command, tmp_path, cap
     assert main([command, str(path), str(_vnnlib(tmp_path / "s.vnnlib", 1.0))]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Equal" in err and "'eq'" in err
+    assert "only on constants" in err

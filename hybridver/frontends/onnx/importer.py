@@ -235,7 +235,9 @@ def _convert(ctx: OnnxContext, onode: onnx.NodeProto) -> None:
         elif all(v is None or is_const(v) for v in ins):
             results = _fold(ctx, onode, ins)
         elif handler is None:
-            raise Unsupported("")
+            # an op imported only as a constant (folded) is met on input-dependent data
+            raise Unsupported("only on constants; here its input depends on the network "
+                              "input" if op in _FOLDED_OPS else "")
         else:
             results = list(handler(ctx, onode, ins, attrs))
     except Unsupported as exc:
