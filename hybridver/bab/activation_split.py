@@ -75,6 +75,7 @@ import torch
 from hybridver.bab.branching import (SIGNED_INPUT, Decision, _Candidate, _candidates,
                                      _choose_splits, _sensitivities)
 from hybridver.bab.domain_attack import _domain_attack
+from hybridver.bab.fsb import fsb_choose
 from hybridver.bab.input_split import disjunct_margins
 from hybridver.bab.memory import batch_size as memory_batch_size
 from hybridver.bab.memory import warm_budget_bytes
@@ -110,12 +111,17 @@ class ActivationSplitConfig:
     ``memory_limit_bytes`` and a quarter of the available memory allow
     (:mod:`hybridver.bab.memory`), at most ``max_batch_size``.  ``warm_start``: children
     start their alpha/beta optimization at their parent's optimized values
-    (:mod:`hybridver.bab.warm_start`; optimized methods only).
+    (:mod:`hybridver.bab.warm_start`; optimized methods only).  ``branching``: "babsr"
+    (the cheap score alone) or "fsb" (filtered smart branching,
+    :mod:`hybridver.bab.fsb`: the ``fsb_candidates`` best-scored neurons' children
+    re-bounded, the best worse child wins).
     """
 
     batch_size: int | None = None  # domains per compute_bounds call; None: from memory
     max_batch_size: int = 1024
     warm_start: bool = True
+    branching: str = "babsr"
+    fsb_candidates: int = 3
     max_domains: int = 2_000_000   # domains bounded before giving up ("exhausted")
     method: BoundMethod | None = None
     min_width: float = 1e-9        # smooth neurons narrower than this are not split
@@ -131,6 +137,8 @@ class ActivationSplitConfig:
                              "be at least 1")
         if min(self.probe_every, self.attack_steps) < 0 or not self.min_width >= 0:
             raise ValueError("probe_every, attack_steps and min_width must not be negative")
+        if self.branching not in ("babsr", "fsb") or self.fsb_candidates < 1:
+            raise ValueError("branching must be 'babsr' or 'fsb', fsb_candidates at least 1")
 
     def bound_method(self, plan, cands: "list[_Candidate]") -> BoundMethod:
         if self.method is not None:
@@ -304,8 +312,13 @@ class _ActivationSplitting:
         (:meth:`hybridver.bab.subdomain_handoff.SubdomainHandOff.take`) are not split."""
         stats, plan = self.stats, self.plan
         blo, bhi, margin, sens = b.blo, b.bhi, b.margin, b.sens
-        ci, fi, pt = _choose_splits(plan, b.res.intervals, self.cands, sens, len(b.domains),
-                                    self.config.min_width)
+        if self.config.branching == "fsb":
+            ci, fi, pt = fsb_choose(self.graph, plan, self.cands, b, sens, self.C, self.d,
+                                    self.groups, self.bconfig, self.config.fsb_candidates,
+                                    self.config.min_width, self.device)
+        else:
+            ci, fi, pt = _choose_splits(plan, b.res.intervals, self.cands, sens,
+                                        len(b.domains), self.config.min_width)
         taken = self.hand_off.take(self, b) if self.hand_off is not None else set()
         for i in b.open_idx.tolist():
             if i in taken:
