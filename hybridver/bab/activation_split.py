@@ -114,13 +114,13 @@ class ActivationSplitConfig:
     (:mod:`hybridver.bab.warm_start`; optimized methods only).  ``branching``: "babsr"
     (the cheap score alone) or "fsb" (filtered smart branching,
     :mod:`hybridver.bab.fsb`: the ``fsb_candidates`` best-scored neurons' children
-    re-bounded, the best worse child wins).
+    re-bounded, the best worse child wins; the default).
     """
 
     batch_size: int | None = None  # domains per compute_bounds call; None: from memory
     max_batch_size: int = 1024
     warm_start: bool = True
-    branching: str = "babsr"
+    branching: str = "fsb"
     fsb_candidates: int = 3
     max_domains: int = 2_000_000   # domains bounded before giving up ("exhausted")
     method: BoundMethod | None = None
