@@ -222,8 +222,10 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
             b0 = sc.project(_start(b0, old_betas.get(name), warm.known).nan_to_num(0.0, 0.0, 0.0))
         betas[name] = b0.requires_grad_(True)
     # the values of the best iterate per (row, subdomain), for the warm start of children
-    kept = ({name: (al.detach().clone(), au.detach().clone()) for name, (al, au) in alphas.items()},
-            {name: b.detach().clone() for name, b in betas.items()}) if warm is not None else None
+    kept = None
+    if warm is not None:
+        kept = ({k: (al.detach().clone(), au.detach().clone()) for k, (al, au) in alphas.items()},
+                {k: b.detach().clone() for k, b in betas.items()})
     optimizer = _Adam([(params, config.lr), (list(betas.values()), config.beta_lr)])
     best = crown_lower.detach().clone()
     stale = 0
