@@ -9,6 +9,7 @@ import json
 import time
 import warnings
 
+import numpy as np
 import pytest
 
 from hybridver.backends import Status
@@ -213,3 +214,40 @@ def test_jobs_are_recorded_and_persisted_and_verdicts_stay_right(tmp_path, tiny,
     assert after["ortools"] > before["ortools"] * again.config.learned.decay ** len(items)
     assert after["highs"] == pytest.approx(before["highs"])
 
+
+
+@pytest.mark.slow   # two hybrid runs with worker processes, 10-20 s each
+def test_hybrid_verdicts_with_learning_on(tmp_path):
+    """The hybrid pipeline with the domain hand-off, its scheduler's model taught that
+    OR-Tools is fast: unsat stays unsat, a violated threshold gives a confirmed sat, and
+    the hand-off's jobs end up in the saved model."""
+    pytest.importorskip("highspy")
+    pytest.importorskip("ortools")
+    import dataclasses
+
+    import hybridver
+    from hybridver.result import Verdict
+    from tests.bab.test_activation_split import outputs
+    from tests.bab.test_subdomain_handoff import C
+    from tests.pipeline.test_domain_handoff import _config, _spec, instance  # noqa: F401
+
+    graph, model, lower, upper, holds = instance.__wrapped__()
+    path = tmp_path / "model.json"
+    seed = TimingModel()
+    teach(seed, "ortools", "highs")
+    seed.save(path)
+
+    def run(t, **kw):
+        config = _config(True, **kw)
+        config = dataclasses.replace(config, scheduler=SchedulerConfig(model_path=str(path)))
+        return hybridver.verify(model, _spec(lower, upper, t), config)
+
+    unsat = run(holds)
+    assert unsat.verdict is Verdict.UNSAT
+    assert "ortools" in unsat.to_json()["stats"]["scheduler"]["choices"]
+    sat = run(holds + 0.05, probe_every=0)
+    assert sat.verdict is Verdict.SAT
+    x = np.asarray(sat.counterexample.x, dtype=np.float64).reshape(1, -1)
+    assert float((outputs(graph, x) @ C.T)[0, 0]) <= holds + 0.05
+    saved = load_model(path).to_dict()["backends"]
+    assert saved["ortools"] != seed.to_dict()["backends"]["ortools"]
