@@ -4,14 +4,15 @@
 ``(features, back end, decisive or not, seconds)``:
 
 * the chance of a decisive outcome (INFEASIBLE, or an exact encoding's CANDIDATE): a
-  success rate per bucket of unstable ReLUs (piecewise-linear and smooth apart), smoothed
+  success rate per bucket of unstable ReLUs (piecewise-linear and smooth apart, likely
+  counterexamples apart: :func:`bucket`), smoothed
   by ``prior_count`` pseudo-observations at one half;
 * the time of a decisive outcome: ridge least squares of ``log(seconds)`` on a few features
   (:func:`regressors`), kept as its sufficient statistics ``A = ridge I + sum x x^T`` and
   ``b = sum x log t``.
 
-Every update first multiplies a back end's statistics by ``decay``, so old runs fade and
-counts are effective counts.  The model is a few numbers per back end and is saved as JSON
+Every update first multiplies a back end's regression statistics, and the counts of the
+bucket it falls in, by ``decay``, so old runs fade and counts are effective counts.  The model is a few numbers per back end and is saved as JSON
 (:meth:`TimingModel.save`, atomic) and read back at the next run (:func:`load_model`; a
 corrupt or foreign-version file is ignored with a warning).
 
@@ -51,6 +52,8 @@ BUCKET_EDGES = (4, 16, 48, 160)
 REGRESSORS = ("one", "log_unstable", "cex_likelihood", "no_likelihood", "stagnated",
               "smooth", "log_depth", "log_nodes")
 AUTO_PATH = "auto"
+#: a cex likelihood from which success rates are kept apart
+CEX_LIKELY = 0.99
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +91,13 @@ def resolve_model_path(setting: str | None) -> Path | None:
 
 
 def bucket(features: SubproblemFeatures) -> str:
-    """``"pl<k>"`` or ``"smooth<k>"``, k the index of the unstable-ReLU range."""
-    form = features.form
+    """``"pl<k>"`` or ``"smooth<k>"``, k the index of the unstable-ReLU range, with
+    ``"-cex"`` when a counterexample is likely (``cex_likelihood >= CEX_LIKELY``: there a
+    back end that finds points fast decides, one that proves fast times out)."""
+    form, lik = features.form, features.cex_likelihood
     k = bisect.bisect_left(BUCKET_EDGES, form.unstable_relus)
-    return f"{'pl' if form.piecewise_linear else 'smooth'}{k}"
+    cex = "-cex" if lik is not None and lik >= CEX_LIKELY else ""
+    return f"{'pl' if form.piecewise_linear else 'smooth'}{k}{cex}"
 
 
 def regressors(features: SubproblemFeatures) -> np.ndarray:
@@ -129,12 +135,9 @@ class _BackendModel:
         self.a = cfg.decay * self.a + (1 - cfg.decay) * cfg.ridge * np.eye(d)
         self.b *= cfg.decay
         self.timed *= cfg.decay
-        for counts in self.buckets.values():
-            counts[0] *= cfg.decay
-            counts[1] *= cfg.decay
-        counts = self.buckets.setdefault(key, [0.0, 0.0])
-        counts[0] += float(decisive)
-        counts[1] += 1.0
+        counts = self.buckets.setdefault(key, [0.0, 0.0])   # a rare bucket keeps its counts
+        counts[0] = cfg.decay * counts[0] + float(decisive)
+        counts[1] = cfg.decay * counts[1] + 1.0
         if decisive:
             self.a += np.outer(x, x)
             self.b += x * math.log(max(seconds, 1e-3))
@@ -201,13 +204,14 @@ class TimingModel:
     # -------------------------------------------------------------- persistence
     def to_dict(self) -> dict:
         return {"version": MODEL_VERSION, "regressors": list(REGRESSORS),
-                "bucket_edges": list(BUCKET_EDGES),
+                "bucket_edges": list(BUCKET_EDGES), "cex_likely": CEX_LIKELY,
                 "backends": {n: m.to_dict() for n, m in sorted(self._models.items())}}
 
     @classmethod
     def from_dict(cls, data: dict, config: LearningConfig = LearningConfig()) -> "TimingModel":
         """Raises ValueError (or KeyError/TypeError) on anything but this version's layout."""
         if not isinstance(data, dict) or data.get("version") != MODEL_VERSION or \
+                data.get("cex_likely") != CEX_LIKELY or \
                 data.get("regressors") != list(REGRESSORS) or \
                 data.get("bucket_edges") != list(BUCKET_EDGES):
             raise ValueError("not a version-%d scheduler model" % MODEL_VERSION)
