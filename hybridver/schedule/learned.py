@@ -12,9 +12,10 @@
   ``b = sum x log t``.
 
 Every update first multiplies a back end's regression statistics, and the counts of the
-bucket it falls in, by ``decay``, so old runs fade and counts are effective counts.  The model is a few numbers per back end and is saved as JSON
-(:meth:`TimingModel.save`, atomic) and read back at the next run (:func:`load_model`; a
-corrupt or foreign-version file is ignored with a warning).
+bucket it falls in, by ``decay``, so old runs fade and counts are effective counts.  The
+model is a few numbers per back end, saved as JSON (:meth:`TimingModel.save`, atomic) and
+read back at the next run (:func:`load_model`; a corrupt or foreign-version file is ignored
+with a warning).  Concurrent runs sharing one file: the last to finish wins.
 
 :class:`LearnedPolicy` starts from :class:`~hybridver.schedule.policy.Policy`'s decision
 and changes only which single back end runs: among the back ends that accept the
