@@ -2,7 +2,7 @@
 
 Usage:
   python benchmarks/scheduler_split.py rows.jsonl [...] [--cap 5] [--seed 0]
-        [--train-share 0.5] [--min-observations 5]
+        [--train-share 0.5] [--min-observations 5] [--save-model PATH]
   (or ``python benchmarks/scheduler_oracle.py ... --split SEED``)
 
 Rows are ``benchmarks/scheduler_oracle.py --json`` lines: a subdomain's features and every
@@ -13,7 +13,9 @@ every back end is one observation of :class:`hybridver.schedule.TimingModel` (de
 instances' rows the fixed :class:`~hybridver.schedule.Policy`, the
 :class:`~hybridver.schedule.LearnedPolicy` and the oracle (the fastest decisive back end)
 are scored: subdomains solved, total time (a back end that does not decide, and keeping
-branching, is charged the cap), and regret (time minus the oracle's).
+branching, is charged the cap), and regret (time minus the oracle's).  ``--save-model``
+also trains on all rows and saves the model where ``SchedulerConfig.model_path`` can read
+it (to start runs from these timings).
 """
 
 from __future__ import annotations
@@ -124,9 +126,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-share", type=float, default=0.5)
     parser.add_argument("--min-observations", type=float, default=None)
+    parser.add_argument("--save-model", metavar="PATH", help="train on all rows, save here")
     args = parser.parse_args()
     rows = [json.loads(line) for p in args.rows for line in open(p) if line.strip()]
     print(report(rows, args.cap, args.seed, args.train_share, args.min_observations))
+    if args.save_model and train(rows, args.cap).save(args.save_model):
+        print(f"model of all {len(rows)} rows saved to {args.save_model}")
     return 0
 
 
