@@ -156,9 +156,13 @@ class _BackendModel:
         if a.shape != (d, d) or b.shape != (d,) or not (np.all(np.isfinite(a)) and
                                                         np.all(np.isfinite(b))):
             raise ValueError("statistics of the wrong shape")
+        if not np.allclose(a, a.T):
+            raise ValueError("statistics not symmetric")
+        np.linalg.cholesky(a)          # LinAlgError (a ValueError) unless positive definite
         out.a, out.b, out.timed = a, b, float(data["timed"])
         out.buckets = {str(k): [float(v[0]), float(v[1])] for k, v in data["buckets"].items()}
-        if any(not 0 <= c[0] <= c[1] for c in out.buckets.values()) or out.timed < 0:
+        if any(not 0 <= c[0] <= c[1] < math.inf for c in out.buckets.values()) or \
+                not 0 <= out.timed < math.inf:
             raise ValueError("counts out of range")
         return out
 

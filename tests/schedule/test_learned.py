@@ -126,12 +126,21 @@ def test_a_corrupt_or_foreign_file_is_ignored_with_a_warning(tmp_path, text):
     assert isinstance(sched.policy, LearnedPolicy)
 
 
-def test_statistics_of_the_wrong_shape_are_ignored(tmp_path):
-    data = TimingModel().to_dict()
-    data["backends"] = {"highs": {"a": [[1.0]], "b": [0.0], "timed": 1, "buckets": {}}}
+@pytest.mark.parametrize("change, words", [
+    ({"a": [[1.0]], "b": [0.0]}, "wrong shape"),
+    ({"a": np.zeros((8, 8)).tolist()}, "positive definite"),
+    ({"a": np.triu(np.ones((8, 8))).tolist()}, "symmetric"),
+    ({"timed": float("nan")}, "out of range"),
+    ({"buckets": {"pl0": [3.0, 1.0]}}, "out of range"),
+])
+def test_statistics_that_make_no_model_are_ignored(tmp_path, change, words):
+    model = TimingModel()
+    model.observe(feats(), "highs", True, 1.0)
+    data = model.to_dict()
+    data["backends"]["highs"].update(change)
     path = tmp_path / "model.json"
     path.write_text(json.dumps(data))
-    with pytest.warns(UserWarning, match="wrong shape"):
+    with pytest.warns(UserWarning, match=words):
         assert load_model(path).backends == []
 
 
