@@ -50,15 +50,19 @@ def _escalations_without(event: Event) -> str:
     return f"[schedule]\nescalations = [{items}]\n"
 
 
+#: every variant starts without a saved scheduler model (a run must not depend on the
+#: runs before it); "no-learning" adds its key to that table
+FRESH_SCHEDULER = '[scheduler]\nmodel_path = ""\n'
+
 VARIANTS: dict[str, str] = {
-    "all": "",
-    "no-domain-handoff": _escalations_without(Event.DOMAIN_HANDOFF),
-    "no-learning": "[scheduler]\nlearning = false\n",
-    "no-warm-start": "[activation_split]\nwarm_start = false\n",
-    "babsr": '[activation_split]\nbranching = "babsr"\n',
-    "no-intermediate-alpha": "[whole_box.alpha]\noptimize_intermediate = false\n"
+    "all": FRESH_SCHEDULER,
+    "no-domain-handoff": FRESH_SCHEDULER + _escalations_without(Event.DOMAIN_HANDOFF),
+    "no-learning": FRESH_SCHEDULER + "learning = false\n",
+    "no-warm-start": FRESH_SCHEDULER + "[activation_split]\nwarm_start = false\n",
+    "babsr": FRESH_SCHEDULER + '[activation_split]\nbranching = "babsr"\n',
+    "no-intermediate-alpha": FRESH_SCHEDULER + "[whole_box.alpha]\noptimize_intermediate = false\n"
                              "[activation_split.alpha]\noptimize_intermediate = false\n",
-    "no-smooth-split": "[input_split]\nsmooth_splitting = false\n",
+    "no-smooth-split": FRESH_SCHEDULER + "[input_split]\nsmooth_splitting = false\n",
 }
 
 
