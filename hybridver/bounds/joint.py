@@ -90,8 +90,8 @@ def optimize(state: BoundState, lam: Tensor, beta: Tensor | None, crown_lower: T
     # parameters, their Adam moments and gradients, and the relaxations built from them
     if 8 * item * (_entries(sets) + 2 * m * sum(
             state.n * plan.graph.node(v).size for v in final_names)) > config.memory_limit_bytes:
-        stats["joint"] = False
-        return alpha_mod.optimize(state, plan.output, lam, beta, crown_lower, opts)
+        best, info = alpha_mod.optimize(state, plan.output, lam, beta, crown_lower, opts)
+        return best, {**info, "joint": False}
     final: dict[str, tuple[Tensor, Tensor]] = {}
     for v in final_names:
         al, au = alpha_mod.initial_alphas(state, v)

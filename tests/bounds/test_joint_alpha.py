@@ -128,3 +128,15 @@ def test_the_switch_reaches_the_config_file():
     assert AlphaConfig().optimize_intermediate is True
     with pytest.raises(ValueError):
         AlphaConfig(intermediate_lr=0)
+
+
+def test_too_many_parameters_fall_back_to_final_only_alpha():
+    g = mlp([4, 16, 16, 3], 6)
+    lo, hi = _box(4, 6, 1.0)
+    tight = BoundConfig(method="alpha-crown", memory_limit_bytes=4000,
+                        alpha=AlphaConfig(iterations=4, patience=0))
+    result = compute_bounds(g, lo, hi, config=tight)
+    assert result.stats["joint"] is False and result.stats["alpha_iterations"] == 4
+    crown = compute_bounds(g, lo, hi)
+    assert torch.all(result.lower >= crown.lower) and torch.all(result.upper <= crown.upper)
+    assert_contains(g, result, sample_box(lo[0], hi[0], 2000))
