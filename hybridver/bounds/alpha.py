@@ -21,9 +21,9 @@ Adam maximizes the sum of the rows' lower bounds.
   pass projects again, so soundness never depends on the optimizer).  They are optimized
   jointly with the alphas by the same Adam (learning rate ``config.beta_lr``); every
   iterate is a sound bound (:mod:`hybridver.bounds.crown`), so the elementwise best is.
-* Intermediate bounds are NOT optimized: they come from CROWN (or IBP) and stay fixed,
-  so one iteration costs one backward pass of the spec rows (documented limitation; the
-  usual full alpha-CROWN also optimizes one alpha set per intermediate node).
+* Intermediate bounds are NOT optimized here: they come from CROWN (or IBP) and stay
+  fixed, so one iteration costs one backward pass of the spec rows; joint alpha-CROWN
+  (:mod:`hybridver.bounds.joint`) optimizes them too.
 """
 
 from __future__ import annotations
