@@ -25,9 +25,9 @@ Adam maximizes the sum of the rows' lower bounds.
   (branch-and-bound passes a parent's optimized values to its children); the optimized
   values of the best iterate per row and subdomain are written back into it.  Any start
   is sound: alphas are clamped into ``[0, 1]`` and betas projected before the first pass.
-* Intermediate bounds are NOT optimized: they come from CROWN (or IBP) and stay fixed,
-  so one iteration costs one backward pass of the spec rows (documented limitation; the
-  usual full alpha-CROWN also optimizes one alpha set per intermediate node).
+* Intermediate bounds are NOT optimized here: they come from CROWN (or IBP) and stay
+  fixed, so one iteration costs one backward pass of the spec rows; joint alpha-CROWN
+  (:mod:`hybridver.bounds.joint`) optimizes them too.
 """
 
 from __future__ import annotations
