@@ -60,8 +60,10 @@ class GraphPlan:
     ``unsupported`` (UNSUPPORTED: the reason) are keyed by node name.
     """
 
-    def __init__(self, graph: NetworkGraph, dtype: torch.dtype, device: torch.device):
+    def __init__(self, graph: NetworkGraph, dtype: torch.dtype, device: torch.device,
+                 direct_rules: bool = True):
         self.graph, self.dtype, self.device = graph, dtype, device
+        self.direct_rules = direct_rules
         self.input = graph.input_node.name
         self.output = graph.output_node.name
         self.order = graph.topological_order
@@ -113,7 +115,7 @@ class GraphPlan:
                          if not variable[p]}
             try:
                 self.rules[name] = LinearRule(node, shapes, variable, constants, self.dtype,
-                                              self.device)
+                                              self.device, direct=self.direct_rules)
                 self.kind[name] = NodeKind.LINEAR
             except Exception as exc:  # an evaluator that cannot be transposed
                 self.kind[name] = NodeKind.UNSUPPORTED
@@ -179,12 +181,14 @@ class GraphPlan:
 _PLANS: "weakref.WeakKeyDictionary[NetworkGraph, dict]" = weakref.WeakKeyDictionary()
 
 
-def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device) -> GraphPlan:
-    """The cached :class:`GraphPlan` of ``graph`` for this dtype and device."""
+def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device,
+             direct_rules: bool = True) -> GraphPlan:
+    """The cached :class:`GraphPlan` of ``graph`` for this dtype, device and choice of
+    linear transposes (``direct_rules``: :class:`~hybridver.bounds.linear_ops.LinearRule`)."""
     per_graph = _PLANS.setdefault(graph, {})
-    key = (dtype, str(device))
+    key = (dtype, str(device), bool(direct_rules))
     if key not in per_graph:
-        per_graph[key] = GraphPlan(for_bounds(graph), dtype, device)
+        per_graph[key] = GraphPlan(for_bounds(graph), dtype, device, direct_rules)
     return per_graph[key]
 
 
