@@ -148,3 +148,10 @@ def test_crown_through_direct_rules_is_sound(tmp_path, name):
         y = session.run(None, {"x": x[None]})[0].reshape(-1)
         assert np.all(y >= lower) and np.all(y <= upper), (y, lower, upper)
     assert np.all(upper - lower < 1e3)  # CROWN went through, not a vacuous bound
+
+
+def test_switch_reachable_from_a_config_file():
+    from hybridver.config_file import config_from_dict
+    config = config_from_dict({"whole_box": {"direct_linear_rules": False}})
+    assert config.whole_box.direct_linear_rules is False
+    assert config_from_dict({}).whole_box.direct_linear_rules is True
