@@ -182,22 +182,25 @@ _PLANS: "weakref.WeakKeyDictionary[NetworkGraph, dict]" = weakref.WeakKeyDiction
 
 
 def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device,
-             direct_rules: bool = True) -> GraphPlan:
-    """The cached :class:`GraphPlan` of ``graph`` for this dtype, device and choice of
-    linear transposes (``direct_rules``: :class:`~hybridver.bounds.linear_ops.LinearRule`)."""
+             direct_rules: bool = True, broadcast_products: bool = True) -> GraphPlan:
+    """The cached :class:`GraphPlan` of ``graph`` for this dtype, device, choice of
+    linear transposes (``direct_rules``: :class:`~hybridver.bounds.linear_ops.LinearRule`)
+    and decomposition of products (``broadcast_products``: :func:`for_bounds`)."""
     per_graph = _PLANS.setdefault(graph, {})
-    key = (dtype, str(device), bool(direct_rules))
+    key = (dtype, str(device), bool(direct_rules), bool(broadcast_products))
     if key not in per_graph:
-        per_graph[key] = GraphPlan(for_bounds(graph), dtype, device, direct_rules)
+        per_graph[key] = GraphPlan(for_bounds(graph, broadcast_products), dtype, device,
+                                   direct_rules)
     return per_graph[key]
 
 
 _DECOMPOSED = (OpKind.SOFTMAX, OpKind.MAX_POOL, OpKind.MATMUL)
 
 
-def for_bounds(graph: NetworkGraph) -> NetworkGraph:
+def for_bounds(graph: NetworkGraph, broadcast_products: bool = True) -> NetworkGraph:
     """``graph`` with softmax, max-pool and products of two matrices decomposed into
-    relaxable ops (names of replaced nodes are kept); ``graph`` itself if it has none."""
+    relaxable ops (names of replaced nodes are kept); ``graph`` itself if it has none.
+    ``broadcast_products``: see :func:`~hybridver.ir.decompose.decompose_matmul_of_variables`."""
     if not any(node.op in _DECOMPOSED for node in graph.nodes()):
         return graph
-    return decompose_for_bounds(graph)
+    return decompose_for_bounds(graph, broadcast_products)

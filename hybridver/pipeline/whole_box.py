@@ -66,7 +66,9 @@ class WholeBoxStage:
                                                                alpha=alpha,
                                                                deadline=ctx.deadline,
                                                                direct_linear_rules=settings
-                                                               .direct_linear_rules),
+                                                               .direct_linear_rules,
+                                                               broadcast_products=settings
+                                                               .broadcast_products),
                                             bound_upper=False, device=ctx.config.device)
                     stats.count_method(method)
                     if bool(disjunct_margins(bounds.lower, stacked.groups)[0] > 0):

@@ -6,7 +6,8 @@ output_padding and dilation, nearest Upsample, a 1-D ConvTranspose, BatchNorm-li
 Mul/Add, Conv) and a one-head attention block (MatMul of two variables, Softmax,
 Transposes, Reshapes, a residual Add, ReduceMean).  For every linear node with a direct
 transpose, the transpose equals the vmap'ed vjp on random coefficients; CROWN bounds with
-the direct rules on and off agree, and hold on sampled points run by onnxruntime.
+the direct rules and broadcast products (hybridver/ir/decompose.py) on and off agree, and
+hold on sampled points run by onnxruntime; broadcasting needs fewer operand bounds.
 """
 
 from __future__ import annotations
@@ -121,23 +122,23 @@ def test_direct_transposes_equal_the_vjp(tmp_path, name):
             assert got.shape == want.shape, node_name
             torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     expected = {"cnn": {"conv_transpose", "upsample", "mul", "add", "reshape"},
-                "attention": {"transpose", "gather", "sub", "expand", "reduce_sum",
+                "attention": {"transpose", "gather", "sub", "reduce_sum",
                               "reduce_mean", "add", "reshape"}}[name]
     assert expected <= covered, covered
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
 def test_crown_through_direct_rules_is_sound(tmp_path, name):
-    """CROWN (float32) with direct rules on and off: the same bounds up to rounding, and
-    every sampled output of onnxruntime inside them."""
+    """CROWN (float32) with direct rules and broadcast products on and off: the same bounds
+    up to rounding, and every sampled output of onnxruntime inside them."""
     graph, data, shape = _load(tmp_path, name)
     r = np.random.default_rng(2)
     centre = r.normal(size=shape).astype(np.float32)
     lo, hi = centre - 0.1, centre + 0.1
     res = {}
-    for direct in (True, False):
-        res[direct] = compute_bounds(graph, lo, hi, config=BoundConfig(
-            method="crown", direct_linear_rules=direct))
+    for new in (True, False):  # direct rules and broadcast products, on and off
+        res[new] = compute_bounds(graph, lo, hi, config=BoundConfig(
+            method="crown", direct_linear_rules=new, broadcast_products=new))
     lower, upper = np.asarray(res[True].lower)[0], np.asarray(res[True].upper)[0]
     np.testing.assert_allclose(lower, np.asarray(res[False].lower)[0], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(upper, np.asarray(res[False].upper)[0], rtol=1e-4, atol=1e-4)
@@ -155,3 +156,13 @@ def test_switch_reachable_from_a_config_file():
     config = config_from_dict({"whole_box": {"direct_linear_rules": False}})
     assert config.whole_box.direct_linear_rules is False
     assert config_from_dict({}).whole_box.direct_linear_rules is True
+
+
+def test_broadcast_products_bound_fewer_operand_entries(tmp_path):
+    graph, _, _ = _load(tmp_path, "attention")
+    sizes = {}
+    for broadcast in (True, False):
+        plan = GraphPlan(for_bounds(graph, broadcast), torch.float32, torch.device("cpu"))
+        sizes[broadcast] = sum(plan.graph.node(n).size for n in plan.pre_activations)
+    # q k^T and p v: operands of 3x4 and 4x3 (3x3, 3x3) entries instead of 3x4x3 (3x3x3)
+    assert sizes[True] < sizes[False]
