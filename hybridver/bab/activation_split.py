@@ -75,11 +75,16 @@ import torch
 from hybridver.bab.branching import (SIGNED_INPUT, Decision, _Candidate, _candidates,
                                      _choose_splits, _sensitivities)
 from hybridver.bab.domain_attack import _domain_attack
+from hybridver.bab.fsb import fsb_choose
 from hybridver.bab.input_split import disjunct_margins
+from hybridver.bab.memory import batch_size as memory_batch_size
+from hybridver.bab.memory import warm_budget_bytes
 from hybridver.bab.neuron_domains import (NeuronBatch, _affine_rows, _restrictions,
                                           _tighten_boxes)
+from hybridver.bab.warm_start import WarmStore
 from hybridver.bab_core import (ProbeFn, ProgressFn, SearchLimits, SearchOutcome, SearchStats,
                                 StopFn, run_search)
+from hybridver.bounds.alpha import warm_start
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import AlphaConfig, BoundConfig, BoundMethod
 from hybridver.bounds.plan import get_plan
@@ -103,9 +108,21 @@ class ActivationSplitConfig:
     Counterexample search (only with a ``probe``): every ``probe_every`` batches (and on
     the first), the ``probe_domains`` open domains with the lowest margin are attacked by
     ``attack_steps`` signed-gradient steps inside their input box; ``probe_every=0`` never.
+    ``batch_size``: domains per bound call; None (default): as many as the engine's
+    ``memory_limit_bytes`` and a quarter of the available memory allow
+    (:mod:`hybridver.bab.memory`), at most ``max_batch_size``.  ``warm_start``: children
+    start their alpha/beta optimization at their parent's optimized values
+    (:mod:`hybridver.bab.warm_start`; optimized methods only).  ``branching``: "babsr"
+    (the cheap score alone) or "fsb" (filtered smart branching,
+    :mod:`hybridver.bab.fsb`: the ``fsb_candidates`` best-scored neurons' children
+    re-bounded, the best worse child wins; the default).
     """
 
-    batch_size: int = 256          # domains per compute_bounds call
+    batch_size: int | None = None  # domains per compute_bounds call; None: from memory
+    max_batch_size: int = 1024
+    warm_start: bool = True
+    branching: str = "fsb"
+    fsb_candidates: int = 3
     max_domains: int = 2_000_000   # domains bounded before giving up ("exhausted")
     method: BoundMethod | None = None
     min_width: float = 1e-9        # smooth neurons narrower than this are not split
@@ -115,10 +132,14 @@ class ActivationSplitConfig:
     attack_steps: int = 12
 
     def __post_init__(self) -> None:
-        if min(self.batch_size, self.max_domains, self.probe_domains) < 1:
-            raise ValueError("batch_size, max_domains and probe_domains must be at least 1")
+        if min(self.batch_size or 1, self.max_batch_size, self.max_domains,
+               self.probe_domains) < 1:
+            raise ValueError("batch_size, max_batch_size, max_domains and probe_domains must "
+                             "be at least 1")
         if min(self.probe_every, self.attack_steps) < 0 or not self.min_width >= 0:
             raise ValueError("probe_every, attack_steps and min_width must not be negative")
+        if self.branching not in ("babsr", "fsb") or self.fsb_candidates < 1:
+            raise ValueError("branching must be 'babsr' or 'fsb', fsb_candidates at least 1")
 
     def bound_method(self, plan, cands: "list[_Candidate]") -> BoundMethod:
         if self.method is not None:
@@ -132,7 +153,7 @@ class _Bounded:
     """A bounded batch: its domains, boxes and parents' margins (as in
     :class:`NeuronBatch`), the (tightened) boxes ``blo, bhi (N, n_in)``, restrictions, the
     engine's result, case margins ``(N,)``, the rows of the open domains, and the branching
-    sensitivities (or None)."""
+    sensitivities (or None), and the open domains' optimized values (warm start)."""
 
     domains: list[tuple[Decision, ...]]
     boxes: list[tuple | None]
@@ -144,6 +165,7 @@ class _Bounded:
     margin: Tensor
     open_idx: Tensor
     sens: dict[str, Tensor] | None
+    warm: dict = dataclasses.field(default_factory=dict)   # open index -> WarmRef
 
 
 class _ActivationSplitting:
@@ -168,6 +190,12 @@ class _ActivationSplitting:
         method = config.bound_method(self.plan, self.cands)
         self.bconfig = dataclasses.replace(bconfig, method=method)
         self.stats.method = method.value
+        rows = int(np.asarray(C).shape[0])
+        self.batch_size = config.batch_size or memory_batch_size(
+            self.plan, rows, method.optimized, bconfig.memory_limit_bytes,
+            config.max_batch_size)
+        self.warm = (WarmStore(warm_budget_bytes())
+                     if config.warm_start and method.optimized else None)
         self.affine = {ci: (torch.as_tensor(w, device=device), b)
                        for ci, (w, b) in _affine_rows(graph, self.cands).items()}
         self.lo_in = np.asarray(lower, dtype=np.float64).reshape(1, -1)
@@ -176,9 +204,9 @@ class _ActivationSplitting:
         self.d = np.asarray(d, dtype=np.float64)
         self.C_t = torch.as_tensor(self.C, device=device)
         self.C64, self.d64 = torch.as_tensor(self.C), torch.as_tensor(self.d)
-        #: (margin, tie-break, decisions, input box or None for the case's whole box);
-        #: the margin is the parent's bound
-        self.queue: list[tuple[float, int, tuple[Decision, ...], tuple | None]] = []
+        #: (margin, tie-break, decisions, input box or None for the case's whole box,
+        #: the parent's optimized values or None); the margin is the parent's bound
+        self.queue: list[tuple[float, int, tuple[Decision, ...], tuple | None, object]] = []
         self.counter = 0
         self.use_sens = True
 
@@ -193,8 +221,9 @@ class _ActivationSplitting:
 
     def select(self) -> NeuronBatch:
         take = [heapq.heappop(self.queue)
-                for _ in range(min(self.config.batch_size, len(self.queue)))]
-        return NeuronBatch([t[2] for t in take], [t[3] for t in take], [t[0] for t in take])
+                for _ in range(min(self.batch_size, len(self.queue)))]
+        return NeuronBatch([t[2] for t in take], [t[3] for t in take], [t[0] for t in take],
+                           [t[4] for t in take])
 
     def bound(self, batch: NeuronBatch) -> _Bounded | None:
         """Bound the domains; drop the proven and the infeasible ones (contradictory
@@ -214,9 +243,11 @@ class _ActivationSplitting:
         tlo = torch.where(empty[:, None].to(tlo.device), torch.as_tensor(blo, device=device), tlo)
         thi = torch.where(empty[:, None].to(thi.device), torch.as_tensor(bhi, device=device), thi)
         blo, bhi = tlo.cpu().numpy(), thi.cpu().numpy()
-        res = compute_bounds(self.graph, blo, bhi, self.C, self.d,
-                             config=self.bconfig, restrictions=restr or None,
-                             bound_upper=False, device=device)
+        warm = self.warm.batch(batch.warm, self.C.shape[0]) if self.warm is not None else None
+        with warm_start(warm):
+            res = compute_bounds(self.graph, blo, bhi, self.C, self.d,
+                                 config=self.bconfig, restrictions=restr or None,
+                                 bound_upper=False, device=device)
         stats.domains_bounded += n
         stats.batches += 1
         infeasible = res.infeasible.cpu() | empty
@@ -227,6 +258,9 @@ class _ActivationSplitting:
         open_idx = torch.nonzero(~(margin > 0) & ~infeasible).reshape(-1)
         if open_idx.numel() == 0:
             return None
+        record = self.warm.keep(warm, open_idx) if self.warm is not None else None
+        refs = {} if record is None else {i: (record, j)
+                                          for j, i in enumerate(open_idx.tolist())}
         # the critical row of each open domain: best row of its worst disjunct
         low = res.lower.cpu()
         per_dj = torch.stack([low[:, g].max(dim=1).values for g in self.groups], 1)
@@ -244,7 +278,7 @@ class _ActivationSplitting:
             if sens is None:
                 self.use_sens = False
         return _Bounded(domains, boxes, batch.parents, blo, bhi, restr, res, margin, open_idx,
-                        sens)
+                        sens, refs)
 
     def candidates(self, b: _Bounded) -> np.ndarray | None:
         """Every ``probe_every`` batches (and on the first): PGD in the boxes of the
@@ -279,8 +313,13 @@ class _ActivationSplitting:
         (:meth:`hybridver.bab.subdomain_handoff.SubdomainHandOff.take`) are not split."""
         stats, plan = self.stats, self.plan
         blo, bhi, margin, sens = b.blo, b.bhi, b.margin, b.sens
-        ci, fi, pt = _choose_splits(plan, b.res.intervals, self.cands, sens, len(b.domains),
-                                    self.config.min_width)
+        if self.config.branching == "fsb":
+            ci, fi, pt = fsb_choose(self.graph, plan, self.cands, b, sens, self.C, self.d,
+                                    self.groups, self.bconfig, self.config.fsb_candidates,
+                                    self.config.min_width, self.device)
+        else:
+            ci, fi, pt = _choose_splits(plan, b.res.intervals, self.cands, sens,
+                                        len(b.domains), self.config.min_width)
         taken = self.hand_off.take(self, b) if self.hand_off is not None else set()
         for i in b.open_idx.tolist():
             if i in taken:
@@ -307,14 +346,16 @@ class _ActivationSplitting:
                 right_lo[dim] = mid
                 for box in ((blo[i].copy(), left_hi), (right_lo, bhi[i].copy())):
                     self.counter += 1
-                    heapq.heappush(self.queue, (float(margin[i]), self.counter, parent, box))
+                    heapq.heappush(self.queue, (float(margin[i]), self.counter, parent, box,
+                                                b.warm.get(i)))
                 continue
             c, f, p = int(ci[i]), int(fi[i]), float(pt[i])
             stats.max_depth = max(stats.max_depth, len(parent) + 1)
             for side in (True, False):
                 self.counter += 1
                 heapq.heappush(self.queue, (float(margin[i]), self.counter,
-                                            parent + ((c, f, side, p),), b.boxes[i]))
+                                            parent + ((c, f, side, p),), b.boxes[i],
+                                            b.warm.get(i)))
 
 
 def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndarray,

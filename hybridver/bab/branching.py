@@ -71,15 +71,12 @@ def _sensitivities(plan, intervals, rows_C: Tensor, cands: list[_Candidate]
 SIGNED_INPUT = "<signed input>"
 
 
-def _choose_splits(plan, intervals, cands, sens, n: int, min_width: float
-                   ) -> tuple[Tensor, Tensor, Tensor]:
-    """Per domain ``(candidate index, flat index, point)``; candidate index -1 where no
-    neuron can be split."""
-    best_score = torch.full((n,), -1.0, dtype=torch.float64)
-    best_c = torch.full((n,), -1, dtype=torch.long)
-    best_f = torch.zeros(n, dtype=torch.long)
-    best_p = torch.zeros(n, dtype=torch.float64)
-    for ci, cand in enumerate(cands):
+def _split_scores(plan, intervals, cands, sens, n: int, min_width: float
+                  ) -> list[tuple[Tensor, Tensor]]:
+    """Per candidate ``(score, point)``, each ``(N, size)`` on the CPU: the BaBSR-like
+    score of splitting each neuron at ``point`` (-1 where it cannot be split)."""
+    out = []
+    for cand in cands:
         relax = plan.relaxations[cand.act]
         attrs = plan.attrs[cand.act]
         itv = intervals[cand.pre]
@@ -105,11 +102,44 @@ def _choose_splits(plan, intervals, cands, sens, n: int, min_width: float
         if sens is not None and cand.act in sens:
             score = score * (sens[cand.act].to(torch.float64).cpu() + 1e-9)
         score = torch.where(ok.cpu(), score.cpu(), torch.full_like(score.cpu(), -1.0))
-        val, arg = score.max(dim=1)
-        better = val > best_score
-        best_score = torch.where(better, val, best_score)
-        best_c = torch.where(better, torch.full_like(best_c, ci), best_c)
-        best_f = torch.where(better, arg, best_f)
-        best_p = torch.where(better, point.cpu().gather(1, arg[:, None])[:, 0], best_p)
-    best_c = torch.where(best_score > 0, best_c, torch.full_like(best_c, -1))
-    return best_c, best_f, best_p
+        out.append((score, torch.broadcast_to(point, lo.shape).cpu()))
+    return out
+
+
+def _top_splits(scores: list[tuple[Tensor, Tensor]], k: int
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The ``k`` best-scored neurons per domain over all candidates: ``(candidate index,
+    flat index, point, score)``, each ``(N, k)``, best first; candidate index -1 where
+    fewer than ``k`` neurons can be split (score <= 0)."""
+    score = torch.cat([s for s, _ in scores], 1)
+    point = torch.cat([p for _, p in scores], 1)
+    owner = torch.cat([torch.full((s.shape[1],), ci, dtype=torch.long)
+                       for ci, (s, _) in enumerate(scores)])
+    start = torch.cat([torch.full((s.shape[1],), off, dtype=torch.long) for s, off in
+                       zip((s for s, _ in scores), _offsets([s.shape[1] for s, _ in scores]))])
+    k = min(k, score.shape[1])
+    if k == 1:   # the first of equal scores, as a plain maximum finds it
+        val, arg = score.max(dim=1, keepdim=True)
+    else:
+        val, arg = score.topk(k, dim=1)
+    ci = torch.where(val > 0, owner[arg], torch.full_like(arg, -1))
+    return ci, arg - start[arg], point.gather(1, arg), val
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    out, total = [], 0
+    for size in sizes:
+        out.append(total)
+        total += size
+    return out
+
+
+def _choose_splits(plan, intervals, cands, sens, n: int, min_width: float
+                   ) -> tuple[Tensor, Tensor, Tensor]:
+    """Per domain ``(candidate index, flat index, point)``; candidate index -1 where no
+    neuron can be split."""
+    if not cands:
+        empty = torch.zeros(n, dtype=torch.long)
+        return empty - 1, empty, torch.zeros(n, dtype=torch.float64)
+    ci, fi, pt, _ = _top_splits(_split_scores(plan, intervals, cands, sens, n, min_width), 1)
+    return ci[:, 0], fi[:, 0], pt[:, 0].to(torch.float64)

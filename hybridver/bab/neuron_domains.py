@@ -112,16 +112,18 @@ def _restrictions(cands: list[_Candidate], domains: list[tuple[Decision, ...]],
 class NeuronBatch:
     """Domains of activation splitting waiting to be bounded: each one's decisions, its
     own input box (``(lower, upper)``, or None for the case's whole box) and the margin
-    bound of its parent (``-inf`` for the root; how much a split gained is read from it).
-    ``len()``: the number of domains."""
+    bound of its parent (``-inf`` for the root; how much a split gained is read from it)
+    and its parent's optimized values (:data:`hybridver.bab.warm_start.WarmRef`, or None;
+    default all None).  ``len()``: the number of domains."""
 
-    __slots__ = ("domains", "boxes", "parents")
+    __slots__ = ("domains", "boxes", "parents", "warm")
 
     def __init__(self, domains: list[tuple[Decision, ...]], boxes: list[tuple | None],
-                 parents: list[float]):
-        if not len(domains) == len(boxes) == len(parents):
-            raise ValueError("domains, boxes and parents must have the same length")
-        self.domains, self.boxes, self.parents = domains, boxes, parents
+                 parents: list[float], warm: list | None = None):
+        warm = [None] * len(domains) if warm is None else warm
+        if not len(domains) == len(boxes) == len(parents) == len(warm):
+            raise ValueError("domains, boxes, parents and warm must have the same length")
+        self.domains, self.boxes, self.parents, self.warm = domains, boxes, parents, warm
 
     def __len__(self) -> int:
         return len(self.domains)

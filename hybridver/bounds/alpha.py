@@ -21,13 +21,20 @@ Adam maximizes the sum of the rows' lower bounds.
   pass projects again, so soundness never depends on the optimizer).  They are optimized
   jointly with the alphas by the same Adam (learning rate ``config.beta_lr``); every
   iterate is a sound bound (:mod:`hybridver.bounds.crown`), so the elementwise best is.
-* Intermediate bounds are NOT optimized: they come from CROWN (or IBP) and stay fixed,
-  so one iteration costs one backward pass of the spec rows (documented limitation; the
-  usual full alpha-CROWN also optimizes one alpha set per intermediate node).
+* Warm start (``warm``, a :class:`WarmStart`): initial alphas and betas per subdomain
+  (branch-and-bound passes a parent's optimized values to its children); the optimized
+  values of the best iterate per row and subdomain are written back into it.  Any start
+  is sound: alphas are clamped into ``[0, 1]`` and betas projected before the first pass.
+* Intermediate bounds are NOT optimized here: they come from CROWN (or IBP) and stay
+  fixed, so one iteration costs one backward pass of the spec rows; joint alpha-CROWN
+  (:mod:`hybridver.bounds.joint`) optimizes them too.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import time
 from typing import Any
 
@@ -42,6 +49,49 @@ from hybridver.bounds.state import BoundState, Relaxed, SplitConstraints
 
 Tensor = torch.Tensor
 _GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+@dataclasses.dataclass
+class WarmStart:
+    """Initial values for :func:`optimize`, replaced by the optimized ones after it.
+
+    ``known``: bool ``(N,)``, the subdomains that have initial values (the others start
+    as usual); ``alphas``: node -> ``(alpha_lower, alpha_upper)``, each ``(m, N, *shape)``;
+    ``betas``: restricted node -> ``(m, N, *shape)`` (a node missing here starts at 0).
+    Used only when ``m`` and ``N`` match the call (one chunk of rows and subdomains);
+    otherwise ignored, and nothing is written back (``alphas`` and ``betas`` empty).
+    """
+
+    known: Tensor
+    alphas: dict[str, tuple[Tensor, Tensor]] = dataclasses.field(default_factory=dict)
+    betas: dict[str, Tensor] = dataclasses.field(default_factory=dict)
+    m: int = 0
+
+    def fits(self, m: int, n: int) -> bool:
+        return self.m == m and self.known.shape[0] == n
+
+
+_WARM: contextvars.ContextVar[WarmStart | None] = contextvars.ContextVar("warm", default=None)
+
+
+@contextlib.contextmanager
+def warm_start(warm: WarmStart | None):
+    """Within this block, :func:`optimize` calls without a ``warm`` argument use ``warm``
+    (how branch-and-bound reaches the optimization through
+    :func:`~hybridver.bounds.engine.compute_bounds`)."""
+    token = _WARM.set(warm)
+    try:
+        yield warm
+    finally:
+        _WARM.reset(token)
+
+
+def _start(cold: Tensor, warm: Tensor | None, known: Tensor) -> Tensor:
+    """``cold (m, N, *shape)`` with the known subdomains' entries taken from ``warm``."""
+    if warm is None or warm.shape != cold.shape:
+        return cold
+    mask = known.to(cold.device).reshape(1, -1, *([1] * (cold.dim() - 2)))
+    return torch.where(mask, warm.to(cold.device, cold.dtype), cold)
 
 
 def optimizable_nodes(state: BoundState, start: str) -> list[str]:
@@ -126,16 +176,24 @@ class _Adam:
 
 def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
              crown_lower: Tensor, config: AlphaConfig, exact_start: bool = False,
-             splits: dict[str, SplitConstraints] | None = None
-             ) -> tuple[Tensor, dict[str, Any]]:
+             splits: dict[str, SplitConstraints] | None = None,
+             warm: WarmStart | None = None) -> tuple[Tensor, dict[str, Any]]:
     """Best sound lower bounds ``(m, N)`` of ``<lam, start> + beta`` over the iterations.
 
     ``crown_lower``: the CROWN bound of the same rows (the starting best).  ``splits``:
     restricted nodes whose constraints get beta multipliers (none: plain alpha-CROWN).
     ``config.deadline`` ends the optimization early (the best bound so far is returned);
     the bound computation's own deadline (``state.config.deadline``) raises
-    :class:`~hybridver.errors.DeadlineExceeded`.
+    :class:`~hybridver.errors.DeadlineExceeded`.  ``warm``: initial values, and where the
+    optimized ones go (:class:`WarmStart`; default: the one of :func:`warm_start`).
     """
+    warm = _WARM.get() if warm is None else warm
+    if warm is not None:
+        usable_warm = warm.fits(lam.shape[0], state.n)
+        old_alphas, old_betas = warm.alphas, warm.betas
+        warm.alphas, warm.betas = {}, {}
+        if not usable_warm:
+            warm = None
     names = optimizable_nodes(state, start)
     cone = set(state.plan.cone(start))
     splits = {k: v for k, v in (splits or {}).items() if k in cone}
@@ -149,12 +207,25 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
     params: list[Tensor] = []
     for name in names:
         al, au = initial_alphas(state, name)
-        al = al.expand(m, *al.shape[1:]).clone().requires_grad_(True)
-        au = au.expand(m, *au.shape[1:]).clone().requires_grad_(True)
+        al, au = al.expand(m, *al.shape[1:]), au.expand(m, *au.shape[1:])
+        if warm is not None and name in old_alphas:
+            al = _start(al, old_alphas[name][0], warm.known).clamp(0.0, 1.0)
+            au = _start(au, old_alphas[name][1], warm.known).clamp(0.0, 1.0)
+        al = al.clone().requires_grad_(True)
+        au = au.clone().requires_grad_(True)
         alphas[name] = (al, au)
         params += [al, au]
-    betas = {name: torch.zeros((m, *sc.lower.shape), dtype=state.dtype, device=state.device,
-                               requires_grad=True) for name, sc in splits.items()}
+    betas = {}
+    for name, sc in splits.items():
+        b0 = torch.zeros((m, *sc.lower.shape), dtype=state.dtype, device=state.device)
+        if warm is not None:
+            b0 = sc.project(_start(b0, old_betas.get(name), warm.known).nan_to_num(0.0, 0.0, 0.0))
+        betas[name] = b0.requires_grad_(True)
+    # the values of the best iterate per (row, subdomain), for the warm start of children
+    kept = None
+    if warm is not None:
+        kept = ({k: (al.detach().clone(), au.detach().clone()) for k, (al, au) in alphas.items()},
+                {k: b.detach().clone() for k, b in betas.items()})
     optimizer = _Adam([(params, config.lr), (list(betas.values()), config.beta_lr)])
     best = crown_lower.detach().clone()
     stale = 0
@@ -168,6 +239,8 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
         value = lower.detach()
         usable = torch.isfinite(value)
         new_best = torch.where(usable, torch.maximum(best, value), best)
+        if kept is not None:
+            _keep(kept, alphas, betas, new_best > best)
         gain = float((new_best - best).sum())
         best = new_best
         if config.stop_when_proven and bool((best > 0).all()):
@@ -190,4 +263,19 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
             for name, b in betas.items():
                 b.copy_(splits[name].project(b.nan_to_num(0.0, 0.0, 0.0)))
         optimizer.decay(config.lr_decay)
+    if warm is not None:
+        warm.alphas, warm.betas = kept
     return best, stats
+
+
+def _keep(kept, alphas: dict[str, tuple[Tensor, Tensor]], betas: dict[str, Tensor],
+          improved: Tensor) -> None:
+    """Copy the current values into ``kept`` where the bound improved (``(m, N)``)."""
+    with torch.no_grad():
+        for name, (al, au) in alphas.items():
+            mask = improved.reshape(*improved.shape, *([1] * (al.dim() - 2)))
+            kl, ku = kept[0][name]
+            kept[0][name] = (torch.where(mask, al, kl), torch.where(mask, au, ku))
+        for name, b in betas.items():
+            mask = improved.reshape(*improved.shape, *([1] * (b.dim() - 2)))
+            kept[1][name] = torch.where(mask, b, kept[1][name])

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from hybridver.bounds import alpha as alpha_mod
+from hybridver.bounds import joint
 from hybridver.bounds.crown import backward
 from hybridver.bounds.intermediate import build_state
 from hybridver.bounds.intervals import Interval, UnsupportedBoundError
@@ -127,7 +128,8 @@ def _row_chunk(state: BoundState, rows: int, alpha: bool) -> int:
 
 
 def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
-                 stats: dict[str, Any], coefs: list[Tensor] | None = None) -> Tensor:
+                 stats: dict[str, Any], coefs: list[Tensor] | None = None,
+                 restrictions: dict[str, tuple[Tensor, Tensor]] | None = None) -> Tensor:
     """CROWN (and alpha-CROWN) lower bounds ``(N, m)`` of the rows ``C y + d``;
     ``coefs`` (if given) receives, per row chunk, the CROWN pass's input coefficients
     ``(rows, N, n_in)`` and its lower bound ``(rows, N)`` (before any alpha step)."""
@@ -152,7 +154,12 @@ def _linear_rows(state: BoundState, C: Tensor, d: Tensor, config: BoundConfig,
                                       dtype=state.dtype, device=state.device)
                           if found is None else found.reshape(lam.shape[0], state.n, -1),
                           lower.detach().clone()))
-        if use_alpha:
+        if (config.method is BoundMethod.ALPHA_CROWN and config.alpha.optimize_intermediate
+                and state.tightened):
+            lower, info = joint.optimize(state, lam, beta, lower, restrictions or {})
+            stats["alpha_iterations"] = max(stats.get("alpha_iterations", 0), info["iterations"])
+            stats["joint"] = info["joint"]
+        elif use_alpha:
             lower, info = alpha_mod.optimize(state, plan.output, lam, beta, lower, config.alpha,
                                              splits=splits)
             stats["alpha_iterations"] = max(stats.get("alpha_iterations", 0), info["iterations"])
@@ -228,7 +235,7 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
             both = torch.cat([Cc, -Cc], 1) if bound_upper else Cc
             dboth = torch.cat([dc, -dc], 1) if bound_upper else dc
             chunk_coefs: list | None = [] if input_coefficients else None
-            rows = _linear_rows(state, both, dboth, config, stats, chunk_coefs)
+            rows = _linear_rows(state, both, dboth, config, stats, chunk_coefs, rc)
             m = Cc.shape[1]
             if chunk_coefs is not None:   # (rows, N, n_in) per row chunk -> (N, m, n_in)
                 coef = torch.cat([c for c, _ in chunk_coefs])[:m].transpose(0, 1).double()

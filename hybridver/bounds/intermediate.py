@@ -10,6 +10,7 @@ are relaxed.  The deadline (``BoundConfig.deadline``) is checked at every node.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import torch
@@ -25,16 +26,35 @@ from hybridver.ir.ops import OpKind
 Tensor = torch.Tensor
 
 
+@dataclasses.dataclass(frozen=True)
+class IntermediateAlphas:
+    """Relaxation parameters for the intermediate backward passes (joint alpha-CROWN).
+
+    ``alphas[p][v] = (alpha_lower, alpha_upper)``, each ``(2 k_p, N, *v.shape)``: the
+    parameters of optimizable node ``v`` in the passes from pre-activation ``p`` (rows: the
+    lower bounds of the ``k_p`` neurons of ``rows[p]``, then their upper bounds).
+    ``rows``: the CROWN state's ``tightened`` (only these are recomputed); ``floor``:
+    sound intervals of the pre-activations (e.g. the best so far), intersected with the
+    new ones (both are sound, so is the intersection).
+    """
+
+    alphas: Mapping[str, Mapping[str, tuple[Tensor, Tensor]]]
+    rows: Mapping[str, tuple[Tensor, Tensor]]
+    floor: Mapping[str, Interval]
+
+
 def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tensor,
                 restrictions: Mapping[str, tuple[Tensor, Tensor]] | None,
-                linear_bounds: bool) -> BoundState:
+                linear_bounds: bool, joint: IntermediateAlphas | None = None) -> BoundState:
     """Intervals of every node (IBP, tightened by CROWN at every pre-activation when
     ``linear_bounds`` and ``config.intermediate`` is CROWN, intersected with
     ``restrictions``), and the relaxations and error weights of the backward pass.
 
-    ``lower, upper``: float64 ``(N, *input.shape)``.  Raises UnsupportedBoundError when a
-    node has no interval rule, or (``linear_bounds``) no linear rule and no relaxation;
-    :class:`~hybridver.errors.DeadlineExceeded` past ``config.deadline``.
+    ``lower, upper``: float64 ``(N, *input.shape)``.  ``joint``: the intermediate passes
+    use these relaxation parameters (differentiable when they require grad).  Raises
+    UnsupportedBoundError when a node has no interval rule, or (``linear_bounds``) no
+    linear rule and no relaxation; :class:`~hybridver.errors.DeadlineExceeded` past
+    ``config.deadline``.
     """
     graph = plan.graph
     state = BoundState(plan, config, lower.shape[0])
@@ -76,7 +96,7 @@ def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tens
                 state.leaves.add(name)
         if (tighten and name in plan.pre_activations
                 and state.kind(name) is not NodeKind.LEAF):
-            _tighten(state, name, restrictions.get(name))
+            _tighten(state, name, restrictions.get(name), joint)
     return state
 
 
@@ -99,47 +119,70 @@ def intermediate_row_chunk(state: BoundState, name: str) -> int:
     return max(1, int(state.config.memory_limit_bytes // max(1, per_row)))
 
 
-def _tighten(state: BoundState, name: str,
-             restriction: tuple[Tensor, Tensor] | None) -> None:
+def _tighten(state: BoundState, name: str, restriction: tuple[Tensor, Tensor] | None,
+             joint: IntermediateAlphas | None = None) -> None:
     """Intersect the interval of pre-activation ``name`` with CROWN bounds of its neurons.
 
     Only neurons whose interval crosses a breakpoint of their (piecewise-linear)
     consumers are recomputed; a subdomain takes the CROWN value of a neuron only where that
     neuron is unstable in it, so that results do not depend on the rest of the batch.
+    With ``joint``: the neurons (and subdomains) of ``joint.rows``, with its alphas, and
+    the result is intersected with ``joint.floor``.
     """
     plan = state.plan
     node = plan.graph.node(name)
     itv = state.intervals[name]
     lower, upper = itv.lower.reshape(state.n, -1), itv.upper.reshape(state.n, -1)
-    points = plan.breakpoints(name)
-    if points is None:
-        use = torch.ones_like(lower, dtype=torch.bool)
+    alphas: Mapping[str, tuple[Tensor, Tensor]] = {}
+    if joint is not None:
+        if name not in joint.rows:
+            return
+        rows, use_rows = joint.rows[name]
+        alphas = joint.alphas.get(name, {})
     else:
-        use = torch.zeros_like(lower, dtype=torch.bool)
-        for p in points:
-            use |= (lower < p) & (p < upper)
-    use &= ~state.infeasible[:, None]
-    rows = torch.nonzero(use.any(0)).reshape(-1)
-    if rows.numel() == 0:
-        return
+        points = plan.breakpoints(name)
+        if points is None:
+            use = torch.ones_like(lower, dtype=torch.bool)
+        else:
+            use = torch.zeros_like(lower, dtype=torch.bool)
+            for p in points:
+                use |= (lower < p) & (p < upper)
+        use &= ~state.infeasible[:, None]
+        rows = torch.nonzero(use.any(0)).reshape(-1)
+        if rows.numel() == 0:
+            return
+        use_rows = use[:, rows]
+        state.tightened[name] = (rows, use_rows)
+    total = rows.numel()
     chunk = max(1, intermediate_row_chunk(state, name) // 2)
     new_lower, new_upper = lower.clone(), upper.clone()
-    for start in range(0, rows.numel(), chunk):
+    for start in range(0, total, chunk):
         idx = rows[start:start + chunk]
         k = idx.numel()
         lam = torch.zeros((2 * k, state.n, node.size), dtype=state.dtype, device=state.device)
         ar = torch.arange(k, device=state.device)
         lam[ar, :, idx] = 1.0
         lam[ar + k, :, idx] = -1.0
+        pick = torch.cat([ar + start, ar + start + total])  # this chunk's alpha rows
+        overrides = {v: state.relax(v, al[pick], au[pick]) for v, (al, au) in alphas.items()}
         result = backward(state, name, lam.reshape(2 * k, state.n, *node.shape),
-                          exact_start=True)
+                          overrides=overrides, exact_start=True)
         lo_c, hi_c = result[:k].T, -result[k:].T
-        sel = use[:, idx]
+        sel = use_rows[:, start:start + chunk]
         new_lower[:, idx] = torch.where(sel, torch.maximum(lower[:, idx], lo_c), lower[:, idx])
         new_upper[:, idx] = torch.where(sel, torch.minimum(upper[:, idx], hi_c), upper[:, idx])
     if bool(torch.isnan(new_lower).any() or torch.isnan(new_upper).any()):
         raise UnsupportedBoundError(f"CROWN bounds of '{name}' are undefined (NaN)")
     itv = Interval(new_lower.reshape(itv.lower.shape), new_upper.reshape(itv.upper.shape))
+    if joint is not None:
+        # exactly the intersection's value (``x - x.detach()`` is 0), with the gradient of
+        # the new bounds: through the maximum alone, a bound that fell behind the reference
+        # would get no gradient and its parameters would stop moving
+        ref = joint.floor[name]
+        lo_v = torch.maximum(itv.lower, ref.lower).detach()
+        hi_v = torch.minimum(itv.upper, ref.upper).detach()
+        itv = Interval(lo_v + (itv.lower - itv.lower.detach()),
+                       hi_v + (itv.upper - itv.upper.detach()))
     if restriction is not None:
         itv = Interval(torch.maximum(itv.lower, restriction[0]),
                        torch.minimum(itv.upper, restriction[1]))

@@ -169,6 +169,7 @@ class LinearRule:
         if node.op is OpKind.CONV and int(node.attrs.get("group", 1)) == 1 \
                 and np.asarray(node.consts["weight"]).ndim in (3, 4):
             self._conv = _ConvTranspose(node, shapes[0], dtype, device)
+        self._signs = _elementwise_signs(node, shapes, self.var_pos)
         if node.op is OpKind.LINEAR:
             self._weight = torch.as_tensor(np.asarray(node.consts["weight"]), dtype=dtype,
                                            device=device)
@@ -192,6 +193,9 @@ class LinearRule:
         m, n = lam.shape[:2]
         if self._conv is not None:
             return [self._conv(lam).reshape(m, n, *self.shapes[0])]
+        if self._signs is not None:  # exact: the vjp's values, without functorch
+            return [(lam if sign > 0 else -lam).reshape(m, n, *self.shapes[p])
+                    for sign, p in zip(self._signs, self.var_pos)]
         if self._direct is not None:
             grads = self._direct(lam.reshape(m * n, *self.node.shape))
             return [g.reshape(m, n, *self.shapes[p]) for g, p in zip(grads, self.var_pos)]
@@ -207,6 +211,22 @@ class LinearRule:
             return torch.matmul(mags[0], self._abs_weight64.T)
         out = self._magnitude(mags)
         return out.expand(max(m.shape[0] for m in mags), *self.node.shape)
+
+
+def _elementwise_signs(node: Node, shapes: list[tuple[int, ...]], var_pos: tuple[int, ...]
+                       ) -> tuple[float, ...] | None:
+    """Per variable operand, the sign ``s`` with ``lam J = s * lam`` (reshaped) when the
+    node is a reshape, identity or negation, or an addition/subtraction whose variable
+    operands have the node's shape (any constant is only added); else None.  These are
+    the vjp's exact values, and skip ``torch.func`` (whose first use imports seconds of
+    modules)."""
+    op = node.op
+    if op in (OpKind.RESHAPE, OpKind.IDENTITY, OpKind.NEG) and len(var_pos) == 1:
+        return (-1.0 if op is OpKind.NEG else 1.0,)
+    if op in (OpKind.ADD, OpKind.SUB) and len(node.inputs) == 2 and all(
+            tuple(shapes[p]) == tuple(node.shape) for p in var_pos):
+        return tuple(-1.0 if op is OpKind.SUB and p == 1 else 1.0 for p in var_pos)
+    return None
 
 
 class _ConvTranspose:

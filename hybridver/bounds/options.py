@@ -60,6 +60,12 @@ class AlphaConfig:
     alpha-CROWN's, and are projected onto their sign constraints after every step).
     ``deadline``: a ``time.monotonic()`` value after which no further step starts (every
     iterate's bound is sound, so stopping early only loosens it); None: no limit.
+    ``optimize_intermediate``: with ALPHA_CROWN and CROWN intermediate bounds, the
+    intermediate passes get their own parameters too, optimized jointly for the final
+    bound (:mod:`hybridver.bounds.joint`; each iteration then costs a full CROWN
+    computation); False: they keep CROWN's bounds (one final pass per iteration).
+    ALPHA_BETA_CROWN always keeps them.  ``intermediate_lr``: Adam's learning rate for
+    those intermediate parameters (decayed like ``lr``).
     """
 
     iterations: int = 20
@@ -70,12 +76,16 @@ class AlphaConfig:
     stop_when_proven: bool = True
     beta_lr: float = 0.05
     deadline: float | None = None
+    optimize_intermediate: bool = True
+    intermediate_lr: float = 0.1
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.patience < 0:
             raise ValueError("AlphaConfig: iterations and patience must be >= 0")
-        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or not self.beta_lr > 0:
-            raise ValueError("AlphaConfig: lr and beta_lr must be > 0 and lr_decay in (0, 1]")
+        if not self.lr > 0 or not 0 < self.lr_decay <= 1 or not self.beta_lr > 0 \
+                or not self.intermediate_lr > 0:
+            raise ValueError("AlphaConfig: lr, beta_lr and intermediate_lr must be > 0 and "
+                             "lr_decay in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,9 +41,14 @@ def outward(lower: Tensor, upper: Tensor, dtype: torch.dtype) -> tuple[Tensor, T
     """float64 bounds cast to ``dtype``, rounded outward (lower down, upper up)."""
     if lower.dtype == dtype:
         return lower, upper
-    lo, hi = lower.to(dtype), upper.to(dtype)
-    lo = torch.where(lo.double() > lower, torch.nextafter(lo, torch.full_like(lo, -math.inf)), lo)
-    hi = torch.where(hi.double() < upper, torch.nextafter(hi, torch.full_like(hi, math.inf)), hi)
+    lo, hi = lower.detach().to(dtype), upper.detach().to(dtype)
+    lo = torch.where(lo.double() > lower.detach(),
+                     torch.nextafter(lo, torch.full_like(lo, -math.inf)), lo)
+    hi = torch.where(hi.double() < upper.detach(),
+                     torch.nextafter(hi, torch.full_like(hi, math.inf)), hi)
+    if lower.requires_grad or upper.requires_grad:  # same values, gradient of the cast
+        lo = lo + (lower.to(dtype) - lower.to(dtype).detach())
+        hi = hi + (upper.to(dtype) - upper.to(dtype).detach())
     return lo, hi
 
 
@@ -76,6 +81,9 @@ class BoundState:
         self.infeasible = torch.zeros(n_batch, dtype=torch.bool, device=self.device)
         #: restricted nodes -> their active restriction ends (beta-CROWN multipliers)
         self.splits: dict[str, SplitConstraints] = {}
+        #: pre-activation -> (neuron indices tightened by CROWN, (N, k) bool: per subdomain,
+        #: where the CROWN value was used); the rows joint alpha-CROWN optimizes again
+        self.tightened: dict[str, tuple[Tensor, Tensor]] = {}
         self._work: dict[str, tuple[Tensor, Tensor]] = {}
         self._mag: dict[str, Tensor] = {}
         self._mag_w: dict[str, Tensor] = {}
