@@ -132,10 +132,16 @@ EXACT_SCHEDULE = Schedule(stages=(StageName.EXACT,), escalations=())
 @dataclasses.dataclass(frozen=True)
 class WholeBoxConfig:
     """Bounds on each case's whole box: ``methods`` tried in order until one proves the
-    case; ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's)."""
+    case; ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's);
+    ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
+    transposes of linear nodes; False only for ablation); ``broadcast_products``:
+    :attr:`BoundConfig.broadcast_products` (fewer operand bounds for products of two
+    variable matrices; False only for ablation)."""
 
     methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
+    direct_linear_rules: bool = True
+    broadcast_products: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -212,7 +212,8 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     if bool((lo > hi).any()):
         raise ValueError("input box has lower > upper")
     Ct, dt = _spec(graph, n, C, d, device)
-    plan = get_plan(graph, config.torch_dtype, device)
+    plan = get_plan(graph, config.torch_dtype, device, config.direct_linear_rules,
+                    config.broadcast_products)
     # restrictions name nodes of the plan's graph (the decomposed one, a superset of names)
     restr = _restrictions(plan.graph, restrictions, n, device)
     linear = config.method is not BoundMethod.IBP

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.func import vjp, vmap
 
+from hybridver.bounds.linear_transposes import direct_transpose
 from hybridver.ir.evaluate import EVALUATORS, _align
 from hybridver.ir.graph import Node
 from hybridver.ir.ops import OpKind
@@ -121,10 +122,13 @@ class LinearRule:
 
     ``constants``: value of each constant operand position, float64 ``(1, *shape)`` (or an
     integer tensor for WHERE conditions).  Built once per (graph, dtype, device).
+    ``direct``: use the hand-written transpose of :mod:`hybridver.bounds.linear_transposes`
+    where the op has one (False: always the evaluator's vjp, for ablation and tests).
     """
 
     def __init__(self, node: Node, shapes: list[tuple[int, ...]], variable: Sequence[bool],
-                 constants: dict[int, Tensor], dtype: torch.dtype, device: torch.device):
+                 constants: dict[int, Tensor], dtype: torch.dtype, device: torch.device,
+                 direct: bool = True):
         self.node = node
         self.var_pos = tuple(i for i, v in enumerate(variable) if v)
         self.shapes = shapes
@@ -159,6 +163,9 @@ class LinearRule:
         # backward: fast paths for LINEAR and 1-D/2-D CONV, otherwise vmap of the
         # evaluator's vjp at 0
         self._conv = None
+        self._direct = None
+        if direct and node.op not in (OpKind.LINEAR, OpKind.CONV):
+            self._direct = direct_transpose(node, shapes, self.var_pos, constants, dtype, device)
         if node.op is OpKind.CONV and int(node.attrs.get("group", 1)) == 1 \
                 and np.asarray(node.consts["weight"]).ndim in (3, 4):
             self._conv = _ConvTranspose(node, shapes[0], dtype, device)
@@ -189,6 +196,9 @@ class LinearRule:
         if self._signs is not None:  # exact: the vjp's values, without functorch
             return [(lam if sign > 0 else -lam).reshape(m, n, *self.shapes[p])
                     for sign, p in zip(self._signs, self.var_pos)]
+        if self._direct is not None:
+            grads = self._direct(lam.reshape(m * n, *self.node.shape))
+            return [g.reshape(m, n, *self.shapes[p]) for g, p in zip(grads, self.var_pos)]
         if self._vjp is None:
             out = torch.matmul(lam.reshape(-1, lam.shape[-1]), self._weight)
             return [out.reshape(*lam.shape[:-1], out.shape[-1])]

@@ -101,6 +101,12 @@ class BoundConfig:
     pass stays below this estimate.  ``interval_fallback``: a node with no linear rule and
     no relaxation (e.g. softmax that was not decomposed) is cut out of the backward pass
     and bounded by its interval instead of raising :class:`UnsupportedBoundError`.
+    ``direct_linear_rules``: linear nodes (transposed convolutions, data movement,
+    elementwise ops with constants) are transposed by the hand-written rules of
+    :mod:`hybridver.bounds.linear_transposes` instead of the evaluator's vmap'ed vjp (same
+    map, much faster; off only for ablation).  ``broadcast_products``: a product of two
+    variable matrices is decomposed into a MUL that broadcasts its operands (bounds of
+    ``m k + k n`` operand entries, not ``2 m k n``; same bounds; off only for ablation).
     ``deadline``: a ``time.monotonic()`` value; past it the passes stop and raise
     :class:`~hybridver.errors.DeadlineExceeded` (checked at every node of the interval
     pass and of every backward pass, and before every alpha step); None: no limit.
@@ -114,6 +120,8 @@ class BoundConfig:
     relaxation_ulps: float = 64.0
     memory_limit_bytes: int = 1 << 30
     interval_fallback: bool = False
+    direct_linear_rules: bool = True
+    broadcast_products: bool = True
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     deadline: float | None = None
 

@@ -60,8 +60,10 @@ class GraphPlan:
     ``unsupported`` (UNSUPPORTED: the reason) are keyed by node name.
     """
 
-    def __init__(self, graph: NetworkGraph, dtype: torch.dtype, device: torch.device):
+    def __init__(self, graph: NetworkGraph, dtype: torch.dtype, device: torch.device,
+                 direct_rules: bool = True):
         self.graph, self.dtype, self.device = graph, dtype, device
+        self.direct_rules = direct_rules
         self.input = graph.input_node.name
         self.output = graph.output_node.name
         self.order = graph.topological_order
@@ -113,7 +115,7 @@ class GraphPlan:
                          if not variable[p]}
             try:
                 self.rules[name] = LinearRule(node, shapes, variable, constants, self.dtype,
-                                              self.device)
+                                              self.device, direct=self.direct_rules)
                 self.kind[name] = NodeKind.LINEAR
             except Exception as exc:  # an evaluator that cannot be transposed
                 self.kind[name] = NodeKind.UNSUPPORTED
@@ -179,21 +181,26 @@ class GraphPlan:
 _PLANS: "weakref.WeakKeyDictionary[NetworkGraph, dict]" = weakref.WeakKeyDictionary()
 
 
-def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device) -> GraphPlan:
-    """The cached :class:`GraphPlan` of ``graph`` for this dtype and device."""
+def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device,
+             direct_rules: bool = True, broadcast_products: bool = True) -> GraphPlan:
+    """The cached :class:`GraphPlan` of ``graph`` for this dtype, device, choice of
+    linear transposes (``direct_rules``: :class:`~hybridver.bounds.linear_ops.LinearRule`)
+    and decomposition of products (``broadcast_products``: :func:`for_bounds`)."""
     per_graph = _PLANS.setdefault(graph, {})
-    key = (dtype, str(device))
+    key = (dtype, str(device), bool(direct_rules), bool(broadcast_products))
     if key not in per_graph:
-        per_graph[key] = GraphPlan(for_bounds(graph), dtype, device)
+        per_graph[key] = GraphPlan(for_bounds(graph, broadcast_products), dtype, device,
+                                   direct_rules)
     return per_graph[key]
 
 
 _DECOMPOSED = (OpKind.SOFTMAX, OpKind.MAX_POOL, OpKind.MATMUL)
 
 
-def for_bounds(graph: NetworkGraph) -> NetworkGraph:
+def for_bounds(graph: NetworkGraph, broadcast_products: bool = True) -> NetworkGraph:
     """``graph`` with softmax, max-pool and products of two matrices decomposed into
-    relaxable ops (names of replaced nodes are kept); ``graph`` itself if it has none."""
+    relaxable ops (names of replaced nodes are kept); ``graph`` itself if it has none.
+    ``broadcast_products``: see :func:`~hybridver.ir.decompose.decompose_matmul_of_variables`."""
     if not any(node.op in _DECOMPOSED for node in graph.nodes()):
         return graph
-    return decompose_for_bounds(graph)
+    return decompose_for_bounds(graph, broadcast_products)

@@ -17,8 +17,8 @@ nonlinearities that have relaxations (EXP, RECIPROCAL, RELU, MUL of two variable
   valid positions repeat one, since ``max(a, a) = a``), then a pairwise tree of
   ``max(a, b) = a + relu(b - a)`` over the window axis.
 * :func:`decompose_matmul_of_variables`: ``(A @ B)[.., i, j] = sum_t A[.., i, t] B[.., t, j]``
-  as ``A -> (.., m, k, 1)`` and ``B -> (.., 1, k, n)`` expanded to ``(*batch, m, k, n)``,
-  an elementwise MUL of equal shapes, and REDUCE_SUM over ``k``.  Only for MATMULs whose
+  as ``A -> (.., m, k, 1)`` and ``B -> (.., 1, k, n)``, an elementwise MUL broadcasting
+  them to ``(*batch, m, k, n)``, and REDUCE_SUM over ``k``.  Only for MATMULs whose
   operands both depend on a graph input (a constant operand keeps the MATMUL linear).
 * :func:`decompose_for_bounds`: all of them, then shape validation.
 """
@@ -178,7 +178,7 @@ def decompose_max_pool(g: NetworkGraph) -> NetworkGraph:
 
 
 # ---------------------------------------------------------------------------- matmul
-def _matmul(b: GraphBuilder, node: Node, dependent: set[str]) -> bool:
+def _matmul(b: GraphBuilder, node: Node, dependent: set[str], broadcast: bool) -> bool:
     if node.op is not OpKind.MATMUL or not all(i in dependent for i in node.inputs):
         return False
     a_name, b_name = node.inputs
@@ -192,9 +192,9 @@ def _matmul(b: GraphBuilder, node: Node, dependent: set[str]) -> bool:
     full = (*batch, m, k, n)
     ar = _reshape(b, a_name, (*a2[:-2], m, k, 1), f"{node.name}/lhs")
     br = _reshape(b, b_name, (*b2[:-2], 1, k, n), f"{node.name}/rhs")
-    if b.shape(ar) != full:
+    if not broadcast and b.shape(ar) != full:
         ar = b.emit(OpKind.EXPAND, (ar,), full, base=f"{node.name}/lhs_expanded")
-    if b.shape(br) != full:
+    if not broadcast and b.shape(br) != full:
         br = b.emit(OpKind.EXPAND, (br,), full, base=f"{node.name}/rhs_expanded")
     prod = b.emit(OpKind.MUL, (ar, br), full, base=f"{node.name}/products")
     out = (*batch, m, n)
@@ -208,23 +208,29 @@ def _matmul(b: GraphBuilder, node: Node, dependent: set[str]) -> bool:
     return True
 
 
-def decompose_matmul_of_variables(g: NetworkGraph) -> NetworkGraph:
-    """MATMUL of two input-dependent operands -> RESHAPE/EXPAND, MUL, REDUCE_SUM.
+def decompose_matmul_of_variables(g: NetworkGraph, broadcast: bool = True) -> NetworkGraph:
+    """MATMUL of two input-dependent operands -> RESHAPE, MUL, REDUCE_SUM.
 
     ``A: (*ba, m, k)``, ``B: (*bb, k, n)`` (1-D operands as numpy: ``(k,)`` is ``(1, k)`` on
     the left and ``(k, 1)`` on the right) give products ``(*batch, m, k, n)`` with
-    ``batch = broadcast(ba, bb)``, summed over ``k``.
+    ``batch = broadcast(ba, bb)``, summed over ``k``.  ``broadcast``: the MUL takes
+    ``(*ba, m, k, 1)`` and ``(*bb, 1, k, n)`` and broadcasts them itself, so the operands
+    whose intervals the bound engine needs have ``m k`` and ``k n`` entries (one
+    backward row each), not ``m k n`` each; False: both are EXPANDed to the full shape
+    first (the same bounds at ``n`` and ``m`` times the rows; for ablation).
     """
     dependent = _input_dependent(g)
-    return _run(g, lambda b, node: _matmul(b, node, dependent))
+    return _run(g, lambda b, node: _matmul(b, node, dependent, broadcast))
 
 
 # ---------------------------------------------------------------------------- all
 DECOMPOSITIONS = (decompose_softmax, decompose_max_pool, decompose_matmul_of_variables)
 
 
-def decompose_for_bounds(g: NetworkGraph) -> NetworkGraph:
-    """All decompositions, then a graph validated with ``check_shapes=True``."""
-    for rewrite in DECOMPOSITIONS:
-        g = rewrite(g)
+def decompose_for_bounds(g: NetworkGraph, broadcast_products: bool = True) -> NetworkGraph:
+    """All decompositions, then a graph validated with ``check_shapes=True``
+    (``broadcast_products``: :func:`decompose_matmul_of_variables`'s ``broadcast``)."""
+    g = decompose_softmax(g)
+    g = decompose_max_pool(g)
+    g = decompose_matmul_of_variables(g, broadcast_products)
     return NetworkGraph(g.nodes(), g.inputs, g.outputs, name=g.name, check_shapes=True)

@@ -64,7 +64,11 @@ class WholeBoxStage:
                                             case.region.upper[None], stacked.C, stacked.d,
                                             config=BoundConfig(method=BoundMethod(method),
                                                                alpha=alpha,
-                                                               deadline=ctx.deadline),
+                                                               deadline=ctx.deadline,
+                                                               direct_linear_rules=settings
+                                                               .direct_linear_rules,
+                                                               broadcast_products=settings
+                                                               .broadcast_products),
                                             bound_upper=False, device=ctx.config.device)
                     stats.count_method(method)
                     if bool(disjunct_margins(bounds.lower, stacked.groups)[0] > 0):

@@ -115,13 +115,19 @@ def test_max_pool_windows_repeat_a_valid_position_not_padding():
                                        ((2, 1, 3, 4), (5, 4, 2), (2, 5, 3, 2)),
                                        ((4,), (2, 4, 3), (2, 3)),
                                        ((2, 3, 4), (4,), (2, 3))])
-def test_matmul_of_two_variables_is_preserved(sa, sb, out):
+@pytest.mark.parametrize("broadcast", [True, False])
+def test_matmul_of_two_variables_is_preserved(sa, sb, out, broadcast):
     g = NetworkGraph([inp("a", *sa), inp("b", *sb), op("y", OpKind.MATMUL, ["a", "b"], out)],
                      ("a", "b"), ("y",))
-    d = decompose_matmul_of_variables(g)
+    d = decompose_matmul_of_variables(g, broadcast=broadcast)
     assert OpKind.MATMUL not in kinds(d) and OpKind.MUL in kinds(d)
     mul = next(n for n in d.nodes() if n.op is OpKind.MUL)
-    assert d.node(mul.inputs[0]).shape == d.node(mul.inputs[1]).shape == mul.shape
+    left, right = (d.node(i).shape for i in mul.inputs)
+    if broadcast:  # the MUL broadcasts (.., m, k, 1) and (.., 1, k, n) itself
+        assert left[-1] == 1 and right[-3] == 1 and OpKind.EXPAND not in kinds(d)
+        assert tuple(np.broadcast_shapes(left, right)) == mul.shape
+    else:
+        assert left == right == mul.shape
     assert_same(g, d)
 
 
