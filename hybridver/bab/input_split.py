@@ -79,9 +79,11 @@ class InputSplitConfig:
     """Settings of input splitting.  ``clip_domains``: shrink each open box to where a
     counterexample may lie (:mod:`hybridver.bab.input_clip`); ``fill_splits``: when the
     open domains fill less than half a batch, split each along up to this many dimensions
-    at once (1: one); ``smooth_splitting``: on networks with smooth nonlinearities (sin,
-    cos, products, sigmoid...), whose bounding calls cost much more per call than per
-    domain, bound ``smooth_batch_size`` domains per call instead of ``batch_size``."""
+    at once (1: one); ``deciding_rows``: score split dimensions by each open disjunct's
+    best row only; ``smooth_splitting``: on networks with smooth nonlinearities (sin, cos,
+    products, sigmoid...), whose bounding calls cost much more per call than per domain,
+    use ``smooth_batch_size``, ``smooth_fill_splits`` and ``deciding_rows`` (see
+    :meth:`for_network`)."""
 
     batch_size: int = 512          # children bounded per call (parents = half)
     max_domains: int = 20_000_000  # domains bounded before giving up ("exhausted")
@@ -89,22 +91,24 @@ class InputSplitConfig:
     lookahead: int = 0             # >0: bound the children of the top-k dimensions, keep the best
     width_weight: float = 1.0      # see rank_split_dims
     clip_domains: bool = True      # shrink open boxes to their possible counterexamples
-    fill_splits: int = 4           # few open domains: split each along up to this many dims
+    fill_splits: int = 1           # few open domains: split each along up to this many dims
     deciding_rows: bool = False    # split score from each open disjunct's best row only
-    smooth_splitting: bool = True  # smooth networks: smooth_batch_size, deciding_rows
+    smooth_splitting: bool = True  # smooth networks: the smooth_* settings, deciding_rows
     smooth_batch_size: int = 4096
+    smooth_fill_splits: int = 4
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.smooth_batch_size < 1 or self.fill_splits < 1:
-            raise ValueError("InputSplitConfig: batch_size, smooth_batch_size and "
-                             "fill_splits must be >= 1")
+        if min(self.batch_size, self.smooth_batch_size, self.fill_splits,
+               self.smooth_fill_splits) < 1:
+            raise ValueError("InputSplitConfig: batch_size, smooth_batch_size, fill_splits "
+                             "and smooth_fill_splits must be >= 1")
 
     def for_network(self, smooth: bool) -> "InputSplitConfig":
         """The settings to use on a network with (``smooth``) or without smooth
         nonlinearities."""
         if smooth and self.smooth_splitting:
             return dataclasses.replace(self, batch_size=self.smooth_batch_size,
-                                       deciding_rows=True)
+                                       fill_splits=self.smooth_fill_splits, deciding_rows=True)
         return self
 
 

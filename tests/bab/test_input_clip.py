@@ -1,4 +1,5 @@
-"""Domain clipping (hybridver.bab.input_clip) and multi-dimension splits of input splitting.
+"""Domain clipping (hybridver.bab.input_clip), multi-dimension splits and the
+deciding-row split score of input splitting.
 
 Clipping must keep every point of the box that satisfies a row's linear lower bound
 ``<= 0``: checked by sampling and, for the extreme points, in exact rational arithmetic.
@@ -10,11 +11,13 @@ import time
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import torch
 
 from hybridver.bab.input_clip import clip_domains, clip_to_halfspaces
 from hybridver.bab.input_domains import DomainBatch, split_domains_along
-from hybridver.bab.input_split import Bounded, InputSplitConfig, input_split_bab
+from hybridver.bab.input_split import (Bounded, InputSplitConfig, deciding_rows,
+                                       input_split_bab)
 from hybridver.bab_core import SearchStatus
 
 
@@ -171,3 +174,43 @@ def test_clipping_keeps_a_linear_counterexample():
                               InputSplitConfig(batch_size=16))
     assert outcome.status is SearchStatus.COUNTEREXAMPLE
     assert bool((a @ outcome.counterexample_point + b <= 0).all())
+
+
+def test_deciding_rows_names_the_best_row_of_each_open_disjunct():
+    row_lower = torch.tensor([[-3.0, -1.0, 0.5, -2.0, -0.2, -4.0]], dtype=torch.float64)
+    groups = (slice(0, 2), slice(2, 4), slice(4, 6))
+    # disjunct 1 is refuted by row 2 (0.5 > 0): no row of it counts
+    assert deciding_rows(row_lower, groups).tolist() == [[False, True, False, False, True,
+                                                          False]]
+
+
+def _ring_bound_fn(lo, hi, restrictions):
+    """Two rows per domain: ``r0 = x0^2 + x1^2 - 0.04`` (exact interval bound) and a
+    decoy ``r1 = -3 x0 - 5`` whose bound is far below 0: only r0 can refute the single
+    disjunct, and its slopes point at the dimension to split."""
+    a, b = lo, hi
+    sq = torch.where((a <= 0) & (b >= 0), torch.zeros_like(a), torch.minimum(a * a, b * b))
+    r0 = sq.sum(1) - 0.04
+    r1 = torch.minimum(-3 * lo[:, 0], -3 * hi[:, 0]) - 5
+    c = (lo + hi) / 2
+    coef = torch.stack([2 * c, torch.tensor([-3.0, 0.0], dtype=torch.float64).expand_as(c)], 1)
+    return Bounded(torch.stack([r0, r1], 1), coef, None,
+                   torch.stack([-(c * c).sum(1) - 0.04, torch.full_like(r0, -5.0)], 1))
+
+
+@pytest.mark.parametrize("fill", [1, 3])
+@pytest.mark.parametrize("deciding", [False, True])
+def test_split_choices_keep_the_known_answers(fill, deciding):
+    def probe(points):
+        hits = np.nonzero(((points ** 2).sum(1) - 0.04 <= 0) & (-3 * points[:, 0] - 5 <= 0))[0]
+        return int(hits[0]) if len(hits) else None
+
+    config = InputSplitConfig(batch_size=32, fill_splits=fill, deciding_rows=deciding)
+    groups = (slice(0, 2),)
+    holds = input_split_bab(_ring_bound_fn, np.array([0.3, -1.0]), np.array([1.0, 1.0]),
+                            groups, time.monotonic() + 30, probe, config)
+    assert holds.status is SearchStatus.PROVEN          # x0 >= 0.3: x0^2 > 0.04
+    found = input_split_bab(_ring_bound_fn, np.array([-1.0, -1.0]), np.array([1.0, 1.0]),
+                            groups, time.monotonic() + 30, probe, config)
+    assert found.status is SearchStatus.COUNTEREXAMPLE
+    assert (found.counterexample_point ** 2).sum() <= 0.04

@@ -21,8 +21,7 @@ from tests.pipeline.op_models import CASES, planted_specs, sampled_range, spec_a
 
 SPLIT_ONLY = VerifyConfig(timeout_s=120, attack=AttackConfig(samples=0, rounds=0),
                           schedule=Schedule(stages=(StageName.WHOLE_BOX, StageName.INPUT_SPLIT)))
-PLAIN = InputSplitConfig(batch_size=256, clip_domains=False, fill_splits=1,
-                         smooth_splitting=False)
+PLAIN = InputSplitConfig(batch_size=256, clip_domains=False, smooth_splitting=False)
 
 
 def _with(split: InputSplitConfig) -> VerifyConfig:
@@ -71,10 +70,10 @@ def test_a_counterexample_of_a_smooth_network_is_found(op, tmp_path):
 
 
 def test_for_network_applies_the_smooth_settings_only_where_asked():
-    config = InputSplitConfig(batch_size=64, smooth_batch_size=2048)
+    config = InputSplitConfig(batch_size=64, smooth_batch_size=2048, smooth_fill_splits=3)
     assert config.for_network(False) == config
     smooth = config.for_network(True)
-    assert smooth.batch_size == 2048 and smooth.deciding_rows
+    assert smooth.batch_size == 2048 and smooth.deciding_rows and smooth.fill_splits == 3
     off = dataclasses.replace(config, smooth_splitting=False)
     assert off.for_network(True) == off
     with pytest.raises(ValueError):
@@ -83,10 +82,11 @@ def test_for_network_applies_the_smooth_settings_only_where_asked():
 
 def test_the_switches_come_from_the_config_file_and_reach_the_search(tmp_path, monkeypatch):
     config = config_from_dict({"input_split": {
-        "clip_domains": False, "fill_splits": 2, "smooth_splitting": True,
+        "clip_domains": False, "smooth_fill_splits": 2, "smooth_splitting": True,
         "smooth_batch_size": 128, "deciding_rows": False}})
     split = config.input_split
-    assert (split.clip_domains, split.fill_splits, split.smooth_batch_size) == (False, 2, 128)
+    assert (split.clip_domains, split.smooth_fill_splits, split.smooth_batch_size) == \
+        (False, 2, 128)
     seen = []
     real = stage_module.input_split_bab
 
