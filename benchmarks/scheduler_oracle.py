@@ -4,6 +4,7 @@ Usage:
   python benchmarks/scheduler_oracle.py [--subdomains 24] [--cap 10] [--rounds N]
         [--per-instance 3] [--tighten 3] [--backends highs ortools z3] [--json rows.jsonl]
   python benchmarks/scheduler_oracle.py --table rows.jsonl [--policy KEY=VALUE ...]
+        [--split SEED [--train-share 0.5]]
 
 Hard subdomains: for each ACAS Xu instance of a fixed mix (sat and unsat, properties 1-4;
 models and properties from ``../shared/benchmarks/acasxu``, skipped cleanly if absent),
@@ -21,7 +22,9 @@ CANDIDATE counts as decisive only when onnxruntime confirms it on the subdomain.
 policy (:class:`hybridver.schedule.Policy`, defaults, or ``--policy`` overrides) sees the
 subdomain's features (unstable ReLUs, CROWN gap, the margin at the centre, depth) and the
 back ends' capabilities.  ``--table`` re-scores saved rows (e.g. with other policy
-thresholds) without solving again.
+thresholds) without solving again.  ``--split SEED`` adds the out-of-sample comparison of
+``benchmarks/scheduler_split.py``: the learned policy trained on the rows of some
+instances, against the fixed policy and the oracle on the others.
 """
 
 from __future__ import annotations
@@ -337,6 +340,9 @@ def main() -> int:
     parser.add_argument("--table", nargs="+", metavar="JSONL", help="score saved rows only")
     parser.add_argument("--policy", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="PolicyConfig overrides for scoring")
+    parser.add_argument("--split", type=int, default=None, metavar="SEED",
+                        help="also train the learned policy on some instances, test on the rest")
+    parser.add_argument("--train-share", type=float, default=0.5)
     args = parser.parse_args()
     policy = policy_from(args.policy)
     if args.table:
@@ -360,6 +366,10 @@ def main() -> int:
     print()
     print(f"policy: {policy.config}")
     print(score(rows, policy, cap))
+    if args.split is not None:
+        from scheduler_split import report
+        print()
+        print(report(rows, cap, args.split, args.train_share))
     return 0
 
 

@@ -29,3 +29,10 @@ def shared_benchmarks() -> Path:
     if not SHARED_BENCHMARKS.is_dir():
         pytest.skip(f"shared benchmarks not found at {SHARED_BENCHMARKS}")
     return SHARED_BENCHMARKS
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own cache folder: the scheduler's learned model
+    (``$XDG_CACHE_HOME/hybridver/scheduler-model.json``) never touches the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

@@ -74,3 +74,21 @@ def test_schedule_edits():
     assert dataclasses.replace(VerifyConfig(), mode=Mode.EXACT).stages == (StageName.EXACT,)
     workers = VerifyConfig().with_workers(3).schedule
     assert workers.handoff_workers == workers.region_race_workers == 3
+
+
+def test_the_scheduler_learning_switch_and_model_path(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text(f"""
+[scheduler]
+learning = false
+model_path = "{tmp_path / 'model.json'}"
+[scheduler.learned]
+min_observations = 8
+""")
+    config = load_config(path)
+    assert config.scheduler.learning is False
+    assert config.scheduler.model_path == str(tmp_path / "model.json")
+    assert config.scheduler.learned.min_observations == 8.0
+    assert VerifyConfig().scheduler.learning is True
+    no_file = config_from_dict({"scheduler": {"model_path": ""}})
+    assert no_file.scheduler.model_path == ""

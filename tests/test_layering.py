@@ -31,6 +31,7 @@ import networkx as nx
 # rank of each unit: a unit may import only units of a strictly lower rank
 RANKS: dict[str, int] = {
     "hybridver": 100,  # __init__.py: re-exports the public API (lazily)
+    "__main__": 96,  # python -m hybridver: runs the cli
     "cli": 95,
     "commands": 90,
     "api": 85,

@@ -96,9 +96,10 @@ class ActivationSplitConfig:
     """Settings of :func:`activation_split_bab`.
 
     ``method``: the bound method per batch; None (default) picks ``alpha-beta-crown`` when
-    every splittable nonlinearity is piecewise linear (ReLU-like: a split makes the neuron
+    some splittable nonlinearity is piecewise linear (ReLU-like: a split makes the neuron
     exactly linear, and the split constraint's multiplier is what turns that into
-    progress), else ``crown``.  ``alpha``: the optimization of the optimized methods.
+    progress; a sigmoid beside ReLUs, as in dist_shift, gets its split constraints'
+    multipliers too), else ``crown``.  ``alpha``: the optimization of the optimized methods.
     Counterexample search (only with a ``probe``): every ``probe_every`` batches (and on
     the first), the ``probe_domains`` open domains with the lowest margin are attacked by
     ``attack_steps`` signed-gradient steps inside their input box; ``probe_every=0`` never.
@@ -122,8 +123,8 @@ class ActivationSplitConfig:
     def bound_method(self, plan, cands: "list[_Candidate]") -> BoundMethod:
         if self.method is not None:
             return BoundMethod(self.method)
-        linear_pieces = all(plan.relaxations[c.act].traits.piecewise_linear for c in cands)
-        return BoundMethod.ALPHA_BETA_CROWN if cands and linear_pieces else BoundMethod.CROWN
+        some_linear_pieces = any(plan.relaxations[c.act].traits.piecewise_linear for c in cands)
+        return BoundMethod.ALPHA_BETA_CROWN if some_linear_pieces else BoundMethod.CROWN
 
 
 @dataclasses.dataclass

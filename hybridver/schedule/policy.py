@@ -122,7 +122,7 @@ class Policy:
 
         if features.gap is not None and features.gap > 0:
             return keep(f"already proven by the bound (gap {features.gap:.3g} > 0)")
-        eligible = {name: caps for name, caps in capabilities.items() if _accepts(caps, form)}
+        eligible = {name: caps for name, caps in capabilities.items() if accepts(caps, form)}
         if not eligible:
             what = ("smooth ops " + ", ".join(sorted(form.other_nonlinear_ops))
                     if not form.piecewise_linear else f"{u} unstable ReLUs")
@@ -170,7 +170,7 @@ class Policy:
         return Decision(Action.RUN, (ranked[0],), budget, f"{why}, {u} unstable ReLUs")
 
 
-def _accepts(caps: Capabilities, form) -> bool:
+def accepts(caps: Capabilities, form) -> bool:
     """Can a back end with ``caps`` give a proof for a subproblem of this form?"""
     if not caps.exact_piecewise_linear:
         return False

@@ -39,6 +39,8 @@ from hybridver.problem import Subproblem
 from hybridver.schedule.executor import Executor
 from hybridver.schedule.features import SubproblemFeatures
 from hybridver.schedule.jobs import Job, JobHandle, JobResult
+from hybridver.schedule.learned import (AUTO_PATH, LearnedPolicy, LearningConfig, load_model,
+                                        resolve_model_path)
 from hybridver.schedule.policy import Action, Decision, Policy
 from hybridver.schedule.records import BackendStats, outcome_summary
 
@@ -65,7 +67,10 @@ class SchedulerConfig:
     wait beyond the executor's capacity (``free_slots`` counts them); ``options``: passed
     to back ends that take options (e.g. ``MilpOptions``); ``threads``: per job;
     ``min_budget_s``: no job is submitted with less time; ``log_limit``: records kept in
-    ``decision_log`` (later decisions are only counted in ``report()``)."""
+    ``decision_log`` (later decisions are only counted in ``report()``); ``learning``:
+    without an explicit policy, use :class:`LearnedPolicy` (else the fixed :class:`Policy`)
+    with ``learned`` settings, its model read from and saved to ``model_path`` (``"auto"``:
+    the user cache, see :func:`resolve_model_path`; ``""`` or None: not persisted)."""
 
     total_budget_s: float = math.inf
     max_queued: int = 0
@@ -73,6 +78,9 @@ class SchedulerConfig:
     threads: int = 1
     min_budget_s: float = 0.2
     log_limit: int = 100_000
+    learning: bool = True
+    model_path: str | None = AUTO_PATH
+    learned: LearningConfig = dataclasses.field(default_factory=LearningConfig)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +121,7 @@ class _Open:
     submitted: float
     budget_s: float
     handles: dict[int, JobHandle]
+    features: SubproblemFeatures | None = None
     results: list[JobResult] = dataclasses.field(default_factory=list)
     winner: JobResult | None = None
     cancelled: bool = False
@@ -144,8 +153,13 @@ class Scheduler:
                  deadline: float | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.executor = executor
-        self.policy = policy or Policy()
         self.config = config
+        self.model_path = resolve_model_path(config.model_path) \
+            if policy is None and config.learning else None
+        if policy is None:
+            policy = LearnedPolicy(model=load_model(self.model_path, config.learned)) \
+                if config.learning else Policy()
+        self.policy = policy
         self.capabilities = dict(available_capabilities() if capabilities is None
                                  else capabilities)
         self.deadline = deadline
@@ -156,8 +170,8 @@ class Scheduler:
         self._by_job: dict[int, _Open] = {}
         # RUN decisions from consider() awaiting submit(), by identity (the value keeps the
         # decision alive, so its id is not reused); bounded, oldest dropped first
-        self._pending_records: collections.OrderedDict[int, tuple[Decision, dict]] = \
-            collections.OrderedDict()
+        self._pending_records: collections.OrderedDict[
+            int, tuple[Decision, dict, SubproblemFeatures | None]] = collections.OrderedDict()
         self._choices: collections.Counter[str] = collections.Counter()
         self._submitted = 0
         self._stats = BackendStats()
@@ -173,7 +187,7 @@ class Scheduler:
         decision = self.policy.decide(features, self.capabilities)
         record = self._record(subproblem, decision, features)
         if decision.action is Action.RUN:
-            self._pending_records[id(decision)] = (decision, record)
+            self._pending_records[id(decision)] = (decision, record, features)
             while len(self._pending_records) > 1000:
                 self._pending_records.popitem(last=False)
         return decision
@@ -198,7 +212,7 @@ class Scheduler:
         it is KEEP_BRANCHING or the budget is spent (the record says why)."""
         if decision.action is not Action.RUN or not decision.backends:
             return None
-        _, record = self._pending_records.pop(id(decision), (None, None))
+        _, record, features = self._pending_records.pop(id(decision), (None, None, None))
         if record is None:
             record = self._record(subproblem, decision, None)
         budget = min(decision.budget_s, self.budget_left_s / len(decision.backends))
@@ -212,7 +226,8 @@ class Scheduler:
             handle = self.executor.submit(Job(subproblem, backend, limits, self.config.options,
                                               subproblem.label))
             handles[handle.job_id] = handle
-        entry = _Open(ticket, subproblem, decision, record, self._clock(), budget, handles)
+        entry = _Open(ticket, subproblem, decision, record, self._clock(), budget, handles,
+                      features)
         self._reserved_s += budget * len(handles)
         self._open[ticket.ticket_id] = entry
         for job_id in handles:
@@ -290,6 +305,8 @@ class Scheduler:
         self.cancel_all()
         done = self._absorb(self.executor.poll())
         self.executor.shutdown()
+        if self.model_path is not None:   # set only for the LearnedPolicy made here
+            self.policy.save(self.model_path)
         return done
 
     def __enter__(self) -> "Scheduler":
@@ -360,6 +377,10 @@ class Scheduler:
                 result.handle.backend: result.outcome.status.value})
         self._stats.add(result.handle.backend, result.outcome, result.wall_s,
                         result.cancelled, won)
+        observe = getattr(self.policy, "observe", None)
+        if observe is not None and entry.features is not None and not result.cancelled:
+            observe(entry.features, result.handle.backend, _decisive(result.outcome),
+                    min(result.outcome.time_s, result.wall_s))
         if not closed and (won or len(entry.results) == len(entry.handles)):
             finished.append(self._close(entry))
         return cancelled_losers

@@ -309,3 +309,26 @@ def test_probe_rejections_never_end_the_search():
                                ActivationSplitConfig(batch_size=64, probe_every=2))
     assert out.status in (SearchStatus.TIMEOUT, SearchStatus.EXHAUSTED)
     assert calls and out.stats.attacks == len(calls)
+
+
+def test_relu_beside_sigmoid_uses_alpha_beta_and_stays_sound():
+    """A ReLU layer then a sigmoid layer (dist_shift's mix): the default method is
+    alpha-beta-CROWN (the sigmoid's splits get multipliers too); it proves a threshold
+    below the true minimum and never one above it (a sampled point violates)."""
+    graph = mlp([3, 12, 12, 3], 7)
+    nodes = [n if n.name != "a1" else Node("a1", OpKind.SIGMOID, n.inputs, shape=n.shape)
+             for n in graph.nodes()]
+    graph = NetworkGraph(nodes, ["x"], [graph.output_node.name])
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-1, 1, size=(20000, 3))
+    y = outputs(graph, pts)
+    true_min = float((y[:, 0] - y[:, 1]).min())
+    C = np.array([[1.0, -1.0, 0.0]])
+    below = activation_split_bab(graph, -np.ones(3), np.ones(3), C, np.array([-(true_min - 0.1)]),
+                                 [slice(0, 1)], time.monotonic() + 60.0)
+    assert below.stats.method == "alpha-beta-crown"
+    assert below.status is SearchStatus.PROVEN
+    above = activation_split_bab(graph, -np.ones(3), np.ones(3), C,
+                                 np.array([-(true_min + 1e-3)]), [slice(0, 1)],
+                                 time.monotonic() + 3.0)
+    assert above.status is not SearchStatus.PROVEN
