@@ -63,7 +63,8 @@ VARIANTS: dict[str, str] = {
     "no-intermediate-alpha": FRESH_SCHEDULER + "[whole_box.alpha]\noptimize_intermediate = false\n"
                              "[activation_split.alpha]\noptimize_intermediate = false\n",
     "no-smooth-split": FRESH_SCHEDULER + "[input_split]\nsmooth_splitting = false\n"
-                       "clip_domains = false\n",
+                       "clip_domains = false\nbatch_size = 256\n",  # a table starts from
+    # InputSplitConfig()'s defaults (batch 512), not VerifyConfig's (256)
 }
 
 
