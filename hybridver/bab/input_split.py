@@ -305,7 +305,7 @@ class _InputSplitting:
         call, whose fixed cost dominates small batches, does more work); with lookahead,
         bound the children of each candidate dimension and keep those whose worse child
         is best."""
-        k = self.n_look
+        k = min(self.n_look, dims.shape[1])
         if k == 1 or len(parents) == 0:
             fill = 1
             while fill < min(dims.shape[1], self.config.fill_splits) \

@@ -214,3 +214,13 @@ def test_split_choices_keep_the_known_answers(fill, deciding):
                             groups, time.monotonic() + 30, probe, config)
     assert found.status is SearchStatus.COUNTEREXAMPLE
     assert (found.counterexample_point ** 2).sum() <= 0.04
+
+
+def test_lookahead_and_fill_wider_than_the_input_are_capped():
+    config = InputSplitConfig(batch_size=32, lookahead=4, fill_splits=3)
+    outcome = input_split_bab(_square_bound_fn, np.array([-1.0, -0.7]), np.array([0.8, 1.0]),
+                              (slice(0, 1),), time.monotonic() + 30,
+                              lambda p: (int(np.argmin((p ** 2).sum(1)))
+                                         if ((p ** 2).sum(1) <= 0.02).any() else None),
+                              config)
+    assert outcome.status is SearchStatus.COUNTEREXAMPLE
