@@ -62,7 +62,8 @@ VARIANTS: dict[str, str] = {
     "no-warm-start": FRESH_SCHEDULER + "[activation_split]\nwarm_start = false\n",
     "babsr": FRESH_SCHEDULER + '[activation_split]\nbranching = "babsr"\n',
     "no-intermediate-alpha": FRESH_SCHEDULER + "[whole_box.alpha]\noptimize_intermediate = false\n",
-    "no-smooth-split": FRESH_SCHEDULER + "[input_split]\nsmooth_splitting = false\n",
+    "no-smooth-split": FRESH_SCHEDULER + "[input_split]\nsmooth_splitting = false\n"
+                       "clip_domains = false\n",
 }
 
 

@@ -54,7 +54,7 @@ def load_config(path: str | Path) -> VerifyConfig:
 def config_from_dict(data: dict[str, Any], source: str = "<config>") -> VerifyConfig:
     """``data`` (nested dicts as TOML gives them) read into a :class:`VerifyConfig`."""
     try:
-        return _build(VerifyConfig, data, "")
+        return _build(VerifyConfig, data, "", VerifyConfig())
     except _KeyProblem as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
@@ -63,7 +63,10 @@ class _KeyProblem(Exception):
     pass
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, where: str, base: Any = None) -> Any:
+    """``cls`` from the table ``data``; keys it leaves out keep their values in ``base``
+    (the enclosing default's sub-config, e.g. ``VerifyConfig().input_split``, whose
+    batch size differs from ``InputSplitConfig()``'s), or ``cls``'s defaults."""
     if not isinstance(data, dict):
         raise _KeyProblem(f"'{where or 'the top level'}' must be a table")
     hints = typing.get_type_hints(cls)
@@ -73,9 +76,13 @@ def _build(cls: type, data: Any, where: str) -> Any:
         name = f"{where}.{key}" if where else key
         if key not in fields:
             raise _KeyProblem(f"unknown setting '{name}' (known: {', '.join(sorted(fields))})")
-        values[key] = _convert(hints[key], value, name)
+        sub_base = getattr(base, key, None) if base is not None else None
+        if dataclasses.is_dataclass(hints[key]) and dataclasses.is_dataclass(sub_base):
+            values[key] = _build(hints[key], value, name, sub_base)
+        else:
+            values[key] = _convert(hints[key], value, name)
     try:
-        return cls(**values)
+        return cls(**values) if base is None else dataclasses.replace(base, **values)
     except (TypeError, ValueError) as exc:
         raise _KeyProblem(f"'{where or 'the top level'}': {exc}") from None
 

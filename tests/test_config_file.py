@@ -92,3 +92,13 @@ min_observations = 8
     assert VerifyConfig().scheduler.learning is True
     no_file = config_from_dict({"scheduler": {"model_path": ""}})
     assert no_file.scheduler.model_path == ""
+
+
+def test_a_table_keeps_the_enclosing_defaults_of_the_keys_it_leaves_out(tmp_path):
+    """VerifyConfig's input splitting batches 256 domains (InputSplitConfig's own default
+    is 512): a file that sets another key of [input_split] must not change that."""
+    path = tmp_path / "one_key.toml"
+    path.write_text("[input_split]\nclip_domains = false\n")
+    config = load_config(path)
+    assert config.input_split.batch_size == VerifyConfig().input_split.batch_size == 256
+    assert config.input_split.clip_domains is False

@@ -169,6 +169,15 @@ def split_domains(batch: DomainBatch, dims: Tensor) -> DomainBatch:
                        torch.cat([batch.depth, batch.depth]) + 1, twice)
 
 
+def split_domains_along(batch: DomainBatch, dims: Tensor) -> DomainBatch:
+    """Halve every domain along each of its ``dims (K, k)`` in turn: ``2**k K`` domains
+    (a grid of ``2**k`` cells per parent; together they cover it)."""
+    for j in range(dims.shape[1]):
+        batch = split_domains(batch, dims[:, j])
+        dims = torch.cat([dims, dims])
+    return batch
+
+
 def concat_batches(batches: Sequence[DomainBatch]) -> DomainBatch:
     """The batches one after the other."""
     return DomainBatch(torch.cat([b.lower for b in batches]), torch.cat([b.upper for b in batches]),

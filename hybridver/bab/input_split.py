@@ -35,8 +35,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from hybridver.bab.input_clip import clip_domains
 from hybridver.bab.input_domains import (DomainBatch, DomainPool, NodeBounds, concat_batches,
-                                         split_domains)
+                                         split_domains, split_domains_along)
 from hybridver.bab_core import (ProbeFn, ProgressFn, SearchLimits, SearchOutcome, SearchStats,
                                 StopFn, run_search)
 
@@ -50,12 +51,23 @@ class Bounded:
     ``row_lower``: ``(N, m)`` sound lower bounds of the stacked rows; ``coef``:
     ``(N, m, n_in)`` input sensitivities of the rows (steers the split dimension; no
     soundness role) or None; ``node_bounds``: node name -> ``(lower, upper)`` of shape
-    ``(N, *node.shape)``, sound on each domain, passed to its children as restrictions.
+    ``(N, *node.shape)``, sound on each domain, passed to its children as restrictions;
+    ``offset``: ``(N, m)`` or None, with ``coef`` a linear lower bound of each row valid at
+    every point of the domain (``coef . x + offset <= row``): it lets the domain be
+    clipped (:mod:`hybridver.bab.input_clip`).
     """
 
     row_lower: Tensor
     coef: Tensor | None = None
     node_bounds: NodeBounds | None = None
+    offset: Tensor | None = None
+
+    def rows(self, rows: Tensor) -> "Bounded":
+        """The bounds of the domains at ``rows``."""
+        return Bounded(self.row_lower[rows], None if self.coef is None else self.coef[rows],
+                       None if self.node_bounds is None else
+                       {n: (lo[rows], hi[rows]) for n, (lo, hi) in self.node_bounds.items()},
+                       None if self.offset is None else self.offset[rows])
 
 
 #: ``bound_fn(lower (N, n_in), upper (N, n_in), restrictions NodeBounds | None) -> Bounded``
@@ -64,11 +76,40 @@ BoundFn = Callable[[Tensor, Tensor, NodeBounds | None], Bounded]
 
 @dataclasses.dataclass(frozen=True)
 class InputSplitConfig:
+    """Settings of input splitting.  ``clip_domains``: shrink each open box to where a
+    counterexample may lie (:mod:`hybridver.bab.input_clip`); ``fill_splits``: when the
+    open domains fill less than half a batch, split each along up to this many dimensions
+    at once (1: one); ``deciding_rows``: score split dimensions by each open disjunct's
+    best row only; ``smooth_splitting``: on networks with smooth nonlinearities (sin, cos,
+    products, sigmoid...), whose bounding calls cost much more per call than per domain,
+    use ``smooth_batch_size``, ``smooth_fill_splits`` and ``deciding_rows`` (see
+    :meth:`for_network`)."""
+
     batch_size: int = 512          # children bounded per call (parents = half)
     max_domains: int = 20_000_000  # domains bounded before giving up ("exhausted")
     probes_per_batch: int = 8      # hardest domain centres checked on the model per batch
     lookahead: int = 0             # >0: bound the children of the top-k dimensions, keep the best
     width_weight: float = 1.0      # see rank_split_dims
+    clip_domains: bool = True      # shrink open boxes to their possible counterexamples
+    fill_splits: int = 1           # few open domains: split each along up to this many dims
+    deciding_rows: bool = False    # split score from each open disjunct's best row only
+    smooth_splitting: bool = True  # smooth networks: the smooth_* settings, deciding_rows
+    smooth_batch_size: int = 4096
+    smooth_fill_splits: int = 4
+
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.smooth_batch_size, self.fill_splits,
+               self.smooth_fill_splits) < 1:
+            raise ValueError("InputSplitConfig: batch_size, smooth_batch_size, fill_splits "
+                             "and smooth_fill_splits must be >= 1")
+
+    def for_network(self, smooth: bool) -> "InputSplitConfig":
+        """The settings to use on a network with (``smooth``) or without smooth
+        nonlinearities."""
+        if smooth and self.smooth_splitting:
+            return dataclasses.replace(self, batch_size=self.smooth_batch_size,
+                                       fill_splits=self.smooth_fill_splits, deciding_rows=True)
+        return self
 
 
 class Delegate(Protocol):
@@ -100,22 +141,37 @@ def disjunct_margins(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
     return per_disjunct_margins(row_lower, groups).min(dim=1).values
 
 
+def deciding_rows(row_lower: Tensor, groups: Sequence[slice]) -> Tensor:
+    """``(N, m)`` bool: per open disjunct (best row still <= 0) its best row, the one whose
+    bound decides the disjunct's margin (a disjunct is refuted by any one row)."""
+    mask = torch.zeros_like(row_lower, dtype=torch.bool)
+    rows = torch.arange(row_lower.shape[0], device=row_lower.device)
+    for g in groups:
+        best = row_lower[:, g].max(dim=1)
+        start = g.start or 0
+        mask[rows, start + best.indices] = best.values <= 0
+    return mask
+
+
 def rank_split_dims(lower: Tensor, upper: Tensor, coef: Tensor | None,
-                    row_lower: Tensor | None, k: int, width_weight: float = 0.0) -> Tensor:
+                    row_lower: Tensor | None, k: int, width_weight: float = 0.0,
+                    rows: Tensor | None = None) -> Tensor:
     """The ``k`` best dimensions per domain, ``(N, k)``, by the score
     ``sum_rows w_r |coef_r| * width`` (how much the dimension's width costs the linear
     bound), normalized to a maximum of 1 and plus ``width_weight * width / max width``
     when ``width_weight`` > 0 (wide dimensions also loosen the intermediate bounds, which
     the slopes do not show); the widest where ``coef`` is absent or zero.  With
     ``row_lower``, rows that are already positive get no weight (they no longer decide
-    the margin)."""
+    the margin); ``rows`` ``(N, m)`` bool, when given, names the rows that count instead
+    (e.g. :func:`deciding_rows`)."""
     width = upper - lower
     if coef is None:
         score = width
     else:
         weight = coef.abs()
-        if row_lower is not None:
-            open_rows = (row_lower <= 0).to(coef.dtype)[:, :, None]
+        if rows is not None or row_lower is not None:
+            chosen = rows if rows is not None else row_lower <= 0
+            open_rows = chosen.to(coef.dtype)[:, :, None]
             has_open = open_rows.sum(dim=1, keepdim=True) > 0
             weight = torch.where(has_open, weight * open_rows, weight)
         score = weight.sum(dim=1) * width
@@ -189,7 +245,8 @@ class _InputSplitting:
         self.hi = torch.as_tensor(np.array(upper, dtype=np.float64).reshape(1, -1), device=device)
         self.pool = DomainPool(self.lo.shape[1], device)
         self.hand_off = None if delegate is None else _PoolHandOff(delegate, self.pool)
-        self.n_dims = max(1, config.lookahead)
+        self.n_look = max(1, config.lookahead)
+        self.n_dims = min(self.lo.shape[1], max(self.n_look, config.fill_splits))
 
     def root(self) -> DomainBatch:
         return DomainBatch(self.lo, self.hi,
@@ -204,7 +261,7 @@ class _InputSplitting:
         return self.pool.best_margin()
 
     def select(self) -> _Parents:
-        parents, dims = self.pool.pop(max(1, self.config.batch_size // (2 * self.n_dims)))
+        parents, dims = self.pool.pop(max(1, self.config.batch_size // (2 * self.n_look)))
         return _Parents(parents, dims)
 
     def _bound(self, batch: DomainBatch) -> Bounded:
@@ -222,19 +279,39 @@ class _InputSplitting:
             batch, bounded = self._split_and_bound(work.batch, work.dims)
         per_disjunct = torch.maximum(per_disjunct_margins(bounded.row_lower, self.groups),
                                      batch.margin)  # the parent's bounds hold on a child
+        if self.config.clip_domains and bounded.offset is not None and bounded.coef is not None:
+            batch, per_disjunct = self._clip(batch, bounded, per_disjunct)
         margin = per_disjunct.min(dim=1).values
         open_mask = ~(margin > 0)
         if not bool(open_mask.any()):
             return None
         return _Open(batch, bounded, per_disjunct, margin, torch.nonzero(open_mask).reshape(-1))
 
+    def _clip(self, batch: DomainBatch, bounded: Bounded, per_disjunct: Tensor
+              ) -> tuple[DomainBatch, Tensor]:
+        """Clip the open domains' boxes to where a counterexample may lie; a disjunct
+        with no such point gets margin +inf (refuted: no point of the box violates it)."""
+        refuted = per_disjunct > 0
+        lower, upper, now = clip_domains(batch.lower, batch.upper, bounded.coef,
+                                         bounded.offset, self.groups, refuted)
+        per_disjunct = torch.where(now & ~refuted, torch.full_like(per_disjunct, np.inf),
+                                   per_disjunct)
+        return dataclasses.replace(batch, lower=lower, upper=upper), per_disjunct
+
     def _split_and_bound(self, parents: DomainBatch, dims: Tensor
                          ) -> tuple[DomainBatch, Bounded]:
-        """Split every parent along its best dimension; with lookahead, bound the
-        children of each candidate dimension and keep those whose worse child is best."""
-        k = dims.shape[1]
+        """Split every parent along its best dimension (when the parents fill less than
+        half the batch: along its best few, ``2**k`` children each, so that the bounding
+        call, whose fixed cost dominates small batches, does more work); with lookahead,
+        bound the children of each candidate dimension and keep those whose worse child
+        is best."""
+        k = min(self.n_look, dims.shape[1])
         if k == 1 or len(parents) == 0:
-            children = split_domains(parents, dims[:, 0])
+            fill = 1
+            while fill < min(dims.shape[1], self.config.fill_splits) \
+                    and len(parents) * 2 ** (fill + 1) <= self.config.batch_size:
+                fill += 1
+            children = split_domains_along(parents, dims[:, :fill])
             return children, self._bound(children)
         both = concat_batches([split_domains(parents, dims[:, j]) for j in range(k)])
         bounded = self._bound(both)
@@ -243,12 +320,7 @@ class _InputSplitting:
         best = margin.min(dim=1).values.argmax(dim=0)                      # (n,)
         rows = torch.arange(n, device=self.device)
         pick = torch.cat([best * 2 * n + rows, best * 2 * n + n + rows])   # left, right
-        picked = Bounded(bounded.row_lower[pick],
-                         None if bounded.coef is None else bounded.coef[pick],
-                         None if bounded.node_bounds is None else
-                         {nm: (lo_n[pick], hi_n[pick]) for nm, (lo_n, hi_n)
-                          in bounded.node_bounds.items()})
-        return both.rows(pick), picked
+        return both.rows(pick), bounded.rows(pick)
 
     def candidates(self, found: _Open) -> np.ndarray | None:
         """The centres of the hardest open domains (``probes_per_batch``)."""
@@ -264,8 +336,11 @@ class _InputSplitting:
         batch, bounded, idx = found.batch, found.bounded, found.idx
         blo, bhi = batch.lower[idx], batch.upper[idx]
         coef = None if bounded.coef is None else bounded.coef[idx]
-        dims = rank_split_dims(blo, bhi, coef, bounded.row_lower[idx], self.n_dims,
-                               self.config.width_weight)
+        row_lower = bounded.row_lower[idx]
+        dims = rank_split_dims(blo, bhi, coef, row_lower, self.n_dims,
+                               self.config.width_weight,
+                               deciding_rows(row_lower, self.groups)
+                               if self.config.deciding_rows else None)
         nodes = bounded.node_bounds if bounded.node_bounds is not None else batch.node_bounds
         nodes = {n: (lo_n[idx], hi_n[idx]) for n, (lo_n, hi_n) in nodes.items()}
         depth = batch.depth[idx]

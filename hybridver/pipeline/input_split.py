@@ -55,6 +55,9 @@ class InputSplitStage:
         reused = sorted(plan.pre_activations)
         # names of the plan's (decomposed) graph: max-pool and softmax become several nodes
         relu_inputs = plan.unary_inputs(_RELU_LIKE)
+        smooth = any(kind.nonlinear and plan.graph.node(name).op not in _RELU_LIKE
+                     for name, kind in plan.kind.items())
+        split_config = ctx.config.input_split.for_network(smooth)
         schedule = ctx.config.schedule
         chain_ok = schedule.after(Event.REGION_RACE) is not None and \
             ReluChain.of(graph) is not None
@@ -72,7 +75,7 @@ class InputSplitStage:
                                             device=ctx.config.device, input_coefficients=True)
                     nodes = {name: (result.intervals[name].lower, result.intervals[name].upper)
                              for name in reused}
-                    return Bounded(result.lower, result.input_coef, nodes)
+                    return Bounded(result.lower, result.input_coef, nodes, result.input_offset)
 
                 stats.cases += 1
                 delegate = None
@@ -92,7 +95,7 @@ class InputSplitStage:
 
                 outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                           stacked.groups, ctx.deadline,
-                                          make_probe(ctx, case, found), ctx.config.input_split,
+                                          make_probe(ctx, case, found), split_config,
                                           ctx.config.device, delegate=delegate,
                                           progress=make_progress(ctx, done, len(cases)),
                                           stop=stop)
