@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from hybridver.bab.branching import _split_scores, _top_splits
+from hybridver.bab.branching import _choose_splits, _split_scores, _top_splits
 from hybridver.bab.input_split import disjunct_margins
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundMethod, IntermediateMethod
@@ -36,6 +36,8 @@ def fsb_choose(graph, plan, cands, b, sens, C: np.ndarray, d: np.ndarray, groups
     the best of its ``k`` top-scored neurons by the worse child's CROWN margin."""
     n = len(b.domains)
     intervals = b.res.intervals
+    if not cands:   # nothing splittable (products only): as the plain choice says
+        return _choose_splits(plan, intervals, cands, sens, n, min_width)
     top_c, top_f, top_p, _ = _top_splits(
         _split_scores(plan, intervals, cands, sens, n, min_width), k)
     ci, fi, pt = top_c[:, 0].clone(), top_f[:, 0].clone(), top_p[:, 0].to(torch.float64)
