@@ -132,7 +132,9 @@ EXACT_SCHEDULE = Schedule(stages=(StageName.EXACT,), escalations=())
 @dataclasses.dataclass(frozen=True)
 class WholeBoxConfig:
     """Bounds on each case's whole box: ``methods`` tried in order until one proves the
-    case; ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's);
+    case; ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's; its
+    ``optimize_intermediate`` applies only to networks with more than
+    ``input_split_max_dim`` inputs, those that activation splitting takes);
     ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
     transposes of linear nodes; False only for ablation); ``broadcast_products``:
     :attr:`BoundConfig.broadcast_products` (fewer operand bounds for products of two

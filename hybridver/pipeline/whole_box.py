@@ -47,7 +47,14 @@ class WholeBoxStage:
     def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
         stats = ctx.stats.bounds
         settings = ctx.config.whole_box
-        alpha = dataclasses.replace(settings.alpha, deadline=ctx.deadline)
+        # joint alpha-CROWN (optimized intermediate bounds) only where activation splitting
+        # follows: on low-dimensional inputs it cost ACAS Xu about 1.5 s per undecided
+        # case and proved none that input splitting does not prove in less
+        # (docs/benchmarks.md, issue 12)
+        joint = (settings.alpha.optimize_intermediate
+                 and ctx.model.graph.input_node.size > ctx.config.input_split_max_dim)
+        alpha = dataclasses.replace(settings.alpha, deadline=ctx.deadline,
+                                    optimize_intermediate=joint)
         results: dict[int, CaseResult] = {}
         with ctx.phase(self.name):
             for index in cases:
