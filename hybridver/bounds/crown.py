@@ -66,7 +66,7 @@ from collections.abc import Mapping
 import torch
 
 from hybridver.bounds.backward import RuleTable, Walk, linear_backward, walk
-from hybridver.bounds.linear_ops import unbroadcast
+from hybridver.bounds.linear_transposes import unbroadcast
 from hybridver.bounds.plan import NodeKind
 from hybridver.bounds.state import BoundState, Relaxed, SplitConstraints
 from hybridver.numerics import U64, gamma

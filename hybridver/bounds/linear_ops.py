@@ -269,17 +269,6 @@ class _ConvTranspose:
         return out.reshape(b, -1)
 
 
-def unbroadcast(t: Tensor, shape: Sequence[int]) -> Tensor:
-    """Sum ``t: (m, N, *out)`` down to ``(m, N, *shape)`` (numpy broadcasting of ``shape``)."""
-    lead = t.dim() - 2 - len(shape)
-    if lead > 0:
-        t = t.sum(dim=tuple(range(2, 2 + lead)))
-    dims = tuple(2 + i for i, s in enumerate(shape) if s == 1 and t.shape[2 + i] != 1)
-    if dims:
-        t = t.sum(dim=dims, keepdim=True)
-    return t
-
-
 def broadcast_operand(t: Tensor, shape: Sequence[int]) -> Tensor:
     """``t: (N, *s)`` aligned (numpy rule) and expanded to ``(N, *shape)``."""
     return _align(t, len(shape)).expand(t.shape[0], *shape)

@@ -38,15 +38,23 @@ from hybridver.ir.ops import OpKind
 Tensor = torch.Tensor
 Transpose = Callable[[Tensor], list[Tensor]]
 
-def _sum_to(t: Tensor, shape: Sequence[int]) -> Tensor:
-    """Sum ``t: (B, *out)`` down to ``(B, *shape)`` under numpy broadcasting of ``shape``."""
-    lead = t.dim() - 1 - len(shape)
+def unbroadcast(t: Tensor, shape: Sequence[int], batch_dims: int = 2) -> Tensor:
+    """Sum ``t: (*batch, *out)`` down to ``(*batch, *shape)`` (numpy broadcasting of
+    ``shape`` onto ``out``); ``batch_dims`` leading dimensions are kept (CROWN's
+    coefficients: ``(m, N)``)."""
+    lead = t.dim() - batch_dims - len(shape)
     if lead > 0:
-        t = t.sum(dim=tuple(range(1, 1 + lead)))
-    dims = tuple(1 + i for i, s in enumerate(shape) if s == 1 and t.shape[1 + i] != 1)
+        t = t.sum(dim=tuple(range(batch_dims, batch_dims + lead)))
+    dims = tuple(batch_dims + i for i, s in enumerate(shape)
+                 if s == 1 and t.shape[batch_dims + i] != 1)
     if dims:
         t = t.sum(dim=dims, keepdim=True)
-    return t.reshape(t.shape[0], *shape)
+    return t
+
+
+def _sum_to(t: Tensor, shape: Sequence[int]) -> Tensor:
+    """Sum ``t: (B, *out)`` down to ``(B, *shape)`` under numpy broadcasting of ``shape``."""
+    return unbroadcast(t, shape, batch_dims=1).reshape(t.shape[0], *shape)
 
 
 def _aligned(c: Tensor, rank: int, dtype: torch.dtype) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 
 from hybridver.bounds.backward import RuleTable, linear_backward, walk
 from hybridver.bounds.intervals import Interval
-from hybridver.bounds.linear_ops import unbroadcast
+from hybridver.bounds.linear_transposes import unbroadcast
 from hybridver.bounds.plan import GraphPlan, NodeKind
 
 Tensor = torch.Tensor
