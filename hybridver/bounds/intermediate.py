@@ -35,12 +35,17 @@ class IntermediateAlphas:
     lower bounds of the ``k_p`` neurons of ``rows[p]``, then their upper bounds).
     ``rows``: the CROWN state's ``tightened`` (only these are recomputed); ``floor``:
     sound intervals of the pre-activations (e.g. the best so far), intersected with the
-    new ones (both are sound, so is the intersection).
+    new ones (both are sound, so is the intersection).  ``crown_gradient``: the
+    intersection of a recomputed neuron's CROWN bound with its IBP bound has the value of
+    the tighter one but the gradient of the CROWN bound (whose parameters are being
+    optimized); without it, wherever IBP is tighter the gradient stops there, and those
+    parameters never move, even once they could beat IBP.
     """
 
     alphas: Mapping[str, Mapping[str, tuple[Tensor, Tensor]]]
     rows: Mapping[str, tuple[Tensor, Tensor]]
     floor: Mapping[str, Interval]
+    crown_gradient: bool = True
 
 
 def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tensor,
@@ -119,6 +124,11 @@ def intermediate_row_chunk(state: BoundState, name: str) -> int:
     return max(1, int(state.config.memory_limit_bytes // max(1, per_row)))
 
 
+def _through(value: Tensor, source: Tensor) -> Tensor:
+    """``value`` (exactly: ``x - x.detach()`` is 0) with the gradient of ``source``."""
+    return value.detach() + (source - source.detach())
+
+
 def _tighten(state: BoundState, name: str, restriction: tuple[Tensor, Tensor] | None,
              joint: IntermediateAlphas | None = None) -> None:
     """Intersect the interval of pre-activation ``name`` with CROWN bounds of its neurons.
@@ -169,8 +179,11 @@ def _tighten(state: BoundState, name: str, restriction: tuple[Tensor, Tensor] | 
                           overrides=overrides, exact_start=True)
         lo_c, hi_c = result[:k].T, -result[k:].T
         sel = use_rows[:, start:start + chunk]
-        new_lower[:, idx] = torch.where(sel, torch.maximum(lower[:, idx], lo_c), lower[:, idx])
-        new_upper[:, idx] = torch.where(sel, torch.minimum(upper[:, idx], hi_c), upper[:, idx])
+        lo_n, hi_n = torch.maximum(lower[:, idx], lo_c), torch.minimum(upper[:, idx], hi_c)
+        if joint is not None and joint.crown_gradient:
+            lo_n, hi_n = _through(lo_n, lo_c), _through(hi_n, hi_c)
+        new_lower[:, idx] = torch.where(sel, lo_n, lower[:, idx])
+        new_upper[:, idx] = torch.where(sel, hi_n, upper[:, idx])
     if bool(torch.isnan(new_lower).any() or torch.isnan(new_upper).any()):
         raise UnsupportedBoundError(f"CROWN bounds of '{name}' are undefined (NaN)")
     itv = Interval(new_lower.reshape(itv.lower.shape), new_upper.reshape(itv.upper.shape))

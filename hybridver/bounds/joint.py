@@ -110,7 +110,8 @@ def optimize(state: BoundState, lam: Tensor, beta: Tensor | None, crown_lower: T
         check_deadline(config.deadline)
         with torch.enable_grad():
             current = build_state(plan, config, box.lower, box.upper, restrictions, True,
-                                  IntermediateAlphas(sets, state.tightened, floor))
+                                  IntermediateAlphas(sets, state.tightened, floor,
+                                                     opts.crown_gradient))
             overrides = {v: current.relax(v, al, au) for v, (al, au) in final.items()}
             lower = backward(current, plan.output, lam, beta, overrides)
         stats["iterations"] = it + 1

@@ -65,7 +65,10 @@ class AlphaConfig:
     bound (:mod:`hybridver.bounds.joint`; each iteration then costs a full CROWN
     computation); False: they keep CROWN's bounds (one final pass per iteration).
     ALPHA_BETA_CROWN always keeps them.  ``intermediate_lr``: Adam's learning rate for
-    those intermediate parameters (decayed like ``lr``).
+    those intermediate parameters (decayed like ``lr``).  ``crown_gradient``: there, a
+    neuron bound that is the tighter of its CROWN and IBP values passes on the gradient
+    of its CROWN value (same bounds; without it the parameters of every bound where IBP
+    is tighter get no gradient and stay put; False only for ablation).
     """
 
     iterations: int = 20
@@ -78,6 +81,7 @@ class AlphaConfig:
     deadline: float | None = None
     optimize_intermediate: bool = True
     intermediate_lr: float = 0.1
+    crown_gradient: bool = True
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.patience < 0:
