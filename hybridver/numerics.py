@@ -27,6 +27,12 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
   nearest (ties to even, as a cast does).
 * :func:`exactly_satisfied`: linear rows over float64 values checked in rationals, the
   test a counterexample must pass.
+* :data:`ERR_OWN_ROUNDINGS`: the roundings, besides the ``n``-term dot products, that
+  each term of the backward pass's error bound goes through when it is itself computed in
+  the working dtype (casts of magnitudes and error weights, the products inside the
+  relaxations' weights): at most this many, so the computed error bound times
+  ``1 + 2 gamma(n + ERR_OWN_ROUNDINGS)`` is at least the exact one
+  (:mod:`hybridver.bounds.crown`).
 * :data:`REL_SLACK`: a relative widening (``1e-12``, over ``4000 u``) for a value computed
   by a few float64 operations, e.g. a radius or a bias moved outward to cover its own
   rounding.
@@ -39,7 +45,8 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "RESIZE_NEAR_TIE",
+__all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "ERR_OWN_ROUNDINGS",
+           "RESIZE_NEAR_TIE",
            "round_down", "round_up", "is_float64", "dtype_round_down", "dtype_round_up",
            "dtype_nearest", "exactly_satisfied"]
 
@@ -55,6 +62,8 @@ U_BF16 = 2.0 ** -8
 TINY = 1e-300
 #: Relative widening covering the rounding of a few float64 operations.
 REL_SLACK = 1e-12
+#: Roundings of one backward-pass error term besides its dot product (module docstring).
+ERR_OWN_ROUNDINGS = 16
 #: A nearest-Resize source coordinate this close (relative) to a rounding boundary, but
 #: not on it, may be rounded across it by onnxruntime's float32 arithmetic (a handful of
 #: operations of error ``U32`` each, 256 ulps allowed): the importer refuses such a map.

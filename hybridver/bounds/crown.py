@@ -36,8 +36,14 @@ Invariant kept by the pass, in exact arithmetic over the floats actually compute
   dot product for the bias: ``gamma(2) <|lam|, S M_x> + gamma(n + 3) <|lam|, B>``.
 * Summing the contributions of several consumers: ``gamma(1) <|sum|, M_x>`` per addition.
   Casting the spec matrix to the working dtype: ``gamma(1) <|C|, M_out>``.
-* Concretization over a box ``[l, u]`` (rounded outward to the working dtype):
-  ``gamma(n + 3) <|lam|, M>``.
+* Concretization over a box ``[l, u]``: in float64, from the float64 interval (a working
+  dtype coefficient times a float64 bound is one rounding of ``U64``), so
+  ``gamma_64(n + 3) <|lam|, M>``.
+* Sparse rows at the start: a linear start node's product ``lam J`` has at most ``k``
+  non-zero products per entry where each row of ``lam`` has ``k`` non-zero entries (the
+  one-hot rows of an intermediate bound, the few entries of a spec row); zero products
+  and additions of zero are exact, so ``gamma(min(k, K) + 2)`` replaces ``gamma(K)`` (for
+  the bias's dot product too, since ``K <= n + 3`` for LINEAR).
 * Split multipliers (beta-CROWN, :class:`SplitConstraints`): on the restricted set
   ``rl <= z <= ru``, so ``f >= f + b_hi (z - ru) + b_lo (rl - z)`` for ``b_lo, b_hi >= 0``.
   With one signed multiplier ``delta`` per entry (``b_hi = delta+``, ``b_lo = -delta-``,
@@ -48,10 +54,15 @@ Invariant kept by the pass, in exact arithmetic over the floats actually compute
   the constant is computed in float64 from the exact float64 values of ``delta`` and the
   restriction ends, at most ``gamma_64(n + 2) * sum |products|`` off, which is added to
   ``err``; its value joins ``beta`` (and ``abs_terms``) like any other constant term.
-* ``beta`` and ``err`` are accumulated in float64 from the working-dtype terms; ``err`` is
-  doubled (covering the rounding of its own computation, which is relative ``gamma(n)``
-  with ``gamma(n) < 1/4`` checked) and the float64 accumulation of ``beta`` is covered by
-  ``gamma_64(count) * sum |terms|``.
+* ``beta`` and ``err`` are accumulated in float64 from the working-dtype terms.  Each
+  term of ``err`` is a dot product of ``n`` non-negative products (``n`` at most the
+  largest node of the pass) whose factors went through at most
+  :data:`~hybridver.numerics.ERR_OWN_ROUNDINGS` roundings (casts to the working dtype,
+  the products inside the relaxations' weights), so the computed term is at least
+  ``(1 - gamma(n + ERR_OWN_ROUNDINGS))`` times the exact one: ``err`` is multiplied by
+  ``1 + 2 gamma(n + ERR_OWN_ROUNDINGS)`` (``>= 1 / (1 - gamma)`` while ``gamma <= 1/2``;
+  ``gamma <= 1/4`` is checked), which also covers its float64 accumulation.  The float64
+  accumulation of ``beta`` is covered by ``gamma_64(count) * sum |terms|``.
 
 The float64 magnitudes ``M`` come from interval bounds with outward rounding
 (:mod:`hybridver.bounds.intervals`), and ``|J_i| M_i`` is evaluated in float64 (relative
@@ -69,7 +80,8 @@ from hybridver.bounds.backward import RuleTable, Walk, linear_backward, walk
 from hybridver.bounds.linear_transposes import unbroadcast
 from hybridver.bounds.plan import NodeKind
 from hybridver.bounds.state import BoundState, Relaxed, SplitConstraints
-from hybridver.numerics import U64, gamma
+from hybridver.ir.ops import OpKind
+from hybridver.numerics import ERR_OWN_ROUNDINGS, U64, gamma
 
 Tensor = torch.Tensor
 
@@ -129,6 +141,7 @@ class _CrownRules(RuleTable):
                                       NodeKind.BINARY: self.relaxed},
                          state.config.deadline)
         self.state, self.overrides, self.splits, self.capture = state, overrides, splits, capture
+        self.start: str | None = None
         self.total = total
         self.abs_terms = total.abs()
         self.err = zeros
@@ -163,20 +176,32 @@ class _CrownRules(RuleTable):
         state = self.state
         if self.capture is not None and name == self.plan.input:
             self.capture[name] = lam_v.detach()
-        lo, hi = state.work(name)
-        mag = state.mag_w(name)
-        p_lo, p_mag = _dots(lam_v.clamp(min=0), lo, mag)
-        n_hi, n_mag = _dots(lam_v.clamp(max=0), hi, mag)
+        itv = state.intervals[name]
+        lam64 = lam_v.double()
+        mag = state.mag(name)
+        p_lo, p_mag = _dots(lam64.clamp(min=0), itv.lower, mag)
+        n_hi, n_mag = _dots(lam64.clamp(max=0), itv.upper, mag)
         size = self.plan.graph.node(name).size
-        self.err = self.err + state.g(size + 3) * (p_mag - n_mag).double()
+        self.err = self.err + gamma(size + 3, U64) * (p_mag - n_mag)
         self.add_term(p_lo + n_hi)
         return []
+
+    def _sparse_start(self, lam_v: Tensor, fan: int) -> Tensor:
+        """``gamma(min(k, fan - 2) + 3) / gamma(fan)`` (at most 1) per row ``(m, N)``, ``k``
+        the row's non-zero coefficients (module docstring, "sparse rows")."""
+        m, n = lam_v.shape[:2]
+        k = (lam_v.detach().reshape(m, n, -1) != 0).sum(-1).clamp(max=fan - 2) + 3
+        ku = k.double() * self.state.unit
+        return (ku / (1.0 - ku) / self.state.g(fan)).clamp(max=1.0)
 
     def linear(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
         rule = self.plan.rules[name]
         node = self.plan.graph.node(name)
         term = _dot(lam_v, rule.bias) if rule.bias is not None else None
-        self.err = self.err + _dot(lam_v.abs(), self.state.q[name]).double()
+        err = _dot(lam_v.abs(), self.state.q[name]).double()
+        if name == self.start and node.op is OpKind.LINEAR:
+            err = err * self._sparse_start(lam_v, rule.fan)
+        self.err = self.err + err
         self.add_term(term)
         return [(node.inputs[pos], contribution)
                 for pos, contribution in zip(rule.var_pos,
@@ -221,7 +246,9 @@ def backward(state: BoundState, start: str, lam: Tensor, beta: Tensor | None = N
     zeros = torch.zeros((m, n), dtype=torch.float64, device=state.device)
     total = zeros if beta is None else beta.to(torch.float64)
     rules = _CrownRules(state, total, zeros, overrides or {}, splits or {}, capture)
+    rules.start = start
     if not exact_start:
         rules.err = rules.err + state.g(1) * _dot(lam.abs(), state.mag_w(start)).double()
     walk(rules, start, lam)
-    return rules.total - 2.0 * rules.err - gamma(rules.count + 2, U64) * rules.abs_terms
+    own = 1.0 + 2.0 * state.g(state.plan.max_node_size(start) + ERR_OWN_ROUNDINGS)
+    return rules.total - own * rules.err - gamma(rules.count + 2, U64) * rules.abs_terms
