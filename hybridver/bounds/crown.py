@@ -190,7 +190,7 @@ class _CrownRules(RuleTable):
         """``gamma(min(k, fan - 2) + 3) / gamma(fan)`` (at most 1) per row ``(m, N)``, ``k``
         the row's non-zero coefficients (module docstring, "sparse rows")."""
         m, n = lam_v.shape[:2]
-        k = (lam_v.detach().reshape(m, n, -1) != 0).sum(-1).clamp(max=fan - 2) + 3
+        k = torch.count_nonzero(lam_v.detach().reshape(m, n, -1), dim=-1).clamp(max=fan - 2) + 3
         ku = k.double() * self.state.unit
         return (ku / (1.0 - ku) / self.state.g(fan)).clamp(max=1.0)
 
