@@ -101,6 +101,18 @@ def optimizable_nodes(state: BoundState, start: str) -> list[str]:
             and getattr(plan.relaxations[name], "optimizable", False)]
 
 
+def smooth(state: BoundState, name: str) -> bool:
+    """Whether node ``name``'s relaxation is not piecewise linear (its parameters move
+    tangent points over a fraction of their sound range: ``AlphaConfig.smooth_lr``)."""
+    return not state.plan.relaxations[name].traits.piecewise_linear
+
+
+def learning_rates(state: BoundState, names: list[str], config: AlphaConfig) -> list[float]:
+    """Adam's learning rate of each node's parameters (``lr``, or ``smooth_lr``)."""
+    return [config.lr if config.smooth_lr is None or not smooth(state, n) else config.smooth_lr
+            for n in names]
+
+
 def _value_at_centre(state: BoundState, name: str, relaxed: Relaxed) -> tuple[Tensor, Tensor]:
     """Lower and upper line of ``relaxed`` evaluated at the centre of the operands' box."""
     plan = state.plan
@@ -226,7 +238,9 @@ def optimize(state: BoundState, start: str, lam: Tensor, beta: Tensor | None,
     if warm is not None:
         kept = ({k: (al.detach().clone(), au.detach().clone()) for k, (al, au) in alphas.items()},
                 {k: b.detach().clone() for k, b in betas.items()})
-    optimizer = _Adam([(params, config.lr), (list(betas.values()), config.beta_lr)])
+    rates = learning_rates(state, names, config)
+    optimizer = _Adam([([alphas[n][0], alphas[n][1]], lr) for n, lr in zip(names, rates)]
+                      + [(list(betas.values()), config.beta_lr)])
     best = crown_lower.detach().clone()
     stale = 0
     for it in range(config.iterations):

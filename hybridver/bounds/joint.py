@@ -97,11 +97,12 @@ def optimize(state: BoundState, lam: Tensor, beta: Tensor | None, crown_lower: T
         al, au = alpha_mod.initial_alphas(state, v)
         final[v] = (al.expand(m, *al.shape[1:]).clone(), au.expand(m, *au.shape[1:]).clone())
     inner = [t for per in sets.values() for pair in per.values() for t in pair]
-    outer = [t for pair in final.values() for t in pair]
-    params = inner + outer
+    outer = [(list(final[v]), lr) for v, lr in zip(
+        final_names, alpha_mod.learning_rates(state, final_names, opts))]
+    params = inner + [t for pair in final.values() for t in pair]
     for t in params:
         t.requires_grad_(True)
-    optimizer = alpha_mod._Adam([(inner, opts.intermediate_lr), (outer, opts.lr)])
+    optimizer = alpha_mod._Adam([(inner, opts.intermediate_lr), *outer])
     box = state.intervals[plan.input]
     floor = {p: state.intervals[p] for p in state.tightened}
     best = crown_lower.detach().clone()

@@ -68,7 +68,10 @@ class AlphaConfig:
     those intermediate parameters (decayed like ``lr``).  ``crown_gradient``: there, a
     neuron bound that is the tighter of its CROWN and IBP values passes on the gradient
     of its CROWN value (same bounds; without it the parameters of every bound where IBP
-    is tighter get no gradient and stay put; False only for ablation).
+    is tighter get no gradient and stay put; False only for ablation).  ``smooth_lr``:
+    the learning rate, instead of ``lr``, of the final pass's parameters of relaxations
+    that are not piecewise linear (sigmoid, tanh...: a parameter moves a tangent point
+    over a fraction of its sound range, where steps of ``lr`` overshoot); None: ``lr``.
     """
 
     iterations: int = 20
@@ -82,14 +85,16 @@ class AlphaConfig:
     optimize_intermediate: bool = True
     intermediate_lr: float = 0.1
     crown_gradient: bool = True
+    smooth_lr: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.iterations < 0 or self.patience < 0:
             raise ValueError("AlphaConfig: iterations and patience must be >= 0")
         if not self.lr > 0 or not 0 < self.lr_decay <= 1 or not self.beta_lr > 0 \
-                or not self.intermediate_lr > 0:
-            raise ValueError("AlphaConfig: lr, beta_lr and intermediate_lr must be > 0 and "
-                             "lr_decay in (0, 1]")
+                or not self.intermediate_lr > 0 or not (self.smooth_lr is None
+                                                        or self.smooth_lr > 0):
+            raise ValueError("AlphaConfig: lr, beta_lr, intermediate_lr and smooth_lr must "
+                             "be > 0 and lr_decay in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
