@@ -39,6 +39,16 @@ Invariant kept by the pass, in exact arithmetic over the floats actually compute
 * Concretization over a box ``[l, u]``: in float64, from the float64 interval (a working
   dtype coefficient times a float64 bound is one rounding of ``U64``), so
   ``gamma_64(n + 3) <|lam|, M>``.
+* Centred products: for a LINEAR node ``v = J x + b`` with ``x`` in ``[l, u]``, let
+  ``c = (l + u) / 2``, ``w >= |x - c|`` and ``d = fl(lam J) - lam J`` (the computed
+  coefficients minus the exact ones).  Then ``<lam J, x> = <fl(lam J), x> - <d, c> -
+  <d, x - c>`` where ``<d, c> = <fl(lam J), c> - <lam, J c>`` is computed (float64, from
+  ``J c`` computed once in float64) and added as a constant, and only
+  ``|<d, x - c>| <= gamma(K) <|lam|, |J| w>`` goes to ``err``: the product's error then
+  scales with the operand's width, not its magnitude (inputs and neurons far from 0 on
+  small boxes: dist_shift's inputs reach 130 where ``w`` is 0.13).  The float64 parts
+  add ``<|lam|, e> + gamma_64(n + 3) <|lam|, |J c|> + gamma_64(n_x + 3) <|fl(lam J)|, |c|>``
+  (``e`` bounds the rounding of ``J c``).
 * Sparse rows at the start: a linear start node's product ``lam J`` has at most ``k``
   non-zero products per entry where each row of ``lam`` has ``k`` non-zero entries (the
   one-hot rows of an intermediate bound, the few entries of a spec row); zero products
@@ -197,15 +207,25 @@ class _CrownRules(RuleTable):
     def linear(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
         rule = self.plan.rules[name]
         node = self.plan.graph.node(name)
-        term = _dot(lam_v, rule.bias) if rule.bias is not None else None
-        err = _dot(lam_v.abs(), self.state.q[name]).double()
+        out = [(node.inputs[pos], contribution)
+               for pos, contribution in zip(rule.var_pos,
+                                            linear_backward(rule, lam_v, self.deadline))]
+        self.add_term(_dot(lam_v, rule.bias) if rule.bias is not None else None)
+        centred = self.state.centred(name) if self.state.config.centred_products else None
+        err = _dot(lam_v.abs(), self.state.q[name] if centred is None else centred[3]).double()
         if name == self.start and node.op is OpKind.LINEAR:
             err = err * self._sparse_start(lam_v, rule.fan)
+        if centred is not None:  # module docstring, "centred products"
+            c, jc, e, _ = centred
+            lam64, coef64 = lam_v.double(), out[0][1].double()
+            at_c, = _dots(lam64, jc)
+            got_c, = _dots(coef64, c)
+            self.add_term(at_c - got_c)
+            err = (err + _dot(lam64.abs(), e) + gamma(node.size + 3, U64) * _dot(
+                lam64.abs(), jc.abs()) + gamma(c[0].numel() + 3, U64) * _dot(
+                coef64.abs(), c.abs()))
         self.err = self.err + err
-        self.add_term(term)
-        return [(node.inputs[pos], contribution)
-                for pos, contribution in zip(rule.var_pos,
-                                             linear_backward(rule, lam_v, self.deadline))]
+        return out
 
     def relaxed(self, name: str, lam_v: Tensor) -> list[tuple[str, Tensor]]:
         """``lam+ * lower_slope + lam- * upper_slope`` to the operands, the biases to

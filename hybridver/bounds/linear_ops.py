@@ -173,8 +173,9 @@ class LinearRule:
         if node.op is OpKind.LINEAR:
             self._weight = torch.as_tensor(np.asarray(node.consts["weight"]), dtype=dtype,
                                            device=device)
-            self._abs_weight64 = torch.as_tensor(np.abs(np.asarray(node.consts["weight"])),
-                                                 dtype=torch.float64, device=device)
+            self._weight64 = torch.as_tensor(np.asarray(node.consts["weight"]),
+                                             dtype=torch.float64, device=device)
+            self._abs_weight64 = self._weight64.abs()
             self._vjp = None
         else:
             work_consts = {p: v.to(dtype) if v.is_floating_point() else v
@@ -204,6 +205,10 @@ class LinearRule:
             return [out.reshape(*lam.shape[:-1], out.shape[-1])]
         grads = self._vjp(lam.reshape(m * n, 1, *self.node.shape))
         return [g.reshape(m, n, *self.shapes[p]) for g, p in zip(grads, self.var_pos)]
+
+    def apply64(self, x: Tensor) -> Tensor:
+        """LINEAR only: ``J x = x W^T`` in float64 for ``x: (N, *input shape)`` float64."""
+        return torch.matmul(x, self._weight64.T)
 
     def magnitude(self, mags: list[Tensor]) -> Tensor:
         """``sum_i |J_i| M_i`` (float64) for magnitudes ``M_i >= 0`` of the variable operands."""

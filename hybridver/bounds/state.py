@@ -18,6 +18,7 @@ from hybridver.bounds.intervals import Interval, UnsupportedBoundError
 from hybridver.bounds.linear_ops import broadcast_operand
 from hybridver.bounds.options import BoundConfig
 from hybridver.bounds.plan import GraphPlan, NodeKind
+from hybridver.ir.ops import OpKind
 from hybridver.numerics import U32, U64, U_BF16, U_TF32, gamma
 
 Tensor = torch.Tensor
@@ -87,6 +88,7 @@ class BoundState:
         self._work: dict[str, tuple[Tensor, Tensor]] = {}
         self._mag: dict[str, Tensor] = {}
         self._mag_w: dict[str, Tensor] = {}
+        self._centred: dict[str, tuple[Tensor, Tensor, Tensor, Tensor] | None] = {}
 
     # ----------------------------------------------------------------- intervals
     def set_interval(self, name: str, itv: Interval) -> None:
@@ -98,6 +100,8 @@ class BoundState:
         self.intervals[name] = itv
         for cache in (self._work, self._mag, self._mag_w):
             cache.pop(name, None)
+        for consumer in self.plan.graph.successors(name):
+            self._centred.pop(consumer, None)
 
     def work(self, name: str) -> tuple[Tensor, Tensor]:
         """Interval of ``name`` in the working dtype, rounded outward."""
@@ -118,6 +122,33 @@ class BoundState:
         if name not in self._mag_w:
             self._mag_w[name] = self.mag(name).to(self.dtype)
         return self._mag_w[name]
+
+    def centred(self, name: str) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+        """For a LINEAR node ``v = J x + b`` whose operand has a finite interval
+        ``[l, u]``: ``(c, J c, e, q_c)`` with ``c = (l + u) / 2`` (float64 ``(N, *x.shape)``),
+        ``J c`` in float64 and ``e`` its rounding bound (``(N, *v.shape)``), and ``q_c`` the
+        error weights of the node with the half-widths ``w >= |x - c|`` in place of the
+        magnitudes (working dtype); :mod:`hybridver.bounds.crown`, "centred products".
+        None otherwise."""
+        if name in self._centred:
+            return self._centred[name]
+        plan, out = self.plan, None
+        node = plan.graph.node(name)
+        if node.op is OpKind.LINEAR and self.kind(name) is NodeKind.LINEAR:
+            itv = self.intervals[node.inputs[0]]
+            lo, hi = itv.lower.detach(), itv.upper.detach()
+            if bool(torch.isfinite(lo).all() and torch.isfinite(hi).all()):
+                rule = plan.rules[name]
+                c = (lo + hi) / 2
+                half = torch.maximum(hi - c, c - lo) * (1 + 4 * U64)
+                jc = rule.apply64(c)
+                e = gamma(lo.shape[-1] + 2, U64) * rule.magnitude([c.abs()])
+                q = self.g(rule.fan) * rule.magnitude([half])
+                if rule.bias64 is not None:
+                    q = q + self.g(node.size + 3) * rule.bias64.abs()
+                out = (c, jc, e, q.to(self.dtype))
+        self._centred[name] = out
+        return out
 
     def kind(self, name: str) -> NodeKind:
         """The plan's kind of ``name``, or LEAF where this computation cut it out."""
