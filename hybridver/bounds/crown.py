@@ -47,8 +47,11 @@ Invariant kept by the pass, in exact arithmetic over the floats actually compute
   ``|<d, x - c>| <= gamma(K) <|lam|, |J| w>`` goes to ``err``: the product's error then
   scales with the operand's width, not its magnitude (inputs and neurons far from 0 on
   small boxes: dist_shift's inputs reach 130 where ``w`` is 0.13).  The float64 parts
-  add ``<|lam|, e> + gamma_64(n + 3) <|lam|, |J c|> + gamma_64(n_x + 3) <|fl(lam J)|, |c|>``
-  (``e`` bounds the rounding of ``J c``).
+  add ``<|lam|, s>``, ``s = (gamma_64(n_x + 2) + gamma_64(n_x + 3)(1 + gamma(K))) |J| |c|
+  + gamma_64(n + 3) |J c|``: the rounding of ``J c``, of ``<fl(lam J), c>`` (with
+  ``|fl(lam J)| <= (1 + gamma(K)) |lam| |J|``) and of ``<lam, J c>``.  Used only where
+  the centred weights are below half the usual ones in total (elsewhere the float64
+  correction costs more than it saves).
 * Sparse rows at the start: a linear start node's product ``lam J`` has at most ``k``
   non-zero products per entry where each row of ``lam`` has ``k`` non-zero entries (the
   one-hot rows of an intermediate bound, the few entries of a spec row); zero products
@@ -216,14 +219,10 @@ class _CrownRules(RuleTable):
         if name == self.start and node.op is OpKind.LINEAR:
             err = err * self._sparse_start(lam_v, rule.fan)
         if centred is not None:  # module docstring, "centred products"
-            c, jc, e, _ = centred
-            lam64, coef64 = lam_v.double(), out[0][1].double()
-            at_c, = _dots(lam64, jc)
-            got_c, = _dots(coef64, c)
-            self.add_term(at_c - got_c)
-            err = (err + _dot(lam64.abs(), e) + gamma(node.size + 3, U64) * _dot(
-                lam64.abs(), jc.abs()) + gamma(c[0].numel() + 3, U64) * _dot(
-                coef64.abs(), c.abs()))
+            c, jc, s, _ = centred
+            lam64 = lam_v.double()
+            self.add_term(_dot(lam64, jc) - _dot(out[0][1].double(), c))
+            err = err + _dot(lam64.abs(), s)
         self.err = self.err + err
         return out
 

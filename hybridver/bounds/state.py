@@ -125,11 +125,12 @@ class BoundState:
 
     def centred(self, name: str) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
         """For a LINEAR node ``v = J x + b`` whose operand has a finite interval
-        ``[l, u]``: ``(c, J c, e, q_c)`` with ``c = (l + u) / 2`` (float64 ``(N, *x.shape)``),
-        ``J c`` in float64 and ``e`` its rounding bound (``(N, *v.shape)``), and ``q_c`` the
-        error weights of the node with the half-widths ``w >= |x - c|`` in place of the
-        magnitudes (working dtype); :mod:`hybridver.bounds.crown`, "centred products".
-        None otherwise."""
+        ``[l, u]``: ``(c, J c, s, q_c)`` with ``c = (l + u) / 2`` (float64 ``(N, *x.shape)``),
+        ``J c`` in float64 and ``s`` the weights of its rounding terms (``(N, *v.shape)``),
+        and ``q_c`` the node's error weights with the half-widths ``w >= |x - c|`` in place
+        of the magnitudes (working dtype) (:mod:`hybridver.bounds.crown`, "centred
+        products").  None otherwise, and where ``q_c`` is not below half the usual weights
+        in total (the float64 correction would cost more than it saves)."""
         if name in self._centred:
             return self._centred[name]
         plan, out = self.plan, None
@@ -141,12 +142,18 @@ class BoundState:
                 rule = plan.rules[name]
                 c = (lo + hi) / 2
                 half = torch.maximum(hi - c, c - lo) * (1 + 4 * U64)
-                jc = rule.apply64(c)
-                e = gamma(lo.shape[-1] + 2, U64) * rule.magnitude([c.abs()])
                 q = self.g(rule.fan) * rule.magnitude([half])
                 if rule.bias64 is not None:
                     q = q + self.g(node.size + 3) * rule.bias64.abs()
-                out = (c, jc, e, q.to(self.dtype))
+                if float(q.sum()) < 0.15 * float(self.q[name].sum()):
+                    jc = rule.apply64(c)
+                    n_x = lo.shape[-1]
+                    abs_jc = rule.magnitude([c.abs()])
+                    # J c's rounding, <fl(lam J), c>'s (|fl(lam J)| <= (1 + g) |lam| |J|)
+                    # and <lam, J c>'s
+                    s = (gamma(n_x + 2, U64) + gamma(n_x + 3, U64) * (1 + self.g(rule.fan))) \
+                        * abs_jc + gamma(node.size + 3, U64) * jc.abs()
+                    out = (c, jc, s, q.to(self.dtype))
         self._centred[name] = out
         return out
 
