@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
     encode.add_parser(sub)
+    from hybridver.commands import crosscheck
+    crosscheck.add_parser(sub)
 
     run = sub.add_parser("run-instances", help="run a VNN-COMP instances.csv")
     run.add_argument("csv", metavar="CSV")
@@ -121,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run-instances":
             from hybridver.commands.run_instances import run_instances
             return run_instances(args)
+        if getattr(args, "handler", None) is not None:  # commands that name their handler
+            return args.handler(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:
         print(f"hybridver: error: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Soundness cross-checking: hidden-counterexample benchmarks and the harness that checks verifiers on them."""

@@ -1,0 +1,180 @@
+"""crosscheck's tool kinds beyond ``cmd:`` (a VNN-COMP folder, a recorded results CSV,
+Marabou's command line, hybridver itself) and resuming a killed run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hybridver.cli import main
+from hybridver.soundness.crosscheck import read_rows
+from tests.soundness.crosscheck_fixtures import fake_tool, write_benchmark
+from tests.soundness.test_crosscheck import crosscheck, row
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_killed_run_keeps_its_rows_and_resume_runs_only_the_rest(tmp_path):
+    csv = write_benchmark(tmp_path / "bench")
+    log = tmp_path / "tool.log"
+    slow = "time.sleep(0.7)\nanswer = 'unsat'"
+    tools = [fake_tool(tmp_path, "slow_a", slow), fake_tool(tmp_path, "slow_b", slow)]
+    report = tmp_path / "report"
+    argv = ["crosscheck", str(csv), *[a for t in tools for a in ("--tool", t)],
+            "--report", str(report), "--progress", "off", "--no-plots"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "FAKE_TOOL_LOG": str(log)}
+    proc = subprocess.Popen([sys.executable, "-m", "hybridver", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(read_rows(report / "rows.jsonl")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    before = (report / "rows.jsonl").read_text().splitlines()
+    finished = {(r["tool"], Path(r["vnnlib"]).name) for r in map(json.loads, before)}
+    assert 2 <= len(finished) < 4, "the run was not killed in the middle"
+    time.sleep(1.0)  # the tool that was running when crosscheck died ends on its own
+    os.environ["FAKE_TOOL_LOG"] = str(log)
+    try:
+        code = main([*argv, "--resume"])
+    finally:
+        del os.environ["FAKE_TOOL_LOG"]
+    after = (report / "rows.jsonl").read_text().splitlines()
+    assert code == 0 and after[:len(before)] == before and len(after) == 4
+    runs = [tuple(line.split()) for line in log.read_text().splitlines()]
+    for tool, prop in finished:  # a finished pair never runs again
+        assert runs.count((f"{tool}.py", prop)) == 1
+    data = json.loads((report / "report.json").read_text())
+    assert sorted((r["tool"], r["vnnlib"]) for r in data["rows"]) == sorted(
+        (t, f"vnnlib/{p}.vnnlib") for t in ("slow_a", "slow_b") for p in ("sat", "unsat"))
+
+
+def _script(path: Path, text: str) -> None:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_a_vnncomp_tool_folder_is_prepared_then_run(tmp_path):
+    csv = write_benchmark(tmp_path / "mybench")
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    calls = tmp_path / "calls"
+    _script(tool / "prepare_instance.sh",
+            f'#!/bin/bash\necho "prepare $*" >> {calls}\n[ "$1" = v1 ] || exit 1\n')
+    _script(tool / "run_instance.sh",
+            f'#!/bin/bash\necho "run $*" >> {calls}\n'
+            'case "$4" in */unsat.vnnlib) echo unsat > "$5";; '
+            '*) printf "sat\\n((X_0 1.0)\\n (X_1 1.0)\\n (Y_0 2.0)\\n (Y_1 0.0))\\n" > "$5";; '
+            "esac\n")
+    code, report = crosscheck(tmp_path, csv, [f"comp=vnncomp:{tool}"])
+    assert code == 0
+    assert row(report, "comp", "sat")["cex"]["status"] == "confirmed"
+    assert row(report, "comp", "unsat")["verdict"] == "unsat"
+    lines = calls.read_text().splitlines()
+    assert lines[0].split()[:3] == ["prepare", "v1", "mybench"]
+    run = lines[1].split()
+    assert run[:3] == ["run", "v1", "mybench"] and run[-1] == "30"
+    assert run[3].endswith("tiny.onnx") and run[4].endswith("sat.vnnlib")
+
+
+def test_a_failed_preparation_is_an_error_row(tmp_path):
+    csv = write_benchmark(tmp_path / "bench")
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    _script(tool / "prepare_instance.sh", "#!/bin/bash\necho cannot >&2\nexit 3\n")
+    _script(tool / "run_instance.sh", "#!/bin/bash\necho unsat > $5\n")
+    _, report = crosscheck(tmp_path, csv, [f"comp=vnncomp:{tool}"])
+    r = report["rows"][0]
+    assert r["verdict"] == "error" and "prepare_instance.sh failed" in r["message"]
+
+
+def test_recorded_competition_answers_are_cross_checked(tmp_path):
+    csv = write_benchmark(tmp_path / "bench", expected={"sat.vnnlib": "sat",
+                                                        "unsat.vnnlib": "unsat"})
+    recorded = tmp_path / "rec.csv"
+    recorded.write_text(
+        "tiny,vnncomp/benchmarks/tiny/onnx/tiny.onnx,vnncomp/benchmarks/tiny/vnnlib/"
+        "sat.vnnlib,0.1,unsat,3.5\n"
+        "tiny,vnncomp/benchmarks/tiny/onnx/tiny.onnx.gz,vnncomp/benchmarks/tiny/vnnlib/"
+        "unsat.vnnlib.gz,0.1,sat,1.25\n")
+    code, report = crosscheck(tmp_path, csv, [f"rec=results:{recorded}"])
+    assert code == 3
+    false_unsat, false_sat = row(report, "rec", "sat"), row(report, "rec", "unsat")
+    assert false_unsat["flags"] == ["FALSE_UNSAT"] and false_unsat["time_s"] == 3.5
+    assert false_sat["flags"] == ["INVALID_SAT"]
+    assert false_sat["cex"]["status"] == "unchecked"
+
+
+def test_recorded_acasxu_answers_of_vnncomp_2025(shared_benchmarks, tmp_path):
+    """The recorded answers of the 2025 competition on ACAS Xu against the expected
+    answers (those agree with the scoring, so no tool is flagged)."""
+    folder = shared_benchmarks / "acasxu"
+    recorded = folder / "results_vnncomp2025" / "nnenum.csv"
+    if not recorded.is_file():
+        pytest.skip("no recorded 2025 results")
+    subset = tmp_path / "acas.csv"
+    subset.write_text("".join(line + "\n" for line in
+                              (folder / "acasxu_instances.csv").read_text().splitlines()[:4]))
+    shutil.copy(folder / "expected_results.csv", tmp_path / "expected_results.csv")
+    code, report = crosscheck(tmp_path, subset, [f"nnenum=results:{recorded}"],
+                              "--root", str(folder))
+    assert code == 0 and len(report["rows"]) == 4
+    assert all(r["verdict"] in ("sat", "unsat") for r in report["rows"])
+
+
+_FAKE_MARABOU = """#!/usr/bin/env python3
+# prints what Marabou's command line prints, and writes its summary file
+import sys
+args = sys.argv[1:]
+onnx, vnnlib = args[0], args[1]
+summary = args[args.index("--summary-file") + 1]
+assert args[args.index("--timeout") + 1] == "30"
+if vnnlib.endswith("/sat.vnnlib"):
+    print("sat\\nInput assignment:\\n\\tx0 = 1.000000\\n\\tx1 = 1.000000\\n")
+    print("Output:\\n\\ty0 = 2.000000\\n\\ty1 = 0.000000\\n")
+    open(summary, "w").write("sat 0 0 0\\n")
+else:
+    print("unsat")
+    open(summary, "w").write("unsat 0 3 0\\n")
+"""
+
+
+def test_the_marabou_adapter_reads_its_verdict_and_assignment(tmp_path):
+    csv = write_benchmark(tmp_path / "bench")
+    fake = tmp_path / "Marabou"
+    _script(fake, _FAKE_MARABOU.replace("#!/usr/bin/env python3", f"#!{sys.executable}"))
+    code, report = crosscheck(tmp_path, csv, [f"mara=marabou:{fake}"])
+    assert code == 0
+    sat = row(report, "mara", "sat")
+    assert sat["verdict"] == "sat" and sat["cex"]["status"] == "confirmed"
+    assert row(report, "mara", "unsat")["verdict"] == "unsat"
+
+
+def test_real_marabou_on_the_tiny_net(tmp_path):
+    if shutil.which("Marabou") is None:
+        pytest.skip("Marabou is not installed (pip install maraboupy)")
+    csv = write_benchmark(tmp_path / "bench")
+    code, report = crosscheck(tmp_path, csv, ["marabou=marabou:"])
+    assert code == 0 and [r["verdict"] for r in report["rows"]] == ["sat", "unsat"]
+
+
+@pytest.mark.slow
+def test_hybridver_exact_highs_on_the_tiny_net(tmp_path):
+    csv = write_benchmark(tmp_path / "bench", expected={"sat.vnnlib": "sat",
+                                                        "unsat.vnnlib": "unsat"})
+    code, report = crosscheck(tmp_path, csv, ["highs=hybridver:exact:highs"], "--workers", "2")
+    sat, unsat = row(report, "highs", "sat"), row(report, "highs", "unsat")
+    assert sat["verdict"] == "sat" and sat["cex"]["status"] == "confirmed", sat
+    assert unsat["verdict"] == "unsat", unsat
+    assert code == 0 and report["summary"]["highs"]["solved"] == 2
