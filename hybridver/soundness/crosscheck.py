@@ -135,6 +135,7 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
         raise HybridverInputError("two --tool entries have the same name")
     progress = NullProgress() if progress is None else progress
     root = root if root is not None else csv_path.parent
+    report_dir = report_dir.resolve()  # tools run in folders of their own
     report_dir.mkdir(parents=True, exist_ok=True)
     progress.phase("checking witnesses" if witnesses_path else "reading instances")
     instances, files, checkers = _instances(csv_path, root, settings.timeout_cap_s,

@@ -53,8 +53,11 @@ def judge(instances: list[dict], rows: list[dict]) -> tuple[list[dict], list[dic
             evidence.append("expected sat")
         has_cex = bool(evidence)
         settled = "sat" if has_cex else "unsat" if inst.get("expected") == "unsat" else ""
-        verdicts = {r["verdict"] for r in inst_rows}
-        open_conflict = not settled and {"sat", "unsat"} <= verdicts
+        # an invalid counterexample's sat disagrees with nothing: it is already wrong
+        open_conflict = (not settled
+                         and any(r["verdict"] == "unsat" for r in inst_rows)
+                         and any(r["verdict"] == "sat" and _cex_status(r) != "invalid"
+                                 for r in inst_rows))
         for row in inst_rows:
             flags = []
             verdict, status = row["verdict"], _cex_status(row)

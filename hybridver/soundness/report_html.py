@@ -25,6 +25,7 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
 table { border-collapse: collapse; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
 th { background: #f0f0f0; position: sticky; top: 0; }
+td code { word-break: break-all; max-width: 40em; display: inline-block; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.cell { text-align: center; white-space: nowrap; }
 td.cell small { color: #666; }
@@ -183,7 +184,7 @@ def render_html(report: dict, plots: bool = True, scatter: tuple[str, str] | Non
     images = make_plots(report, scatter) if plots else None
     if images is None:
         text = PLOTS_HINT if plots else "plots were not asked for"
-        parts.append(f'<p class="note" id="plots-missing">{escape(text)}</p>')
+        parts.append(f'<p class="note" id="plots-missing">{escape(text, quote=False)}</p>')
     else:
         for title, uri in images:
             parts.append(f"<figure><img alt=\"{escape(title)}\" src=\"{uri}\">"

@@ -62,11 +62,13 @@ def make_plots(report: dict, scatter: tuple[str, str] | None = None
     plots = []
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.add_subplot()
-    for name, times in cactus_points(report).items():
+    curves = cactus_points(report)
+    for name, times in curves.items():
         ax.step(range(1, len(times) + 1), times, where="post", label=name, marker=".")
     ax.set_xlabel("instances solved")
     ax.set_ylabel("time per instance (s)")
-    ax.set_yscale("log")
+    if any(t > 0 for times in curves.values() for t in times):
+        ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
     plots.append(("Cactus plot: solved instances, sorted by time", _png(fig)))

@@ -190,3 +190,23 @@ def test_the_tool_gets_its_placeholders(tmp_path):
     assert args[0].endswith("tiny.onnx") and args[1].endswith("sat.vnnlib") and args[3] == "7"
     assert report["rows"][0]["verdict"] == "unknown"
 
+
+
+def test_relative_paths_of_csv_and_report(tmp_path, monkeypatch):
+    """Tools run in folders of their own: the paths they get must not be relative."""
+    write_benchmark(tmp_path / "bench")
+    tool = fake_tool(tmp_path, "correct")
+    monkeypatch.chdir(tmp_path)
+    code = main(["crosscheck", "bench/instances.csv", "--tool", tool, "--report", "rel",
+                 "--progress", "off", "--no-plots"])
+    report = json.loads((tmp_path / "rel" / "report.json").read_text())
+    assert code == 0 and [r["verdict"] for r in report["rows"]] == ["sat", "unsat"]
+
+
+def test_an_invalid_sat_does_not_make_the_unsat_tools_disagree(tmp_path):
+    csv = write_benchmark(tmp_path / "bench")
+    code, report = crosscheck(tmp_path, csv, [fake_tool(tmp_path, "wrong_cex"),
+                                              fake_tool(tmp_path, "correct")])
+    assert row(report, "correct", "unsat")["flags"] == []
+    assert row(report, "wrong_cex", "unsat")["flags"] == ["INVALID_SAT"]
+    assert code == 3 and report["disagreements"] == 0
