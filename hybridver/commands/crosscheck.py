@@ -19,7 +19,9 @@ tool kinds:
   vnncomp:DIR               a VNN-COMP tool folder (prepare_instance.sh, run_instance.sh)
   cmd:TEMPLATE              a shell command with {onnx} {vnnlib} {results} {timeout}
                             {category}; it writes a VNN-COMP results file to {results}
-  results:CSV               answers recorded in a VNN-COMP results CSV (nothing runs)
+  results:CSV[,CEDIR]       answers recorded in a VNN-COMP results CSV (nothing runs);
+                            a sat is checked with ONNX_VNNLIB.counterexample[.gz] from
+                            CEDIR (default: the CSV's folder) when there is one
 
 flags per row: FALSE_UNSAT (unsat where a counterexample exists: a planted witness, a
 confirmed counterexample of any tool, or expected sat), INVALID_SAT (sat without a valid

@@ -113,7 +113,8 @@ def _instances(csv_path: Path, root: Path, cap: float | None, witnesses_path: Pa
             check = checker.check(w.x, w.y, source="witness")
             witness = {**check.to_json(), "planted_margin": w.margin}
         instances.append({"index": len(instances), "onnx": key[0], "vnnlib": key[1],
-                          "timeout_s": timeout, "expected": exp, "witness": witness})
+                          "timeout_s": timeout, "csv_timeout_s": inst.timeout_s,
+                          "expected": exp, "witness": witness})
         files.append((onnx, vnnlib))
         checkers.append(checker)
     return instances, files, checkers
@@ -166,10 +167,12 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
         cex = None
         if answer.verdict == "sat":
             cex = (CexCheck("unchecked", "recorded answer: no counterexample to check")
-                   if tool.kind == "results" else checkers[k].check(answer.x, answer.y,
-                                                                    tool.name))
+                   if tool.kind == "results" and answer.x is None
+                   else checkers[k].check(answer.x, answer.y, tool.name))
+        # a recorded answer ran under the instance's own limit, not the cap
+        limit = inst["csv_timeout_s"] if tool.kind == "results" else inst["timeout_s"]
         row = {"onnx": inst["onnx"], "vnnlib": inst["vnnlib"], "tool": tool.name,
-               "timeout_s": inst["timeout_s"], "verdict": answer.verdict,
+               "timeout_s": limit, "verdict": answer.verdict,
                "time_s": round(answer.time_s, 4), "prep_time_s": round(answer.prep_time_s, 4),
                "killed": answer.killed, "exit_code": answer.exit_code,
                "message": answer.message, "cex": None if cex is None else cex.to_json()}

@@ -5,7 +5,7 @@
      "instances_csv": path, "witnesses": path or null, "category": name,
      "settings": {"workers", "grace_s", "timeout_cap_s", "resume"},
      "tools": [{"name", "kind", "command"}],
-     "instances": [{"index", "onnx", "vnnlib", "timeout_s", "expected",
+     "instances": [{"index", "onnx", "vnnlib", "timeout_s", "csv_timeout_s", "expected",
                     "witness": null or {"status", "reason", "margin", "input_excess",
                                         "y_rel_error", "planted_margin"},
                     "has_counterexample", "settled", "evidence": [...]}],
@@ -20,7 +20,9 @@
 ``verdict``: sat / unsat / timeout / unknown / error; ``cex.status``: confirmed /
 tolerance / invalid / unchecked (:mod:`crosscheck_check`); ``flags``: FALSE_UNSAT,
 INVALID_SAT, DISAGREEMENT, OVER_TIME (:mod:`crosscheck_judge`); ``margin``: ``max(C y +
-d)`` of the violated disjunct on onnxruntime (<= 0 violates; null for -inf).  Rows are
+d)`` of the violated disjunct on onnxruntime (<= 0 violates; null for -inf); an
+instance's ``timeout_s`` is its CSV limit after ``--timeout-cap`` (``csv_timeout_s``
+before), and a row's is the limit it ran under (a recorded answer's: the CSV's).  Rows are
 in instance order, then tool order.
 """
 

@@ -12,9 +12,11 @@ Kinds (each answers one instance with a VNN-COMP results file, :mod:`tools_run`)
   VNNLIB`` (must exit 0), then ``DIR/run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS T``;
 * ``cmd:TEMPLATE``: any shell command; ``{onnx} {vnnlib} {results} {timeout}
   {category}`` are replaced (shell-quoted) and it must write the results file;
-* ``results:CSV``: answers recorded in a VNN-COMP results CSV (``category, onnx, vnnlib,
-  prep_time, result, time``, matched on the file names); nothing runs, and a recorded
-  ``sat`` has no counterexample to check.
+* ``results:CSV[,CEDIR]``: answers recorded in a VNN-COMP results CSV (``category, onnx,
+  vnnlib, prep_time, result, time``, matched on the file names); nothing runs.  A recorded
+  ``sat`` is checked with its counterexample file ``{onnx}_{vnnlib}.counterexample[.gz]``
+  (file stems; the competition's results repositories keep them beside the CSV) from
+  CEDIR, else from the CSV's folder; without one it stays unchecked.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from hybridver.specs.instances import strip_gz
 
 __all__ = ["Tool", "KINDS", "parse_tool", "hybridver_command", "marabou_executable",
            "marabou_command", "cmd_command", "vnncomp_commands", "RecordedAnswer",
-           "read_recorded", "recorded_key"]
+           "read_recorded", "recorded_key", "results_paths", "recorded_counterexample"]
 
 KINDS = ("hybridver", "marabou", "vnncomp", "cmd", "results")
 _MODES = ("hybrid", "exact")
@@ -98,7 +100,11 @@ def parse_tool(text: str) -> Tool:
             if not (folder / script).is_file():
                 raise HybridverInputError(f"--tool {name}: {folder / script} not found")
     elif kind == "results":
-        tool = dataclasses.replace(tool, recorded=read_recorded(Path(tool.arg)))
+        csv_path, ce_dir = results_paths(tool)
+        if not ce_dir.is_dir():
+            raise HybridverInputError(f"--tool {name}: counterexample folder {ce_dir} not "
+                                      "found")
+        tool = dataclasses.replace(tool, recorded=read_recorded(csv_path))
     return tool
 
 
@@ -141,6 +147,24 @@ def vnncomp_commands(tool: Tool, onnx: Path, vnnlib: Path, results: Path, timeou
     run = ["bash", str(folder / "run_instance.sh"), "v1", category, str(onnx), str(vnnlib),
            str(results), f"{timeout_s:g}"]
     return prepare, run
+
+
+def results_paths(tool: Tool) -> tuple[Path, Path]:
+    """``(CSV, counterexample folder)`` of a ``results:CSV[,CEDIR]`` tool."""
+    csv_text, _, ce_text = tool.arg.partition(",")
+    csv_path = Path(csv_text.strip())
+    return csv_path, Path(ce_text.strip()) if ce_text.strip() else csv_path.parent
+
+
+def recorded_counterexample(tool: Tool, onnx: str, vnnlib: str) -> Path | None:
+    """The counterexample file of a recorded ``sat``, or None."""
+    _, ce_dir = results_paths(tool)
+    onnx_name, vnnlib_name = recorded_key(onnx, vnnlib)
+    stem = f"{Path(onnx_name).stem}_{Path(vnnlib_name).stem}.counterexample"
+    for name in (stem, stem + ".gz"):
+        if (ce_dir / name).is_file():
+            return ce_dir / name
+    return None
 
 
 def read_recorded(path: Path) -> dict[tuple[str, str], RecordedAnswer]:

@@ -178,3 +178,34 @@ def test_hybridver_exact_highs_on_the_tiny_net(tmp_path):
     assert sat["verdict"] == "sat" and sat["cex"]["status"] == "confirmed", sat
     assert unsat["verdict"] == "unsat", unsat
     assert code == 0 and report["summary"]["highs"]["solved"] == 2
+
+
+def test_a_recorded_answer_is_timed_against_the_csvs_limit_not_the_cap(tmp_path):
+    csv = write_benchmark(tmp_path / "bench", timeout=100)
+    recorded = tmp_path / "rec.csv"
+    recorded.write_text("tiny,tiny.onnx,sat.vnnlib,0.1,unknown,1\n"
+                        "tiny,tiny.onnx,unsat.vnnlib,0.1,unsat,50\n")
+    _, report = crosscheck(tmp_path, csv, [f"rec=results:{recorded}"], "--timeout-cap", "10")
+    r = row(report, "rec", "unsat")
+    assert r["timeout_s"] == 100 and r["flags"] == [] and r["solved"]
+    assert report["instances"][1]["timeout_s"] == 10
+
+
+def test_recorded_counterexample_files_are_checked(tmp_path):
+    import gzip
+    csv = write_benchmark(tmp_path / "bench")
+    ce = tmp_path / "ces"
+    ce.mkdir()
+    # the competition's files: the assignment alone, gzipped or not
+    (ce / "tiny_sat.counterexample.gz").write_bytes(gzip.compress(
+        b"((X_0 1.0)\n(X_1 1.0)\n(Y_0 2.0)\n(Y_1 0.0))\n"))
+    (ce / "tiny_unsat.counterexample").write_text("((X_0 0.5)\n(X_1 0.5)\n(Y_0 1.0)\n(Y_1 0.0))")
+    recorded = tmp_path / "rec.csv"
+    recorded.write_text("tiny,tiny.onnx,sat.vnnlib,0,sat,1\ntiny,tiny.onnx,unsat.vnnlib,0,sat,1\n")
+    code, report = crosscheck(tmp_path, csv, [f"rec=results:{recorded},{ce}",
+                                              fake_tool(tmp_path, "always_unsat")])
+    good, bad = row(report, "rec", "sat"), row(report, "rec", "unsat")
+    assert good["cex"]["status"] == "confirmed" and good["flags"] == []
+    assert bad["cex"]["status"] == "invalid" and bad["flags"] == ["INVALID_SAT"]
+    assert row(report, "always_unsat", "sat")["flags"] == ["FALSE_UNSAT"]
+    assert report["instances"][0]["evidence"] == ["counterexample of rec"] and code == 3
