@@ -153,6 +153,7 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
     rows, lock, inputs = list(kept), threading.Lock(), _Inputs(report_dir / "inputs")
     total = len(pending)
     counter = {"done": 0}
+    stopping = threading.Event()  # interrupted: runs cut short are not rows
 
     def one(inst: dict, tool: Tool) -> None:
         k = inst["index"]
@@ -177,6 +178,8 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
                "killed": answer.killed, "exit_code": answer.exit_code,
                "message": answer.message, "cex": None if cex is None else cex.to_json()}
         with lock:
+            if stopping.is_set():
+                return
             with rows_path.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
                 handle.flush()
@@ -195,6 +198,7 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
             for future in concurrent.futures.as_completed(futures):
                 future.result()
         except BaseException:
+            stopping.set()
             for future in futures:
                 future.cancel()
             kill_running()

@@ -209,3 +209,30 @@ def test_recorded_counterexample_files_are_checked(tmp_path):
     assert bad["cex"]["status"] == "invalid" and bad["flags"] == ["INVALID_SAT"]
     assert row(report, "always_unsat", "sat")["flags"] == ["FALSE_UNSAT"]
     assert report["instances"][0]["evidence"] == ["counterexample of rec"] and code == 3
+
+
+def test_an_interrupted_run_kills_its_tools_and_keeps_no_row_for_them(tmp_path):
+    csv = write_benchmark(tmp_path / "bench", timeout=300)
+    pids = tmp_path / "pids"
+    body = f"open({str(pids)!r}, 'a').write(str(os.getpid()) + '\\n')\ntime.sleep(300)\n"
+    tool = fake_tool(tmp_path, "hangs", "import os\n" + body + "answer = 'unsat'")
+    report = tmp_path / "report"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hybridver", "crosscheck", str(csv), "--tool", tool,
+         "--report", str(report), "--progress", "off", "--no-plots"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (pids.exists() and pids.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    assert read_rows(report / "rows.jsonl") == []
+    pid = int(pids.read_text().split()[0])
+    time.sleep(0.2)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return
+    assert open(f"/proc/{pid}/stat").read().split()[2] == "Z", "the tool still runs"
