@@ -94,6 +94,12 @@ def parse_tool(text: str) -> Tool:
             raise HybridverInputError(f"--tool {name}: bad template ({exc!r}); placeholders "
                                       f"are {', '.join('{' + p + '}' for p in _PLACEHOLDERS)}"
                                       ) from None
+    elif kind == "marabou":
+        if marabou_executable(tool) is None:
+            where = tool.arg or "no Marabou on PATH"
+            raise HybridverInputError(f"--tool {name}: Marabou not found ({where}); pip "
+                                      "install maraboupy, or give its path: "
+                                      "marabou:/path/to/Marabou")
     elif kind == "vnncomp":
         folder = Path(tool.arg)
         for script in ("prepare_instance.sh", "run_instance.sh"):

@@ -167,6 +167,7 @@ def test_two_workers_give_the_same_rows(tmp_path):
     (["--tool", "h=hybridver:fast"], "MODE"),
     (["--tool", "c=cmd:run {nosuch}"], "placeholders"),
     (["--tool", "v=vnncomp:/nonexistent"], "prepare_instance.sh"),
+    (["--tool", "m=marabou:/nonexistent/Marabou"], "Marabou not found"),
 ])
 def test_bad_tools_exit_2_with_one_line(tmp_path, capsys, argv, words):
     csv = write_benchmark(tmp_path / "bench")
