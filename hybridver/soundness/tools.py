@@ -9,7 +9,8 @@ Kinds (each answers one instance with a VNN-COMP results file, :mod:`tools_run`)
   the verdict is the summary file's first word, the counterexample the ``xI = v`` /
   ``yJ = v`` lines it prints after ``sat``;
 * ``vnncomp:DIR``: a VNN-COMP tool folder: ``DIR/prepare_instance.sh v1 CATEGORY ONNX
-  VNNLIB`` (must exit 0), then ``DIR/run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS T``;
+  VNNLIB`` (must exit 0), then ``DIR/run_instance.sh v1 CATEGORY ONNX VNNLIB RESULTS T``,
+  both with ``TMPDIR`` set to the run's own folder;
 * ``cmd:TEMPLATE``: any shell command; ``{onnx} {vnnlib} {results} {timeout}
   {category}`` are replaced (shell-quoted) and it must write the results file;
 * ``results:CSV[,CEDIR]``: answers recorded in a VNN-COMP results CSV (``category, onnx,

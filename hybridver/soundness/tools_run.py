@@ -47,21 +47,47 @@ class ToolAnswer:
     message: str = ""
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM to the process group, then SIGKILL after a second (a tool that traps
-    TERM and its children are gone either way)."""
-    for sig, wait_s in ((signal.SIGTERM, 1.0), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except OSError:  # the group is gone
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            if sig == signal.SIGTERM:
-                os.killpg(proc.pid, signal.SIGKILL)  # children that outlived the leader
-            return
-        except (subprocess.TimeoutExpired, OSError):
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (from ``/proc``; [] where there is none), also
+    those that left its process group (``setsid``, as VNN-COMP scripts do)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.name.isdigit():
             continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as handle:
+                ppid = int(handle.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_all(proc: subprocess.Popen, pids: list[int], sig: int) -> None:
+    for send, target in [(os.killpg, proc.pid)] + [(os.kill, p) for p in pids]:
+        try:
+            send(target, sig)
+        except OSError:  # gone already
+            pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the tool's process group and every descendant (found before any dies),
+    then SIGKILL to all after a second: a tool that traps TERM, its children and the
+    children it started in sessions of their own are gone either way."""
+    tree = _descendants(proc.pid)
+    _signal_all(proc, tree, signal.SIGTERM)
+    try:
+        proc.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_all(proc, tree, signal.SIGKILL)
+    proc.wait()
 
 
 def run_process(cmd: list[str] | str, limit_s: float, cwd: Path, env: dict[str, str] | None
@@ -210,11 +236,14 @@ def run_tool(tool: T.Tool, onnx: Path, vnnlib: Path, timeout_s: float, grace_s: 
         output, code, elapsed, killed = run_process(cmd, limit, work)
         return _marabou_answer(summary, output, elapsed, code, killed)
     prepare, run = T.vnncomp_commands(tool, onnx, vnnlib, results, timeout_s, category)
-    output, code, prep_s, killed = run_process(prepare, limit, work)
+    # each run its own TMPDIR: a script's files there (VNN-COMP tools keep pid files to
+    # stop a previous instance) are not shared with runs in parallel workers
+    env = {**os.environ, "TMPDIR": str(work)}
+    output, code, prep_s, killed = run_process(prepare, limit, work, env)
     if killed or code != 0:
         return ToolAnswer("error", prep_s, killed=killed, exit_code=code, prep_time_s=prep_s,
                           message=f"prepare_instance.sh failed (exit {code}): {_tail(output)}")
-    return _from_results_file(results, *_run(run, limit, work), prep_s=prep_s)
+    return _from_results_file(results, *_run(run, limit, work, env), prep_s=prep_s)
 
 
 def _run(cmd, limit: float, work: Path, env=None) -> tuple[float, int | None, str, bool]:

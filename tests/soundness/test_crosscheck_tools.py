@@ -236,3 +236,36 @@ def test_an_interrupted_run_kills_its_tools_and_keeps_no_row_for_them(tmp_path):
     except ProcessLookupError:
         return
     assert open(f"/proc/{pid}/stat").read().split()[2] == "Z", "the tool still runs"
+
+
+def test_a_script_child_in_its_own_session_is_killed_too(tmp_path):
+    """VNN-COMP scripts start the verifier with setsid: killing the script's process group
+    alone would leave it running."""
+    csv = write_benchmark(tmp_path / "bench", timeout=1)
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    pids = tmp_path / "pids"
+    _script(tool / "prepare_instance.sh", "#!/bin/bash\nexit 0\n")
+    _script(tool / "run_instance.sh",
+            f'#!/bin/bash\nsetsid sleep 300 &\necho $! >> {pids}\nwait\n')
+    _, report = crosscheck(tmp_path, csv, [f"comp=vnncomp:{tool}"], "--grace", "0.5")
+    assert [r["verdict"] for r in report["rows"]] == ["timeout", "timeout"]
+    time.sleep(0.2)
+    for pid in pids.read_text().split():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue
+        assert open(f"/proc/{pid}/stat").read().split()[2] == "Z", "setsid child survived"
+
+
+@pytest.mark.slow
+def test_hybridvers_own_vnncomp_scripts_through_the_vnncomp_kind(tmp_path, monkeypatch):
+    if not (REPO / "vnncomp" / "run_instance.sh").is_file():
+        pytest.skip("no vnncomp/ scripts in this tree")
+    csv = write_benchmark(tmp_path / "bench")
+    monkeypatch.setenv("HYBRIDVER", f"{sys.executable} -m hybridver")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    code, report = crosscheck(tmp_path, csv, [f"hv=vnncomp:{REPO / 'vnncomp'}"])
+    assert [r["verdict"] for r in report["rows"]] == ["sat", "unsat"], report["rows"]
+    assert row(report, "hv", "sat")["cex"]["status"] == "confirmed" and code == 0
