@@ -58,7 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--timeout-cap", type=positive_float, metavar="S",
                         help="cap each instance's time limit at S seconds")
     parser.add_argument("--grace", type=positive_float, default=10.0, metavar="S",
-                        help="seconds past the limit before a tool's process group is "
+                        help="seconds past the limit before a tool's process tree is "
                              "killed (default: 10.0)")
     parser.add_argument("--category", metavar="NAME",
                         help="benchmark name given to VNN-COMP scripts (default: the CSV's "
