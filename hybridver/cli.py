@@ -86,8 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
     encode.add_parser(sub)
-    from hybridver.commands import crosscheck
-    crosscheck.add_parser(sub)
 
     run = sub.add_parser("run-instances", help="run a VNN-COMP instances.csv")
     run.add_argument("csv", metavar="CSV")
@@ -101,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                      help="live line per running instance on stderr: auto (when stderr is a "
                           "terminal), on, off")
+    from hybridver.commands import crosscheck
+    crosscheck.add_parser(sub)
     return parser
 
 
@@ -123,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run-instances":
             from hybridver.commands.run_instances import run_instances
             return run_instances(args)
-        if getattr(args, "handler", None) is not None:  # commands that name their handler
-            return args.handler(args)
+        if args.command == "crosscheck":
+            from hybridver.commands.crosscheck import run_crosscheck_command
+            return run_crosscheck_command(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:
         print(f"hybridver: error: {exc}", file=sys.stderr)

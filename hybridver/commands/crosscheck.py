@@ -75,7 +75,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                         help="live progress line on stderr: auto (when stderr is a "
                              "terminal), on, off (default: auto)")
-    parser.set_defaults(handler=run_crosscheck_command)
     return parser
 
 
