@@ -16,6 +16,8 @@ import dataclasses
 
 import numpy as np
 
+from hybridver.errors import HybridverInputError
+
 __all__ = ["Boxes", "make_boxes", "neighbour_vertices"]
 
 
@@ -54,13 +56,29 @@ def _f32(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).astype(np.float64)
 
 
+def _spread_points(k: int, n: int, gap: float, rng: np.random.Generator) -> np.ndarray:
+    """``k`` points uniform in ``[-1, 1]^n``, each at L_inf distance >= ``gap`` from the
+    others (drawn again while one is too close), so boxes of radius ``gap / 4`` keep a
+    free band of two radii between them."""
+    points = np.zeros((0, n))
+    for _ in range(1000 * max(1, k)):
+        if len(points) == k:
+            return points
+        x = rng.uniform(-1.0, 1.0, size=n)
+        if not len(points) or np.abs(points - x).max(1).min() >= gap:
+            points = np.vstack([points, x])
+    raise HybridverInputError(f"cannot place {k} boxes of radius {gap / 4:g} apart in {n} dimensions "
+                     "(fewer boxes, a smaller eps or more input dimensions)")
+
+
 def make_boxes(n_inputs: int, n_classes: int, eps: float, n_planted: int, n_normal: int,
                rng: np.random.Generator) -> Boxes:
-    """Centers uniform in ``[-1, 1]^n`` (rounded to float32), random labels; planted boxes
+    """Centers uniform in ``[-1, 1]^n`` (rounded to float32), at L_inf distance >= ``4 eps``
+    from each other, random labels; planted boxes
     get a random target class other than their label and a random vertex.  The bounds are
     ``center -+ eps`` rounded to the nearest float32 number."""
     k = n_planted + n_normal
-    center = _f32(rng.uniform(-1.0, 1.0, size=(k, n_inputs)))
+    center = _f32(_spread_points(k, n_inputs, 4.0 * eps, rng))
     lower = _f32(center - eps)
     upper = _f32(center + eps)
     label = rng.integers(0, n_classes, size=k)

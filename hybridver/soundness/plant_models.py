@@ -15,6 +15,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from hybridver.soundness.plant_archs import DEFAULT_ARCHITECTURES
+
 __all__ = ["ARCHITECTURES", "DEFAULT_ARCHITECTURES", "PlantedNet", "build_model", "input_shape",
            "image_shape"]
 
@@ -103,20 +105,18 @@ class AttentionNet(nn.Module):
         return self.head(t)
 
 
-#: name -> (builder(shape, n_classes, width), reads an image, description)
-ARCHITECTURES: dict[str, tuple[Callable[[tuple, int, int], nn.Module], bool, str]] = {
-    "mlp": (_mlp(nn.ReLU), False, "two hidden ReLU layers"),
-    "mlp-sigmoid": (_mlp(nn.Sigmoid), False, "two hidden sigmoid layers"),
-    "mlp-tanh": (_mlp(nn.Tanh), False, "two hidden tanh layers"),
-    "mlp-gelu": (_mlp(nn.GELU), False, "two hidden GELU layers (exported with Erf)"),
-    "cnn": (_cnn, True, "two ReLU convolutions, two linear layers"),
-    "cnn-avgpool": (_cnn_avgpool, True, "convolutions with 2x2 average pooling"),
-    "resnet": (ResidualNet, True, "a convolutional residual block"),
-    "attention": (AttentionNet, True, "one self-attention block over the image rows"),
+#: name -> (builder(shape, n_classes, width), reads an image); the names and their
+#: descriptions are :data:`hybridver.soundness.plant_archs.ARCHITECTURE_NAMES`
+ARCHITECTURES: dict[str, tuple[Callable[[tuple, int, int], nn.Module], bool]] = {
+    "mlp": (_mlp(nn.ReLU), False),
+    "mlp-sigmoid": (_mlp(nn.Sigmoid), False),
+    "mlp-tanh": (_mlp(nn.Tanh), False),
+    "mlp-gelu": (_mlp(nn.GELU), False),
+    "cnn": (_cnn, True),
+    "cnn-avgpool": (_cnn_avgpool, True),
+    "resnet": (ResidualNet, True),
+    "attention": (AttentionNet, True),
 }
-
-#: the architectures of the default benchmark
-DEFAULT_ARCHITECTURES = ("mlp", "mlp-tanh", "cnn", "cnn-avgpool", "resnet", "attention")
 
 
 def build_model(arch: str, shape: tuple, n_classes: int, width: int,
