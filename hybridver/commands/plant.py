@@ -40,7 +40,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="output classes")
     parser.add_argument("--eps", type=positive_float, default=0.1,
                         help="L_inf radius of every box (points lie in [-1, 1]^N)")
-    parser.add_argument("--planted", type=_count, default=2, metavar="N",
+    parser.add_argument("--planted", type=_count, default=3, metavar="N",
                         help="instances with a hidden counterexample per model")
     parser.add_argument("--clean", type=_count, default=2, metavar="N",
                         help="instances without a planted counterexample per model")
@@ -54,6 +54,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                         help="live progress line on stderr while training: auto (when "
                              "stderr is a terminal), on, off")
+    parser.add_argument("--no-branch", dest="branch", action="store_false",
+                        help="no side branch of vertex bumps: the plain network must learn "
+                             "the counterexample (the check attack then usually finds it, "
+                             "and the model is left out)")
     parser.add_argument("--force", action="store_true",
                         help="replace OUT_DIR when it exists and is not empty")
     return parser
@@ -68,6 +72,7 @@ def run_plant(args: argparse.Namespace) -> int:
         archs=tuple(args.arch) if args.arch else DEFAULT_ARCHITECTURES,
         input_dim=args.input_dim, n_classes=args.classes, eps=args.eps,
         planted=args.planted, clean=args.clean, seed=args.seed, timeout_s=args.timeout,
+        branch=args.branch,
         train=dataclasses.replace(base.train, epochs=args.epochs))
     check_settings(settings)
     with make_progress(args.progress, label="plant") as progress:

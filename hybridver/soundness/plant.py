@@ -22,6 +22,7 @@ that never passes is left out of the benchmark and reported.
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import shutil
 import tempfile
@@ -55,9 +56,9 @@ class PlantSettings:
     input_dim: int = 16
     n_classes: int = 3
     eps: float = 0.1
-    planted: int = 2
+    planted: int = 3
     clean: int = 2
-    normal: int = 12  # unplanted boxes trained per model (the clean ones come from them)
+    normal: int = 12  # unplanted boxes per model (at least 2 * clean; clean ones come from them)
     width: int = 32
     seed: int = 0
     timeout_s: float = 60.0  # written into the CSV files
@@ -94,6 +95,13 @@ def check_settings(settings: PlantSettings) -> None:
         raise HybridverInputError("no architecture given")
     if settings.input_dim < 2 or settings.n_classes < 2:
         raise HybridverInputError("--input-dim and --classes must be at least 2")
+    samples = settings.attack.vertex_points
+    if settings.planted and 2.0 ** settings.input_dim < 4 * samples:
+        need = math.ceil(math.log2(4 * samples))
+        raise HybridverInputError(
+            f"--input-dim {settings.input_dim}: a planted vertex cannot hide among "
+            f"{2 ** settings.input_dim} vertices from {samples} sampled ones; use at least "
+            f"{need} inputs")
     if not 0 < settings.eps <= 0.25:
         raise HybridverInputError(f"--eps must be in (0, 0.25], not {settings.eps:g} (the "
                                   "boxes sit around points in [-1, 1]^n and must not overlap)")
@@ -138,7 +146,8 @@ def _try_model(arch: str, index: int, attempt: int, settings: PlantSettings, onn
     seed = _seed(settings, index, attempt)
     rng = np.random.default_rng(seed)
     n, k = settings.input_dim, settings.n_classes
-    boxes = make_boxes(n, k, settings.eps, settings.planted, settings.normal, rng)
+    n_normal = max(settings.normal, 2 * settings.clean)
+    boxes = make_boxes(n, k, settings.eps, settings.planted, n_normal, rng)
     shape = input_shape(arch, n)
     model = build_model(arch, shape, k, settings.width, seed)
     if settings.branch and settings.planted:
@@ -148,6 +157,7 @@ def _try_model(arch: str, index: int, attempt: int, settings: PlantSettings, onn
                           settings.bump_depth, settings.bump_gain)
     epochs = settings.train.epochs
     progress.phase(f"train {arch} (try {attempt + 1})")
+    progress.update(epoch=f"0/{epochs}", loss="-")
     trained = train_model(model, shape, boxes, settings.train, seed,
                           lambda epoch, loss: progress.update(epoch=f"{epoch}/{epochs}",
                                                               loss=f"{loss:.3g}"))
@@ -172,8 +182,9 @@ def _try_model(arch: str, index: int, attempt: int, settings: PlantSettings, onn
                         for b, o in enumerate(outcomes)]
     broken = [b for b in range(boxes.n_planted) if outcomes[b].found]
     if broken:
+        first = outcomes[broken[0]]
         record["why"] = (f"the attack found a counterexample in planted box {broken[0]} "
-                         f"(violation {outcomes[broken[0]].best:.3g}, {outcomes[broken[0]].method})")
+                         f"(violation {first.best:.3g}, {first.method})")
         return record
     centers = ort(boxes.center.reshape(-1, *ort.input_shape)).reshape(len(boxes.label), -1)
     clean = [b for b in range(boxes.n_planted, boxes.n_boxes)
@@ -229,7 +240,9 @@ def plant_benchmark(out_dir: str | Path, settings: PlantSettings = PlantSettings
     check_settings(settings)
     progress = NullProgress() if progress is None else progress
     out_dir = Path(out_dir)
-    sealed = Path(sealed) if sealed else out_dir.parent / f"{out_dir.name}-sealed" / "witnesses.json"
+    if sealed is None:
+        sealed = out_dir.parent / f"{out_dir.name}-sealed" / "witnesses.json"
+    sealed = Path(sealed)
     if sealed.resolve().is_relative_to(out_dir.resolve()):
         raise HybridverInputError(f"--sealed {sealed} lies inside {out_dir}: a tool handed "
                                   "the benchmark folder could read the witnesses")

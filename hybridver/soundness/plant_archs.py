@@ -18,4 +18,4 @@ ARCHITECTURE_NAMES: dict[str, str] = {
 }
 
 #: the architectures of the default benchmark
-DEFAULT_ARCHITECTURES = ("mlp", "mlp-tanh", "cnn", "cnn-avgpool", "resnet", "attention")
+DEFAULT_ARCHITECTURES = tuple(ARCHITECTURE_NAMES)

@@ -63,12 +63,15 @@ def _spread_points(k: int, n: int, gap: float, rng: np.random.Generator) -> np.n
     points = np.zeros((0, n))
     for _ in range(1000 * max(1, k)):
         if len(points) == k:
-            return points
+            break
         x = rng.uniform(-1.0, 1.0, size=n)
         if not len(points) or np.abs(points - x).max(1).min() >= gap:
             points = np.vstack([points, x])
-    raise HybridverInputError(f"cannot place {k} boxes of radius {gap / 4:g} apart in {n} dimensions "
-                     "(fewer boxes, a smaller eps or more input dimensions)")
+    if len(points) == k:
+        return points
+    raise HybridverInputError(f"cannot place {k} boxes of radius {gap / 4:g} apart in {n} "
+                              "dimensions (fewer boxes, a smaller eps or more input "
+                              "dimensions)")
 
 
 def make_boxes(n_inputs: int, n_classes: int, eps: float, n_planted: int, n_normal: int,

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hybridver.specs import Spec, robustness, write_vnnlib
+from hybridver.specs import Spec, robustness
 
 __all__ = ["WITNESS_FORMAT", "export_onnx", "box_spec", "write_tables", "write_witnesses",
            "write_report"]

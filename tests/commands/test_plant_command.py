@@ -60,6 +60,7 @@ def test_force_replaces_the_folder_and_sealed_moves_the_witnesses(tmp_path, caps
     (["--planted", "0", "--clean", "0"], "not both 0"),
     (["--planted", "-1"], "must be >= 0"),
     (["--input-dim", "1"], "at least 2"),
+    (["--input-dim", "8"], "a planted vertex cannot hide among 256 vertices"),
     (["--sealed", "INSIDE"], "lies inside"),
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, args, message):
