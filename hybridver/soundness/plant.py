@@ -235,13 +235,15 @@ def plant_benchmark(out_dir: str | Path, settings: PlantSettings = PlantSettings
                     sealed: str | Path | None = None, force: bool = False,
                     progress: Progress | None = None) -> PlantSummary:
     """Generate the benchmark into ``out_dir`` and its witnesses into ``sealed`` (default
-    ``<out_dir>-sealed/witnesses.json``, which must lie outside ``out_dir``)."""
+    ``<out_dir>-sealed/witnesses.json``, which must lie outside ``out_dir``).  A non-empty
+    ``out_dir`` is replaced only with ``force``, and only when it holds an earlier
+    benchmark (its ``plant_report.json``)."""
     t0 = time.perf_counter()
     check_settings(settings)
     progress = NullProgress() if progress is None else progress
     out_dir = Path(out_dir)
     if sealed is None:
-        sealed = out_dir.parent / f"{out_dir.name}-sealed" / "witnesses.json"
+        sealed = out_dir.resolve().parent / f"{out_dir.resolve().name}-sealed" / "witnesses.json"
     sealed = Path(sealed)
     if sealed.resolve().is_relative_to(out_dir.resolve()):
         raise HybridverInputError(f"--sealed {sealed} lies inside {out_dir}: a tool handed "
@@ -252,6 +254,9 @@ def plant_benchmark(out_dir: str | Path, settings: PlantSettings = PlantSettings
         if not force:
             raise HybridverInputError(f"{out_dir} exists and is not empty (use --force to "
                                       "replace it)")
+        if not (out_dir / "plant_report.json").is_file():
+            raise HybridverInputError(f"{out_dir} is not empty and holds no planted benchmark "
+                                      "(no plant_report.json): not deleting it")
         shutil.rmtree(out_dir)
     (out_dir / "onnx").mkdir(parents=True, exist_ok=True)
     (out_dir / "vnnlib").mkdir(exist_ok=True)
@@ -281,7 +286,7 @@ def plant_benchmark(out_dir: str | Path, settings: PlantSettings = PlantSettings
             models[-1]["instances"] = [r["vnnlib"] for r in new_rows]
     torch.set_num_threads(threads)
     write_tables(out_dir, rows, settings.timeout_s)
-    write_witnesses(sealed, out_dir.name, witnesses)
+    write_witnesses(sealed, out_dir.resolve().name, witnesses)
     n_planted = sum(r["expected"] == "sat" for r in rows)
     summary = PlantSummary(out_dir, sealed, len(models) - len(failed), n_planted,
                            len(rows) - n_planted, tuple(failed), time.perf_counter() - t0)

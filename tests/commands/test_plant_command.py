@@ -42,6 +42,9 @@ def test_force_replaces_the_folder_and_sealed_moves_the_witnesses(tmp_path, caps
     out = tmp_path / "bench"
     out.mkdir()
     (out / "keep.txt").write_text("old")
+    code, _, err = run(["plant", str(out), "--force", "--progress", "off"], capsys)
+    assert code == 2 and "holds no planted benchmark" in err and (out / "keep.txt").exists()
+    (out / "plant_report.json").write_text("{}")
     code, _, err = run(["plant", str(out), "--arch", "mlp", "--epochs", "5",
                         "--progress", "off"], capsys)
     assert code == 2 and err.count("\n") == 1 and "--force" in err
