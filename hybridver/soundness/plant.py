@@ -96,8 +96,8 @@ def check_settings(settings: PlantSettings) -> None:
     if settings.input_dim < 2 or settings.n_classes < 2:
         raise HybridverInputError("--input-dim and --classes must be at least 2")
     samples = settings.attack.vertex_points
-    if settings.planted and 2.0 ** settings.input_dim < 4 * samples:
-        need = math.ceil(math.log2(4 * samples))
+    need = math.ceil(math.log2(4 * max(1, samples)))
+    if settings.planted and settings.input_dim < need:
         raise HybridverInputError(
             f"--input-dim {settings.input_dim}: a planted vertex cannot hide among "
             f"{2 ** settings.input_dim} vertices from {samples} sampled ones; use at least "
