@@ -14,6 +14,7 @@ import torch
 from hybridver.config import Mode, VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.frontends import OnnxRuntimeModel
+from hybridver.progress import Progress
 from hybridver.result import Verdict
 from hybridver.soundness import plant as plant_module
 from hybridver.soundness.plant import PlantSettings, plant_benchmark
@@ -40,11 +41,36 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+class Recorder(Progress):
+    """A progress display that keeps what it is told."""
+
+    def __init__(self):
+        self.phases, self.fields = [], []
+
+    def phase(self, name):
+        self.phases.append(name)
+
+    def update(self, **fields):
+        self.fields.append(fields)
+
+
 @pytest.fixture(scope="module")
-def bench(tmp_path_factory):
+def recorded():
+    return Recorder()
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory, recorded):
     out = tmp_path_factory.mktemp("plant") / "bench"
-    summary = plant_benchmark(out, TINY)
+    summary = plant_benchmark(out, TINY, progress=recorded)
     return out, summary
+
+
+def test_training_reports_progress(bench, recorded):
+    assert recorded.phases == ["train mlp (try 1)", "check mlp (try 1)"]
+    epochs = [f["epoch"] for f in recorded.fields]
+    assert epochs[0] == "0/60" and epochs[-1] == "60/60" and len(epochs) == 61
+    assert all(float(f["loss"]) >= 0 for f in recorded.fields[1:])
 
 
 def _rows(path):
