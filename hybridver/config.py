@@ -161,12 +161,15 @@ class WholeBoxConfig:
     ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
     transposes of linear nodes; False only for ablation); ``broadcast_products``:
     :attr:`BoundConfig.broadcast_products` (fewer operand bounds for products of two
-    variable matrices; False only for ablation)."""
+    variable matrices; False only for ablation); ``quadratic_forms``:
+    :attr:`BoundConfig.quadratic_forms` (quadratic forms as weighted squares; False only
+    for ablation)."""
 
     methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     direct_linear_rules: bool = True
     broadcast_products: bool = True
+    quadratic_forms: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
