@@ -116,8 +116,13 @@ def parse_tool(text: str) -> Tool:
 
 
 def marabou_executable(tool: Tool) -> str | None:
-    """The Marabou command of a ``marabou:`` tool, or None where it is not installed."""
-    return shutil.which(tool.arg or "Marabou")
+    """The Marabou command of a ``marabou:`` tool, or None where it is not installed: its
+    PATH, else ``Marabou`` on PATH, else beside this interpreter (``pip install maraboupy``
+    into a virtual environment that is not activated)."""
+    if tool.arg:
+        return shutil.which(tool.arg)
+    return shutil.which("Marabou") or shutil.which("Marabou",
+                                                   path=str(Path(sys.executable).parent))
 
 
 def hybridver_command(tool: Tool, onnx: Path, vnnlib: Path, results: Path,
