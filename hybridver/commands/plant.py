@@ -11,19 +11,13 @@ import argparse
 import dataclasses
 import sys
 
-from hybridver.commands.settings import positive_float, positive_int
+from hybridver.commands.settings import int_at_least, positive_float, positive_int
 from hybridver.progress import MODES as PROGRESS_MODES
 from hybridver.soundness.plant_archs import ARCHITECTURE_NAMES, DEFAULT_ARCHITECTURES
 
 
 def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
-    return value
+    return int_at_least(text, 0)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -61,7 +61,7 @@ def test_force_replaces_the_folder_and_sealed_moves_the_witnesses(tmp_path, caps
     (["--arch", "lstm"], "unknown architecture 'lstm'"),
     (["--eps", "0.5"], "--eps must be in (0, 0.25]"),
     (["--planted", "0", "--clean", "0"], "not both 0"),
-    (["--planted", "-1"], "must be >= 0"),
+    (["--planted", "-1"], "must be at least 0"),
     (["--input-dim", "1"], "at least 2"),
     (["--input-dim", "8"], "a planted vertex cannot hide among 256 vertices"),
     (["--sealed", "INSIDE"], "lies inside"),
