@@ -22,9 +22,11 @@ from hybridver.config import Mode, VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.ir.graph import NetworkGraph
 from hybridver.pipeline import run_pipeline
+from hybridver.pipeline.self_check import self_check
 from hybridver.progress import NullProgress, Progress
 from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
+from hybridver.specs.instances import existing_file
 from hybridver.specs.pinning import pin_to_dtype
 
 
@@ -114,6 +116,9 @@ def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
     case (see ``docs/soundness.md``).  First the IR is compared with the real model on
     ``config.load_check_points`` points of the spec's input region: a mismatch raises
     :class:`~hybridver.frontends.model_check.ModelMismatchError`, never a verdict.
+    With ``config.self_check.enabled`` an ``unsat`` on a small enough network is decided
+    again by an independent exact back end; a disagreement makes the verdict ``error``
+    (:mod:`hybridver.pipeline.self_check`).
 
     ``model``: a :class:`LoadedModel`, or a ``torch.nn.Module`` (imported here with
     :func:`from_module`; the module itself confirms counterexamples).  A module is traced
@@ -137,19 +142,8 @@ def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
     check_loaded_model(model, spec, config.load_check_points)  # the IR is the real model
     if config.mode is Mode.EXACT:
         progress.phase(f"exact ({config.exact.backend})")
-    return run_pipeline(model, spec, config, progress, deadline=deadline)
-
-
-def _existing(path: str | Path) -> Path:
-    """``path``, or its gzip copy ``path.gz`` when only that exists (as VNN-COMP's folders
-    keep them); a clear error when neither does."""
-    path = Path(path)
-    if path.exists():
-        return path
-    gz = path.with_name(path.name + ".gz")
-    if gz.exists():
-        return gz
-    raise HybridverInputError(f"file not found: {path}")
+    result = run_pipeline(model, spec, config, progress, deadline=deadline)
+    return self_check(model, spec, config, result, progress)
 
 
 def verify_files(model_path: str | Path, spec_path: str | Path,
@@ -159,7 +153,7 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     counts from ``started`` (a ``time.monotonic()`` value; default: now)."""
     t0 = time.monotonic()
     deadline = (t0 if started is None else started) + config.timeout_s
-    model_path, spec_path = _existing(model_path), _existing(spec_path)
+    model_path, spec_path = existing_file(model_path), existing_file(spec_path)
     if progress is not None:
         progress.phase("load")
     model = load_model(model_path)

@@ -121,6 +121,9 @@ class BoundConfig:
     width, not its magnitude (:mod:`hybridver.bounds.crown`): float32 CROWN within 0.5% of
     float64 on dist_shift (2% without), for about 20% more CROWN time there (float64
     copies of the wide coefficient rows), hence off by default.
+    ``quadratic_forms``: a quadratic form ``u^T P u`` is bounded as weighted squares of
+    eigen-coordinates (:mod:`hybridver.ir.quadratic`; tighter lower bounds of a
+    positive-definite form than products; off only for ablation).
     ``deadline``: a ``time.monotonic()`` value; past it the passes stop and raise
     :class:`~hybridver.errors.DeadlineExceeded` (checked at every node of the interval
     pass and of every backward pass, and before every alpha step); None: no limit.
@@ -137,6 +140,7 @@ class BoundConfig:
     direct_linear_rules: bool = True
     broadcast_products: bool = True
     centred_products: bool = False
+    quadratic_forms: bool = True
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     deadline: float | None = None
 

@@ -27,14 +27,19 @@ def positive_float(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def int_at_least(text: str, least: int) -> int:
+    """``text`` as an integer ``>= least``, or the argparse error saying why not."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}: {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return int_at_least(text, 1)
 
 
 
@@ -63,6 +68,14 @@ def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
                              f"{defaults.REGION_RACE_WORKERS} for region races)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch threads of this process (default: torch's choice)")
+    parser.add_argument("--crosscheck", action="store_true", default=None,
+                        help="decide every unsat again with an independent exact back end "
+                             "on networks small enough; a disagreement is reported as "
+                             "error (exit code 3 for verify), never as a verdict "
+                             "(settings: [self_check] in --config)")
+    parser.add_argument("--crosscheck-timeout", type=positive_float, metavar="S",
+                        help="time limit of that second decision, after the run's "
+                             "(default: 60)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse a vacuous spec (empty input region, or a case without "
                              "output constraint) instead of warning (default: warn)")
@@ -89,6 +102,11 @@ def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
         changes["exact"] = dataclasses.replace(config.exact, backend=args.backend)
     if getattr(args, "decision_log", None):
         changes["decision_log"] = True
+    if getattr(args, "crosscheck", None) or getattr(args, "crosscheck_timeout", None):
+        check = dataclasses.replace(config.self_check, enabled=True)
+        if getattr(args, "crosscheck_timeout", None):
+            check = dataclasses.replace(check, timeout_s=float(args.crosscheck_timeout))
+        changes["self_check"] = check
     config = dataclasses.replace(config, **changes)
     if args.workers is not None:
         config = config.with_workers(args.workers)

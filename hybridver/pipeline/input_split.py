@@ -50,8 +50,11 @@ class InputSplitStage:
         graph = ctx.model.graph
         if graph.input_node.size > ctx.config.input_split_max_dim:
             return {}
-        config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline)
-        plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device))
+        quadratic = ctx.config.input_split.quadratic_forms
+        config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline,
+                             quadratic_forms=quadratic)
+        plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device),
+                        quadratic_forms=quadratic)
         reused = sorted(plan.pre_activations)
         # names of the plan's (decomposed) graph: max-pool and softmax become several nodes
         relu_inputs = plan.unary_inputs(_RELU_LIKE)

@@ -75,7 +75,9 @@ class WholeBoxStage:
                                                                direct_linear_rules=settings
                                                                .direct_linear_rules,
                                                                broadcast_products=settings
-                                                               .broadcast_products),
+                                                               .broadcast_products,
+                                                               quadratic_forms=settings
+                                                               .quadratic_forms),
                                             bound_upper=False, device=ctx.config.device)
                     stats.count_method(method)
                     if bool(disjunct_margins(bounds.lower, stacked.groups)[0] > 0):
