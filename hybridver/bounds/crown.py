@@ -36,8 +36,11 @@ Invariant kept by the pass, in exact arithmetic over the floats actually compute
   dot product for the bias: ``gamma(2) <|lam|, S M_x> + gamma(n + 3) <|lam|, B>``.
 * Summing the contributions of several consumers: ``gamma(1) <|sum|, M_x>`` per addition.
   Casting the spec matrix to the working dtype: ``gamma(1) <|C|, M_out>``.
-* Concretization over a box ``[l, u]``: in float64, from the float64 interval (a working
-  dtype coefficient times a float64 bound is one rounding of ``U64``), so
+* Concretization over a box ``[l, u]`` (rounded outward to the working dtype):
+  ``gamma(n + 3) <|lam|, M>``; where that weight is over 1% of the box's width
+  (:meth:`BoundState.exact_box`: magnitudes far above the widths, e.g. dist_shift's inputs
+  reach 130 on a box of width 0.26) in float64 instead, from the float64 interval (a
+  working dtype coefficient times a float64 bound is one rounding of ``U64``):
   ``gamma_64(n + 3) <|lam|, M>``.
 * Centred products: for a LINEAR node ``v = J x + b`` with ``x`` in ``[l, u]``, let
   ``c = (l + u) / 2``, ``w >= |x - c|`` and ``d = fl(lam J) - lam J`` (the computed
@@ -189,12 +192,20 @@ class _CrownRules(RuleTable):
         state = self.state
         if self.capture is not None and name == self.plan.input:
             self.capture[name] = lam_v.detach()
+        size = self.plan.graph.node(name).size
+        if not state.exact_box(name):
+            lo, hi = state.work(name)
+            mag = state.mag_w(name)
+            p_lo, p_mag = _dots(lam_v.clamp(min=0), lo, mag)
+            n_hi, n_mag = _dots(lam_v.clamp(max=0), hi, mag)
+            self.err = self.err + state.g(size + 3) * (p_mag - n_mag).double()
+            self.add_term(p_lo + n_hi)
+            return []
         itv = state.intervals[name]
         lam64 = lam_v.double()
         mag = state.mag(name)
         p_lo, p_mag = _dots(lam64.clamp(min=0), itv.lower, mag)
         n_hi, n_mag = _dots(lam64.clamp(max=0), itv.upper, mag)
-        size = self.plan.graph.node(name).size
         self.err = self.err + gamma(size + 3, U64) * (p_mag - n_mag)
         self.add_term(p_lo + n_hi)
         return []

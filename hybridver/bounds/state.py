@@ -89,6 +89,7 @@ class BoundState:
         self._mag: dict[str, Tensor] = {}
         self._mag_w: dict[str, Tensor] = {}
         self._centred: dict[str, tuple[Tensor, Tensor, Tensor, Tensor] | None] = {}
+        self._exact_box: dict[str, bool] = {}
 
     # ----------------------------------------------------------------- intervals
     def set_interval(self, name: str, itv: Interval) -> None:
@@ -98,7 +99,7 @@ class BoundState:
             self.infeasible |= crossed.reshape(crossed.shape[0], -1).any(1)
             itv = Interval(itv.lower, torch.maximum(itv.lower, itv.upper))
         self.intervals[name] = itv
-        for cache in (self._work, self._mag, self._mag_w):
+        for cache in (self._work, self._mag, self._mag_w, self._exact_box):
             cache.pop(name, None)
         for consumer in self.plan.graph.successors(name):
             self._centred.pop(consumer, None)
@@ -156,6 +157,17 @@ class BoundState:
                     out = (c, jc, s, q.to(self.dtype))
         self._centred[name] = out
         return out
+
+    def exact_box(self, name: str) -> bool:
+        """Whether the concretization over ``name``'s box is done in float64: where the
+        working dtype's error weight ``gamma(n + 3) M`` is over 1% of the width ``u - l``
+        in total (elsewhere the float64 copy of the coefficients costs more than it saves)."""
+        if name not in self._exact_box:
+            itv = self.intervals[name]
+            width = float((itv.upper - itv.lower).detach().sum())
+            weight = self.g(self.plan.graph.node(name).size + 3) * float(self.mag(name).sum())
+            self._exact_box[name] = self.dtype != torch.float64 and weight > 0.01 * width
+        return self._exact_box[name]
 
     def kind(self, name: str) -> NodeKind:
         """The plan's kind of ``name``, or LEAF where this computation cut it out."""

@@ -43,8 +43,8 @@ def test_float32_bounds_contain_the_network_where_rounding_dominates(act, radius
 
 
 def test_float32_crown_is_close_to_float64_on_large_inputs():
-    # old margin (err doubled, float32 concretization, gamma(fan) on the one-hot rows of
-    # every intermediate bound, products' errors scaled by magnitudes): 1.34x the float64
+    # old margin (err doubled, gamma(fan) on the one-hot rows of every intermediate
+    # bound, products' errors scaled by magnitudes): 1.34x the float64
     # width here; now 1.17x, and 1.06x with centred products
     g = mlp([120, 40, 120, 6], 1)
     lo, hi = _box(120, 100.0, 0.02)
