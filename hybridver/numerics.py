@@ -27,6 +27,10 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
   nearest (ties to even, as a cast does).
 * :func:`exactly_satisfied`: linear rows over float64 values checked in rationals, the
   test a counterexample must pass.
+* :func:`milp_bound_margin`: how far a MILP solver's dual bound of a neuron's value is
+  moved outward before it is used as an interval end (``MILP_BOUND_ABS`` plus
+  ``MILP_BOUND_REL`` times its magnitude: 1000 times the solver tolerances we set,
+  docs/soundness.md, "LP/MILP-tightened intermediate bounds").
 * :data:`REL_SLACK`: a relative widening (``1e-12``, over ``4000 u``) for a value computed
   by a few float64 operations, e.g. a radius or a bias moved outward to cover its own
   rounding.
@@ -40,6 +44,7 @@ from fractions import Fraction
 import numpy as np
 
 __all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "RESIZE_NEAR_TIE",
+           "MILP_BOUND_ABS", "MILP_BOUND_REL", "milp_bound_margin",
            "round_down", "round_up", "is_float64", "dtype_round_down", "dtype_round_up",
            "dtype_nearest", "exactly_satisfied"]
 
@@ -59,6 +64,16 @@ REL_SLACK = 1e-12
 #: not on it, may be rounded across it by onnxruntime's float32 arithmetic (a handful of
 #: operations of error ``U32`` each, 256 ulps allowed): the importer refuses such a map.
 RESIZE_NEAR_TIE = 256 * U32
+#: Absolute and relative widening of a MILP solver's dual bound on one neuron's value
+#: (the solver's feasibility tolerances are 1e-7: a trust assumption, not a proof).
+MILP_BOUND_ABS = 1e-4
+MILP_BOUND_REL = 1e-6
+
+
+def milp_bound_margin(value: float) -> float:
+    """``MILP_BOUND_ABS + MILP_BOUND_REL * |value|``: subtracted from a MILP's dual (lower)
+    bound before it is used (``inf`` for a value that is not finite)."""
+    return MILP_BOUND_ABS + MILP_BOUND_REL * abs(value)
 
 
 def gamma(k: float, unit: float) -> float:

@@ -70,6 +70,8 @@ class ActivationSplitStage:
                             "delegated_proven", "delegated_returned"):
                     setattr(stats, key, getattr(stats, key) + getattr(outcome.stats, key))
                 stats.method = outcome.stats.method
+                if outcome.stats.refine:
+                    stats.refine.append(dict(outcome.stats.refine, case=index))
                 status = outcome.status
                 if race is not None:
                     if status is SearchStatus.EXHAUSTED:   # nothing to split: the race may end
