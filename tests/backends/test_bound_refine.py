@@ -60,8 +60,9 @@ def sampled_values(graph, lower, upper, n: int, seed: int) -> dict[str, np.ndarr
 PRE = ("l0", "l1", "l2", "l3")
 
 
-@pytest.mark.parametrize("milp", [False, True])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed, milp", [(0, False), (1, False), (2, False),
+                                        pytest.param(0, True, marks=pytest.mark.slow),
+                                        pytest.param(1, True, marks=pytest.mark.slow)])
 def test_tightened_intervals_are_sound_and_never_looser_than_crown(seed, milp):
     graph = mlp([4, 12, 12, 12, 12, 2], seed)
     rng = np.random.default_rng(seed)
