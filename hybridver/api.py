@@ -22,6 +22,7 @@ from hybridver.config import Mode, VerifyConfig
 from hybridver.errors import HybridverInputError
 from hybridver.ir.graph import NetworkGraph
 from hybridver.pipeline import run_pipeline
+from hybridver.pipeline.self_check import self_check
 from hybridver.progress import NullProgress, Progress
 from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
@@ -114,6 +115,9 @@ def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
     case (see ``docs/soundness.md``).  First the IR is compared with the real model on
     ``config.load_check_points`` points of the spec's input region: a mismatch raises
     :class:`~hybridver.frontends.model_check.ModelMismatchError`, never a verdict.
+    With ``config.self_check.enabled`` an ``unsat`` on a small enough network is decided
+    again by an independent exact back end; a disagreement makes the verdict ``error``
+    (:mod:`hybridver.pipeline.self_check`).
 
     ``model``: a :class:`LoadedModel`, or a ``torch.nn.Module`` (imported here with
     :func:`from_module`; the module itself confirms counterexamples).  A module is traced
@@ -137,7 +141,8 @@ def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
     check_loaded_model(model, spec, config.load_check_points)  # the IR is the real model
     if config.mode is Mode.EXACT:
         progress.phase(f"exact ({config.exact.backend})")
-    return run_pipeline(model, spec, config, progress, deadline=deadline)
+    result = run_pipeline(model, spec, config, progress, deadline=deadline)
+    return self_check(model, spec, config, result, progress)
 
 
 def _existing(path: str | Path) -> Path:

@@ -27,8 +27,31 @@ from hybridver.schedule.scheduler import SchedulerConfig
 
 __all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "Escalation", "Event",
            "ExactConfig", "InputSplitConfig", "Mode", "Schedule", "SchedulerConfig",
-           "StageName", "SubdomainHandoffConfig", "VerifyConfig", "WholeBoxConfig",
-           "EXACT_SCHEDULE"]
+           "SelfCheckConfig", "StageName", "SubdomainHandoffConfig", "VerifyConfig",
+           "WholeBoxConfig", "EXACT_SCHEDULE"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfCheckConfig:
+    """``verify --crosscheck``: every ``unsat`` is decided again by an independent exact
+    back end on networks small enough (:mod:`hybridver.pipeline.self_check`).
+
+    ``enabled``: off by default; ``backend``: the back end of the second decision, or
+    ``"auto"`` (OR-Tools, else HiGHS, else z3, skipping the back end that exact mode used);
+    ``max_neurons``: networks with more outputs of elementwise nonlinearities are not
+    re-decided (reported as skipped); ``timeout_s``: the second decision's own time limit,
+    spent after the run's (a re-decision that runs out of time leaves the ``unsat``
+    standing, reported as inconclusive).
+    """
+
+    enabled: bool = False
+    backend: str = "auto"
+    max_neurons: int = 512
+    timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_neurons < 0 or self.timeout_s <= 0:
+            raise ValueError("self_check: max_neurons must be >= 0 and timeout_s > 0")
 
 
 class Mode(str, enum.Enum):
@@ -160,9 +183,10 @@ class VerifyConfig:
     case's centre, a vertex, its corners, uniform points;
     :mod:`hybridver.frontends.model_check`), a mismatch is an error; 0 checks the shapes
     only; ``domain_handoff``: which activation-splitting domains are offered to the
-    scheduler (when the schedule has DOMAIN_HANDOFF); ``decision_log``: the report's ``stats.scheduler`` carries the scheduler's decision
-    log (its first 200 records), off by default.  The user-facing defaults come from
-    :mod:`hybridver.defaults`.
+    scheduler (when the schedule has DOMAIN_HANDOFF); ``decision_log``: the report's
+    ``stats.scheduler`` carries the scheduler's decision log (its first 200 records), off
+    by default; ``self_check``: each ``unsat`` re-decided by an independent exact back end
+    (``--crosscheck``).  The user-facing defaults come from :mod:`hybridver.defaults`.
     """
 
     timeout_s: float = defaults.TIMEOUT_S
@@ -183,6 +207,7 @@ class VerifyConfig:
     scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
     exact: ExactConfig = dataclasses.field(default_factory=ExactConfig)
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
+    self_check: SelfCheckConfig = dataclasses.field(default_factory=SelfCheckConfig)
 
     def __post_init__(self) -> None:
         if self.timeout_s < 0 or self.input_split_max_dim < 0 or self.load_check_points < 0:

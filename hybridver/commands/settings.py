@@ -63,6 +63,14 @@ def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
                              f"{defaults.REGION_RACE_WORKERS} for region races)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch threads of this process (default: torch's choice)")
+    parser.add_argument("--crosscheck", action="store_true", default=None,
+                        help="decide every unsat again with an independent exact back end "
+                             "on networks small enough; a disagreement is reported as "
+                             "error (exit code 3 for verify), never as a verdict "
+                             "(settings: [self_check] in --config)")
+    parser.add_argument("--crosscheck-timeout", type=positive_float, metavar="S",
+                        help="time limit of that second decision, after the run's "
+                             "(default: 60)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse a vacuous spec (empty input region, or a case without "
                              "output constraint) instead of warning (default: warn)")
@@ -89,6 +97,11 @@ def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
         changes["exact"] = dataclasses.replace(config.exact, backend=args.backend)
     if getattr(args, "decision_log", None):
         changes["decision_log"] = True
+    if getattr(args, "crosscheck", None) or getattr(args, "crosscheck_timeout", None):
+        check = dataclasses.replace(config.self_check, enabled=True)
+        if getattr(args, "crosscheck_timeout", None):
+            check = dataclasses.replace(check, timeout_s=float(args.crosscheck_timeout))
+        changes["self_check"] = check
     config = dataclasses.replace(config, **changes)
     if args.workers is not None:
         config = config.with_workers(args.workers)

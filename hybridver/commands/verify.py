@@ -44,6 +44,8 @@ from hybridver.result import Verdict, format_results_file
 REPORT_VERSION = 1
 #: the JSON schema of the report, inside the installed package
 REPORT_SCHEMA = "schemas/report-v1.schema.json"
+#: exit code of a run whose ``unsat`` an independent back end contradicted (``--crosscheck``)
+SELF_CHECK_DISAGREEMENT = 3
 #: seconds kept after the run for stopping worker processes and the interpreter's exit,
 #: so that the whole process answers within ``--timeout``
 EXIT_RESERVE_S = 0.5
@@ -75,6 +77,8 @@ def run_verify(args: argparse.Namespace) -> int:
                    f"(margin {result.counterexample.margin:.3g})")
     print(f"{Path(args.model).name} {Path(args.spec).name}: {detail}", file=sys.stderr)
     print(result.verdict.value)
+    if result.stats.get("self_check", {}).get("status") == "disagrees":
+        return SELF_CHECK_DISAGREEMENT
     return 0
 
 

@@ -5,7 +5,8 @@ deadline (``context.py``), its typed statistics (``stats.py``), the stage interf
 its driver (``stage.py``), and the stages: falsification (``falsify.py``), whole-box
 bounds (``whole_box.py``), input and activation splitting (``input_split.py``,
 ``activation_split.py``) with what races beside them (``races.py``), and exact mode
-(``exact.py``).  Which stages run, in which order, and when the races start is data:
+(``exact.py``), and the self-check that re-decides an ``unsat`` with an independent back
+end (``self_check.py``).  Which stages run, in which order, and when the races start is data:
 :class:`hybridver.config.Schedule`.
 """
 

@@ -27,6 +27,7 @@ RUNS = {
     "unsat_after_search": (TINY, None, "unsat"),
     "sat": ([RELU, LARGE], None, "sat"),
     "exact": (TINY + ["--mode", "exact", "--backend", "highs"], None, "unsat"),
+    "crosscheck": ([RELU, SMALL, "--crosscheck"], None, "unsat"),
     "unknown": ([RELU, LARGE], '[schedule]\nstages = ["whole_box"]\n', "unknown"),
     # a sat instance with every way to find the counterexample off: the limit ends it
     "timeout": ([RELU, LARGE, "--timeout", "3"],
