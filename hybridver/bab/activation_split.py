@@ -237,8 +237,7 @@ class _ActivationSplitting:
         stats, device = self.stats, self.device
         n = len(domains)
         restr = _restrictions(self.cands, domains, device)
-        if self.root_restr:
-            restr = with_root(restr, self.root_restr, n)
+        known = with_root({}, self.root_restr, n) if self.root_restr else None
         blo = np.repeat(self.lo_in, n, 0)
         bhi = np.repeat(self.hi_in, n, 0)
         for i, box in enumerate(boxes):
@@ -254,7 +253,8 @@ class _ActivationSplitting:
         with warm_start(warm):
             res = compute_bounds(self.graph, blo, bhi, self.C, self.d,
                                  config=self.bconfig, restrictions=restr or None,
-                                 bound_upper=False, device=device)
+                                 bound_upper=False, device=device, known=known)
+        restr = with_root(restr, self.root_restr, n)   # what FSB and the hand-off read
         stats.domains_bounded += n
         stats.batches += 1
         infeasible = res.infeasible.cpu() | empty

@@ -4,13 +4,15 @@ After the root bound leaves a case open, :func:`refine_root` tightens the pre-ac
 intervals of the first ReLU layers of a deep ReLU network
 (:func:`hybridver.backends.bound_refine.refine_intermediate_bounds`, settings
 :class:`~hybridver.backends.bound_refine.RefineConfig`); :func:`with_root` then
-intersects every domain's restrictions with them, so the bound engine relaxes those
-neurons on the tighter intervals (a stabilized neuron is linear and never split), and FSB
+gives them to the bound engine for every domain, so it relaxes those neurons on the
+tighter intervals (a stabilized neuron is linear and never split), and FSB
 and the hand-off see them too (they read the domains' restrictions).
 
 Soundness: the tightened intervals hold for every input of the case's box (the module
-above), so a fortiori for every input of a domain; a restriction only tells the engine
-where the node's values are known to lie.
+above), so a fortiori for every input of a domain.  They reach the engine as ``known``
+intervals (intersected with the nodes' intervals, never split constraints: beta
+multipliers on hundreds of such ends stalled alpha-beta-CROWN's optimization at its
+first iterate), and FSB and the hand-off as part of the domains' restrictions.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ def refine_and_rebound(strategy, res, margin: Tensor, restr: dict):
                                                s.device)
     if not s.root_restr:
         return res, margin, restr
-    restr = with_root(restr, s.root_restr, 1)
     res = compute_bounds(s.graph, s.lo_in, s.hi_in, s.C, s.d, config=s.bconfig,
-                         restrictions=restr, bound_upper=False, device=s.device)
+                         restrictions=restr or None, bound_upper=False, device=s.device,
+                         known=s.root_restr)
+    restr = with_root(restr, s.root_restr, 1)
     s.stats.domains_bounded += 1
     s.stats.refine["root_margin_before"] = float(margin.min())
     margin = disjunct_margins(res.lower, s.groups).cpu()

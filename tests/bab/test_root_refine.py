@@ -98,3 +98,36 @@ def test_every_domain_gets_the_root_intervals():
     assert out["p"][1].tolist() == [[1.0, 2.0], [1.0, 1.5], [1.0, 2.0]]
     only_root = with_root({}, root, 2)
     assert only_root["p"][0].shape == (2, 2)
+
+
+def test_known_intervals_tighten_without_split_multipliers():
+    """``compute_bounds(known=...)``: sound intervals intersected in (the bound is at least
+    as tight and still below every sampled output) without beta multipliers."""
+    from hybridver.bounds import BoundConfig, compute_bounds
+    from hybridver.bounds.options import BoundMethod
+
+    graph = mlp([4, 12, 12, 12, 3], 1)
+    lower, upper = -np.ones(4) * 0.7, np.ones(4) * 0.7
+    crown = compute_bounds(graph, lower[None], upper[None], config=BoundConfig(
+        method=BoundMethod.CROWN))
+    from hybridver.backends.bound_refine import refine_intermediate_bounds
+
+    start = {k: (v.lower.reshape(-1).numpy(), v.upper.reshape(-1).numpy())
+             for k, v in crown.intervals.items() if k in graph}
+    new, _ = refine_intermediate_bounds(graph, lower, upper, start, 3,
+                                        time.monotonic() + 30)
+    known = {p: (torch.as_tensor(new[p][0])[None], torch.as_tensor(new[p][1])[None])
+             for p in ("l1", "l2")}
+    C = np.array([[1.0, -1.0, 0.0]])
+    config = BoundConfig(method=BoundMethod.ALPHA_BETA_CROWN)
+    plain = compute_bounds(graph, lower[None], upper[None], C, config=config,
+                           bound_upper=False)
+    with_known = compute_bounds(graph, lower[None], upper[None], C, config=config,
+                                bound_upper=False, known=known)
+    assert with_known.stats["split_nodes"] == 0
+    for p in ("l1", "l2"):
+        assert torch.all(with_known.intervals[p].lower >= known[p][0])
+        assert torch.all(with_known.intervals[p].upper <= known[p][1])
+    pts = lower + (upper - lower) * np.random.default_rng(0).random((20000, 4))
+    y = outputs(graph, pts) @ C.T
+    assert float(with_known.lower[0, 0]) <= y.min() and float(plain.lower[0, 0]) <= y.min()
