@@ -170,7 +170,7 @@ class WholeBoxConfig:
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     direct_linear_rules: bool = True
     broadcast_products: bool = True
-    case_batch: int = 16
+    case_batch: int = 4
     ibp_case_batch: int = 1024
 
     def __post_init__(self) -> None:
