@@ -156,8 +156,11 @@ EXACT_SCHEDULE = Schedule(stages=(StageName.EXACT,), escalations=())
 class WholeBoxConfig:
     """Bounds on each case's whole box: ``methods`` tried in order until one proves the
     case (a :class:`BoundMethod` value, or ``crown-ibp``: CROWN over IBP intermediate
-    bounds); ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's; its
-    ``optimize_intermediate`` applies only to networks with more than
+    bounds; or ``crown-ibp-split``: when at least ``split_min_cases`` open cases have at
+    most ``input_split_max_dim`` varying inputs, their boxes bisected ``split_rounds``
+    times, at most ``split_max_domains`` pieces per case, the pieces bounded by CROWN-IBP;
+    :mod:`hybridver.pipeline.box_split`); ``alpha``: the optimization of
+    ``alpha-crown`` (its deadline is the run's; its ``optimize_intermediate`` applies only to networks with more than
     ``input_split_max_dim`` inputs, those that activation splitting takes);
     ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
     transposes of linear nodes; False only for ablation); ``broadcast_products``:
@@ -166,16 +169,22 @@ class WholeBoxConfig:
     by CROWN and alpha-CROWN (``ibp_case_batch`` by IBP; 1: one case at a time, for
     ablation; :mod:`hybridver.pipeline.case_batches`)."""
 
-    methods: tuple[str, ...] = ("ibp", "crown-ibp", "crown", "alpha-crown")
+    methods: tuple[str, ...] = ("ibp", "crown-ibp", "crown-ibp-split", "crown",
+                                "alpha-crown")
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     direct_linear_rules: bool = True
     broadcast_products: bool = True
     case_batch: int = 4
     ibp_case_batch: int = 1024
+    split_rounds: int = 8
+    split_max_domains: int = 64
+    split_min_cases: int = 16
 
     def __post_init__(self) -> None:
-        if self.case_batch < 1 or self.ibp_case_batch < 1:
-            raise ValueError("whole_box: case_batch and ibp_case_batch must be >= 1")
+        if min(self.case_batch, self.ibp_case_batch, self.split_max_domains) < 1 \
+                or min(self.split_rounds, self.split_min_cases) < 0:
+            raise ValueError("whole_box: case_batch, ibp_case_batch and split_max_domains "
+                             "must be >= 1, split_rounds and split_min_cases >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

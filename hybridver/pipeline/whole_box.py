@@ -15,6 +15,7 @@ from hybridver.bab.input_split import disjunct_margins
 from hybridver.bounds.engine import compute_bounds
 from hybridver.bounds.options import BoundConfig, BoundMethod, IntermediateMethod
 from hybridver.errors import DeadlineExceeded
+from hybridver.pipeline.box_split import bisect_prove
 from hybridver.pipeline.case_batches import StackedCase, case_batches
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.stage import CaseResult, CaseStatus
@@ -26,11 +27,14 @@ TRUE_OUTPUT = ("a case with output condition 'true' has no counterexample found 
 #: every intermediate node (no intermediate back-substitution: about 1/100 of CROWN's time
 #: on nn4sys's mscn, and a third of the cases CROWN proves there)
 CROWN_IBP = "crown-ibp"
+#: a method name of ``whole_box.methods``: the boxes of many open cases with few varying
+#: inputs bisected ``whole_box.split_rounds`` times, the pieces bounded by CROWN-IBP
+CROWN_IBP_SPLIT = "crown-ibp-split"
 
 
 class WholeBoxStage:
     """``whole_box.methods`` in order, each on every case still open, in batches of
-    ``whole_box.case_batch`` cases (``ibp_case_batch`` for IBP)."""
+    ``whole_box.case_batch`` cases (``ibp_case_batch`` for IBP and CROWN-IBP)."""
 
     name = "bounds"
     falsifies = False
@@ -49,7 +53,12 @@ class WholeBoxStage:
                 results[index] = CaseResult(CaseStatus.UNKNOWN, message=TRUE_OUTPUT)
         with ctx.phase(self.name):
             for method in settings.methods:
-                size = settings.ibp_case_batch if method == BoundMethod.IBP.value \
+                if method == CROWN_IBP_SPLIT:
+                    self._bisect(ctx, open_cases, results)
+                    open_cases = [i for i in open_cases if i not in results]
+                    continue
+                # no intermediate back-substitution: nothing grows with the batch
+                size = settings.ibp_case_batch if method in (BoundMethod.IBP.value, CROWN_IBP) \
                     else settings.case_batch
                 for batch in case_batches(spec_cases, open_cases, size):
                     if ctx.timed_out():
@@ -73,6 +82,32 @@ class WholeBoxStage:
                     break
         return results
 
+    @staticmethod
+    def _bisect(ctx: RunContext, open_cases: list[int], results: dict[int, CaseResult]
+                ) -> None:
+        """``crown-ibp-split`` (:mod:`hybridver.pipeline.box_split`) on the open cases
+        that input splitting would take (few inputs vary), when at least
+        ``whole_box.split_min_cases`` of them are open."""
+        settings = ctx.config.whole_box
+        eligible = [i for i in open_cases if ctx.input_split_applies(i)]
+        if len(eligible) < settings.split_min_cases:
+            return
+        config = _bound_config(ctx, CROWN_IBP, None)
+        for batch in case_batches(ctx.spec.cases, eligible, settings.ibp_case_batch):
+            if ctx.timed_out():
+                return
+            try:
+                proven = bisect_prove(ctx.model.graph, batch, config, settings.split_rounds,
+                                      settings.split_max_domains, settings.ibp_case_batch,
+                                      ctx.timed_out, ctx.config.device)
+            except DeadlineExceeded:
+                return
+            ctx.stats.bounds.count_method(CROWN_IBP_SPLIT)
+            for index in proven:
+                ctx.stats.bounds.cases_proven += 1
+                ctx.stats.bounds.refuted += len(batch.groups)
+                results[index] = CaseResult(CaseStatus.PROVEN)
+
 
 def _bound_config(ctx: RunContext, method: str, batch) -> BoundConfig:
     """The bound settings of ``method`` on ``batch``.  Joint alpha-CROWN (optimized
@@ -80,7 +115,7 @@ def _bound_config(ctx: RunContext, method: str, batch) -> BoundConfig:
     inputs it cost ACAS Xu about 1.5 s per undecided case and proved none that input
     splitting does not prove in less (docs/benchmarks.md, issue 12)."""
     settings = ctx.config.whole_box
-    joint = settings.alpha.optimize_intermediate and not all(
+    joint = settings.alpha.optimize_intermediate and batch is not None and not all(
         ctx.input_split_applies(spec_index) for spec_index in batch.indices)
     alpha = dataclasses.replace(settings.alpha, deadline=ctx.deadline,
                                 optimize_intermediate=joint)

@@ -50,18 +50,19 @@ def _net(x: np.ndarray) -> np.ndarray:
     return np.maximum(x @ W1 + B1, 0) @ W2
 
 
-def _spec(n_cases: int, bad: int | None) -> Spec:
-    """``n_cases`` boxes of width 1/32 in two inputs (the others fixed), with three output
+def _spec(n_cases: int, bad: int | None, half_width: float = 1 / 64) -> Spec:
+    """``n_cases`` boxes of width ``2 half_width`` in two inputs (the others fixed), with three output
     shapes in turn: ``y0 >= t`` (one row), ``y0 >= t and y1 >= s`` (two rows), ``y0 >= t
     or y1 >= s`` (two disjuncts).  Every threshold is 1 above the output's range on the
     box (provable), except case ``bad``: its first row's threshold is the value at the
     box's centre, a known counterexample."""
+    rng = np.random.default_rng(n_cases)
     cases = []
     for k in range(n_cases):
-        centre = np.round(_RNG.uniform(-1, 1, N_IN) * 512) / 512  # float32 numbers
+        centre = np.round(rng.uniform(-1, 1, N_IN) * 512) / 512  # float32 numbers
         lower, upper = centre.copy(), centre.copy()
-        lower[k % 2::3] -= 1 / 64
-        upper[k % 2::3] += 1 / 64
+        lower[k % 2::3] -= half_width
+        upper[k % 2::3] += half_width
         corners = _net(lower + np.random.default_rng(k).random((256, N_IN)) * (upper - lower))
         t = corners.max(axis=0) + 1.0
         if k == bad:
@@ -166,3 +167,37 @@ def test_input_splitting_counts_only_the_inputs_that_vary(model):
         result = hybridver.verify(model, spec, config)
         assert result.verdict is Verdict.UNSAT
         assert result.stats["input_split"]["cases"] == split
+
+
+def _tight(spec: Spec, k_shift) -> Spec:
+    """``spec`` with each case's thresholds lowered by ``k_shift(k)``."""
+    return Spec(tuple(dataclasses.replace(case, disjuncts=tuple(
+        OutputConstraints(dj.C, dj.d - k_shift(k)) for dj in case.disjuncts))
+        for k, case in enumerate(spec.cases)), N_IN, 2)
+
+
+def _proven_by(model, spec, **whole_box) -> list[int]:
+    config = VerifyConfig(timeout_s=60, whole_box=WholeBoxConfig(split_min_cases=1,
+                                                                 **whole_box),
+                          **BOUNDS_ONLY)
+    results = WholeBoxStage().run(RunContext(model, spec, config), list(range(len(spec.cases))))
+    return sorted(i for i, r in results.items() if r.status.value == "proven")
+
+
+def test_bisection_never_proves_the_case_with_a_counterexample(model):
+    spec = _spec(50, bad=37)
+    proven = _proven_by(model, spec, methods=("crown-ibp-split",), split_rounds=10,
+                        split_max_domains=1024)
+    assert 37 not in proven
+    assert len(proven) == 49
+    config = VerifyConfig(timeout_s=60, whole_box=WholeBoxConfig(
+        methods=("crown-ibp-split",), split_min_cases=1, split_rounds=10), **BOUNDS_ONLY)
+    assert hybridver.verify(model, spec, config).verdict is not Verdict.UNSAT
+
+
+def test_bisection_proves_cases_one_bound_on_the_whole_box_does_not(model):
+    spec = _tight(_spec(30, bad=None, half_width=1 / 8), lambda k: 0.95)
+    once = _proven_by(model, spec, methods=("crown-ibp",))
+    split = _proven_by(model, spec, methods=("crown-ibp-split",), split_rounds=6)
+    assert set(once) < set(split)
+    assert _proven_by(model, spec, methods=("crown-ibp-split",), split_rounds=0) == once
