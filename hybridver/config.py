@@ -176,8 +176,8 @@ class WholeBoxConfig:
     broadcast_products: bool = True
     case_batch: int = 4
     ibp_case_batch: int = 1024
-    split_rounds: int = 8
-    split_max_domains: int = 64
+    split_rounds: int = 20
+    split_max_domains: int = 256
     split_min_cases: int = 16
 
     def __post_init__(self) -> None:
@@ -219,7 +219,7 @@ class VerifyConfig:
     input_split_max_dim: int = 8
     input_split_varying_only: bool = True
     attack_case_batch: int = 64
-    sampling_budget: int = 32768
+    sampling_budget: int = 16384
     load_check_points: int = 8
     decision_log: bool = defaults.DECISION_LOG
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
