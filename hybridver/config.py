@@ -160,8 +160,9 @@ class WholeBoxConfig:
     most ``input_split_max_dim`` varying inputs, their boxes bisected ``split_rounds``
     times, at most ``split_max_domains`` pieces per case, the pieces bounded by CROWN-IBP;
     :mod:`hybridver.pipeline.box_split`); ``alpha``: the optimization of
-    ``alpha-crown`` (its deadline is the run's; its ``optimize_intermediate`` applies only to networks with more than
-    ``input_split_max_dim`` inputs, those that activation splitting takes);
+    ``alpha-crown`` (its deadline is the run's; its ``optimize_intermediate`` applies
+    only to cases with more than ``input_split_max_dim`` inputs to split, those that
+    activation splitting takes);
     ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
     transposes of linear nodes; False only for ablation); ``broadcast_products``:
     :attr:`BoundConfig.broadcast_products` (fewer operand bounds for products of two

@@ -92,7 +92,8 @@ def sample_batch(graph: NetworkGraph, batch: CaseBatch, n: int, seed: int,
 def pgd_batch(graph: NetworkGraph, batch: CaseBatch, config: AttackConfig, deadline: float,
               device: str | torch.device = "cpu") -> list[list[CandidateCounterexample]]:
     """Per case of ``batch``, PGD candidates: its 4 best points, most violating first
-    (the real model also checks near misses); runs in float32 like the deployed model, ``config.rounds`` rounds of ``config.steps`` signed-gradient steps from the
+    (the real model also checks near misses); runs in float32 like the deployed model,
+    ``config.rounds`` rounds of ``config.steps`` signed-gradient steps from the
     same starts in every case (the box centre first)."""
     input_shape = graph.input_node.shape
     lower = torch.tensor(batch.lower, dtype=torch.float32, device=device)[:, None, :]

@@ -22,7 +22,7 @@ from hybridver.specs import InputBox, OutputConstraints, Spec, SpecCase
 from hybridver.specs.vnnlib import write_vnnlib
 
 N_IN = 6
-_RNG = np.random.default_rng(3)
+_RNG = np.random.default_rng(3)  # the network's weights
 W1 = np.round(_RNG.uniform(-1, 1, (N_IN, 8)), 2)
 B1 = np.round(_RNG.uniform(-0.2, 0.2, (8,)), 2)
 W2 = np.round(_RNG.uniform(-1, 1, (8, 2)), 2)
@@ -51,11 +51,11 @@ def _net(x: np.ndarray) -> np.ndarray:
 
 
 def _spec(n_cases: int, bad: int | None, half_width: float = 1 / 64) -> Spec:
-    """``n_cases`` boxes of width ``2 half_width`` in two inputs (the others fixed), with three output
-    shapes in turn: ``y0 >= t`` (one row), ``y0 >= t and y1 >= s`` (two rows), ``y0 >= t
-    or y1 >= s`` (two disjuncts).  Every threshold is 1 above the output's range on the
-    box (provable), except case ``bad``: its first row's threshold is the value at the
-    box's centre, a known counterexample."""
+    """``n_cases`` boxes of width ``2 half_width`` in two inputs (the others fixed), with
+    three output shapes in turn: ``y0 >= t`` (one row), ``y0 >= t and y1 >= s`` (two
+    rows), ``y0 >= t or y1 >= s`` (two disjuncts).  Every threshold is 1 above the
+    output's sampled range on the box (provable), except case ``bad``: its first row's
+    threshold is below the value at the box's centre, a known counterexample."""
     rng = np.random.default_rng(n_cases)
     cases = []
     for k in range(n_cases):
