@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
     encode.add_parser(sub)
+    from hybridver.commands import plant as plant_command
+    plant_command.add_parser(sub)
 
     run = sub.add_parser("run-instances", help="run a VNN-COMP instances.csv")
     run.add_argument("csv", metavar="CSV")
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "encode":
             from hybridver.commands.encode import run_encode
             return run_encode(args)
+        if args.command == "plant":
+            from hybridver.commands.plant import run_plant
+            return run_plant(args)
         if args.command == "run-instances":
             from hybridver.commands.run_instances import run_instances
             return run_instances(args)

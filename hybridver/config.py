@@ -166,15 +166,18 @@ class WholeBoxConfig:
     ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
     transposes of linear nodes; False only for ablation); ``broadcast_products``:
     :attr:`BoundConfig.broadcast_products` (fewer operand bounds for products of two
-    variable matrices; False only for ablation); ``case_batch``: cases bounded together
-    by CROWN and alpha-CROWN (``ibp_case_batch`` by IBP; 1: one case at a time, for
-    ablation; :mod:`hybridver.pipeline.case_batches`)."""
+    variable matrices; False only for ablation); ``quadratic_forms``:
+    :attr:`BoundConfig.quadratic_forms` (quadratic forms as weighted squares; False only
+    for ablation); ``case_batch``: cases bounded together by CROWN and alpha-CROWN
+    (``ibp_case_batch`` by IBP and CROWN-IBP; 1: one case at a time, for ablation;
+    :mod:`hybridver.pipeline.case_batches`)."""
 
     methods: tuple[str, ...] = ("ibp", "crown-ibp", "crown-ibp-split", "crown",
                                 "alpha-crown")
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     direct_linear_rules: bool = True
     broadcast_products: bool = True
+    quadratic_forms: bool = True
     case_batch: int = 4
     ibp_case_batch: int = 1024
     split_rounds: int = 20

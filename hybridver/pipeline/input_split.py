@@ -52,8 +52,11 @@ class InputSplitStage:
         cases = [index for index in cases if ctx.input_split_applies(index)]
         if not cases:
             return {}
-        config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline)
-        plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device))
+        quadratic = ctx.config.input_split.quadratic_forms
+        config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline,
+                             quadratic_forms=quadratic)
+        plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device),
+                        quadratic_forms=quadratic)
         reused = sorted(plan.pre_activations)
         # names of the plan's (decomposed) graph: max-pool and softmax become several nodes
         relu_inputs = plan.unary_inputs(_RELU_LIKE)

@@ -126,4 +126,5 @@ def _bound_config(ctx: RunContext, method: str, batch) -> BoundConfig:
     return BoundConfig(method=BoundMethod(method), intermediate=intermediate, alpha=alpha,
                        deadline=ctx.deadline,
                        direct_linear_rules=settings.direct_linear_rules,
-                       broadcast_products=settings.broadcast_products)
+                       broadcast_products=settings.broadcast_products,
+                       quadratic_forms=settings.quadratic_forms)
