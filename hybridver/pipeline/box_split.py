@@ -24,13 +24,18 @@ from hybridver.pipeline.case_batches import CaseBatch
 
 def bisect_prove(graph, batch: CaseBatch, config: BoundConfig, rounds: int,
                  max_domains_per_case: int, chunk: int, timed_out,
-                 device: str = "cpu") -> list[int]:
+                 device: str = "cpu", whole_boxes_bounded: bool = False) -> list[int]:
     """The indices of ``batch`` (spec case indices) proven by ``rounds`` rounds of
     bisection, each domain bounded with ``config`` (in chunks of ``chunk`` domains);
-    ``timed_out()`` is asked before every chunk."""
+    ``timed_out()`` is asked before every chunk.  ``whole_boxes_bounded``: the cases'
+    whole boxes were just bounded with ``config`` in vain, so the first round bisects
+    them without bounding them again."""
     lower, upper = batch.lower.copy(), batch.upper.copy()
     owner = np.arange(len(batch))
     given_up = np.zeros(len(batch), dtype=bool)
+    if whole_boxes_bounded and rounds > 0:
+        lower, upper, owner = _bisect(lower, upper, owner)
+        rounds -= 1
     for _ in range(rounds + 1):
         refuted = np.zeros(len(owner), dtype=bool)
         for start in range(0, len(owner), chunk):

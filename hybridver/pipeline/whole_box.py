@@ -93,13 +93,15 @@ class WholeBoxStage:
         if len(eligible) < settings.split_min_cases:
             return
         config = _bound_config(ctx, CROWN_IBP, None)
+        methods = settings.methods
+        bounded = CROWN_IBP in methods[:methods.index(CROWN_IBP_SPLIT)]
         for batch in case_batches(ctx.spec.cases, eligible, settings.ibp_case_batch):
             if ctx.timed_out():
                 return
             try:
                 proven = bisect_prove(ctx.model.graph, batch, config, settings.split_rounds,
                                       settings.split_max_domains, settings.ibp_case_batch,
-                                      ctx.timed_out, ctx.config.device)
+                                      ctx.timed_out, ctx.config.device, bounded)
             except DeadlineExceeded:
                 return
             ctx.stats.bounds.count_method(CROWN_IBP_SPLIT)

@@ -184,9 +184,10 @@ def _proven_by(model, spec, **whole_box) -> list[int]:
     return sorted(i for i, r in results.items() if r.status.value == "proven")
 
 
-def test_bisection_never_proves_the_case_with_a_counterexample(model):
+@pytest.mark.parametrize("methods", [("crown-ibp-split",), ("crown-ibp", "crown-ibp-split")])
+def test_bisection_never_proves_the_case_with_a_counterexample(model, methods):
     spec = _spec(50, bad=37)
-    proven = _proven_by(model, spec, methods=("crown-ibp-split",), split_rounds=10,
+    proven = _proven_by(model, spec, methods=methods, split_rounds=10,
                         split_max_domains=1024)
     assert 37 not in proven
     assert len(proven) == 49
