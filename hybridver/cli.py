@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                      help="live line per running instance on stderr: auto (when stderr is a "
                           "terminal), on, off")
+    from hybridver.commands import crosscheck
+    crosscheck.add_parser(sub)
     return parser
 
 
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run-instances":
             from hybridver.commands.run_instances import run_instances
             return run_instances(args)
+        if args.command == "crosscheck":
+            from hybridver.commands.crosscheck import run_crosscheck_command
+            return run_crosscheck_command(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:
         print(f"hybridver: error: {exc}", file=sys.stderr)
