@@ -21,7 +21,9 @@ solved ones.  Variants (``--variants``, default all):
   domain / the cheap branching score instead of filtered smart branching);
 * ``no-intermediate-alpha``: item 3 in the engine off (whole-box alpha-CROWN with fixed
   CROWN intermediate bounds; branch-and-bound's alpha-beta-CROWN keeps them fixed anyway);
-* ``no-smooth-split``: item 4 off (input splitting as before it).
+* ``no-smooth-split``: item 4 off (input splitting as before it);
+* ``no-quadratic-forms``: item 4's bounds of quadratic forms off (a Lyapunov function
+  ``u^T P u`` bounded as products, not as weighted squares: :mod:`hybridver.ir.quadratic`).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ VARIANTS: dict[str, str] = {
     "no-intermediate-alpha": FRESH_SCHEDULER + "[whole_box.alpha]\noptimize_intermediate = false\n",
     "no-smooth-split": FRESH_SCHEDULER + "[input_split]\nsmooth_splitting = false\n"
                        "clip_domains = false\n",
+    "no-quadratic-forms": FRESH_SCHEDULER + "[input_split]\nquadratic_forms = false\n"
+                          "[whole_box]\nquadratic_forms = false\n",
 }
 
 

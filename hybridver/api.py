@@ -26,6 +26,7 @@ from hybridver.pipeline.self_check import self_check
 from hybridver.progress import NullProgress, Progress
 from hybridver.result import VerificationResult
 from hybridver.specs import Spec, load_vnnlib
+from hybridver.specs.instances import existing_file
 from hybridver.specs.pinning import pin_to_dtype
 
 
@@ -145,18 +146,6 @@ def verify(model: LoadedModel | torch.nn.Module, spec: Spec,
     return self_check(model, spec, config, result, progress)
 
 
-def _existing(path: str | Path) -> Path:
-    """``path``, or its gzip copy ``path.gz`` when only that exists (as VNN-COMP's folders
-    keep them); a clear error when neither does."""
-    path = Path(path)
-    if path.exists():
-        return path
-    gz = path.with_name(path.name + ".gz")
-    if gz.exists():
-        return gz
-    raise HybridverInputError(f"file not found: {path}")
-
-
 def verify_files(model_path: str | Path, spec_path: str | Path,
                  config: VerifyConfig = VerifyConfig(), progress: Progress | None = None,
                  started: float | None = None) -> VerificationResult:
@@ -164,7 +153,7 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     counts from ``started`` (a ``time.monotonic()`` value; default: now)."""
     t0 = time.monotonic()
     deadline = (t0 if started is None else started) + config.timeout_s
-    model_path, spec_path = _existing(model_path), _existing(spec_path)
+    model_path, spec_path = existing_file(model_path), existing_file(spec_path)
     if progress is not None:
         progress.phase("load")
     model = load_model(model_path)

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     from hybridver.commands import bounds, encode
     bounds.add_parser(sub)
     encode.add_parser(sub)
+    from hybridver.commands import plant as plant_command
+    plant_command.add_parser(sub)
 
     run = sub.add_parser("run-instances", help="run a VNN-COMP instances.csv")
     run.add_argument("csv", metavar="CSV")
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                      help="live line per running instance on stderr: auto (when stderr is a "
                           "terminal), on, off")
+    from hybridver.commands import crosscheck
+    crosscheck.add_parser(sub)
     return parser
 
 
@@ -118,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "encode":
             from hybridver.commands.encode import run_encode
             return run_encode(args)
+        if args.command == "plant":
+            from hybridver.commands.plant import run_plant
+            return run_plant(args)
         if args.command == "run-instances":
             from hybridver.commands.run_instances import run_instances
             return run_instances(args)
+        if args.command == "crosscheck":
+            from hybridver.commands.crosscheck import run_crosscheck_command
+            return run_crosscheck_command(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:
         print(f"hybridver: error: {exc}", file=sys.stderr)

@@ -31,6 +31,9 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
   moved outward before it is used as an interval end (``MILP_BOUND_ABS`` plus
   ``MILP_BOUND_REL`` times its magnitude: 1000 times the solver tolerances we set,
   docs/soundness.md, "LP/MILP-tightened intermediate bounds").
+* :data:`VNNCOMP_ATOL`, :data:`VNNCOMP_RTOL`: the tolerances with which VNN-COMP's scoring
+  accepts another tool's counterexample (``hybridver crosscheck``); never used to claim
+  ``sat`` ourselves.
 * :data:`REL_SLACK`: a relative widening (``1e-12``, over ``4000 u``) for a value computed
   by a few float64 operations, e.g. a radius or a bias moved outward to cover its own
   rounding.
@@ -45,6 +48,7 @@ import numpy as np
 
 __all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "RESIZE_NEAR_TIE",
            "MILP_BOUND_ABS", "MILP_BOUND_REL", "milp_bound_margin",
+           "VNNCOMP_ATOL", "VNNCOMP_RTOL",
            "round_down", "round_up", "is_float64", "dtype_round_down", "dtype_round_up",
            "dtype_nearest", "exactly_satisfied"]
 
@@ -60,6 +64,17 @@ U_BF16 = 2.0 ** -8
 TINY = 1e-300
 #: Relative widening covering the rounding of a few float64 operations.
 REL_SLACK = 1e-12
+#: VNN-COMP's scoring (``COUNTEREXAMPLE_ATOL``, 2022-2025): a counterexample's input may
+#: leave its box by this much per coordinate, and the property's rows ``C y + d <= 0`` may
+#: miss by this much, and it still counts as ``sat`` ("correct up to tolerance").  Such a
+#: point shows no violation of the exact property, so it never makes another tool's
+#: ``unsat`` false (docs/soundness.md, "Cross-checking other tools").
+VNNCOMP_ATOL = 1e-4
+#: VNN-COMP's scoring (``COUNTEREXAMPLE_RTOL``, 2022-2024): the outputs a tool writes next
+#: to its counterexample may differ from onnxruntime's by this much, relative to their
+#: largest magnitude (2025 ignores the written outputs).  crosscheck reports the
+#: difference; it judges the point on onnxruntime's own outputs.
+VNNCOMP_RTOL = 1e-3
 #: A nearest-Resize source coordinate this close (relative) to a rounding boundary, but
 #: not on it, may be rounded across it by onnxruntime's float32 arithmetic (a handful of
 #: operations of error ``U32`` each, 256 ulps allowed): the importer refuses such a map.

@@ -35,6 +35,7 @@ RANKS: dict[str, int] = {
     "cli": 95,
     "commands": 90,
     "api": 85,
+    "soundness": 83,  # planted benchmarks, cross-checking: reads frontends, specs, result
     "properties": 80,  # robustness with the class count read from the model
     "pipeline": 75,
     "config_file": 74,  # TOML -> the config tree

@@ -83,7 +83,8 @@ class InputSplitConfig:
     best row only; ``smooth_splitting``: on networks with smooth nonlinearities (sin, cos,
     products, sigmoid...), whose bounding calls cost much more per call than per domain,
     use ``smooth_batch_size``, ``smooth_fill_splits`` and ``deciding_rows`` (see
-    :meth:`for_network`)."""
+    :meth:`for_network`); ``quadratic_forms``: bound quadratic forms ``u^T P u`` (a
+    Lyapunov function) as weighted squares (:attr:`BoundConfig.quadratic_forms`)."""
 
     batch_size: int = 512          # children bounded per call (parents = half)
     max_domains: int = 20_000_000  # domains bounded before giving up ("exhausted")
@@ -96,6 +97,7 @@ class InputSplitConfig:
     smooth_splitting: bool = True  # smooth networks: the smooth_* settings, deciding_rows
     smooth_batch_size: int = 4096
     smooth_fill_splits: int = 4
+    quadratic_forms: bool = True
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.smooth_batch_size, self.fill_splits,

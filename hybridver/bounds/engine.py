@@ -216,7 +216,7 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
         raise ValueError("input box has lower > upper")
     Ct, dt = _spec(graph, n, C, d, device)
     plan = get_plan(graph, config.torch_dtype, device, config.direct_linear_rules,
-                    config.broadcast_products)
+                    config.broadcast_products, config.quadratic_forms)
     # restrictions name nodes of the plan's graph (the decomposed one, a superset of names)
     restr = _restrictions(plan.graph, restrictions, n, device)
     known_t = _restrictions(plan.graph, known, n, device)

@@ -107,6 +107,9 @@ class BoundConfig:
     map, much faster; off only for ablation).  ``broadcast_products``: a product of two
     variable matrices is decomposed into a MUL that broadcasts its operands (bounds of
     ``m k + k n`` operand entries, not ``2 m k n``; same bounds; off only for ablation).
+    ``quadratic_forms``: a quadratic form ``u^T P u`` is bounded as weighted squares of
+    eigen-coordinates (:mod:`hybridver.ir.quadratic`; tighter lower bounds of a
+    positive-definite form than products; off only for ablation).
     ``deadline``: a ``time.monotonic()`` value; past it the passes stop and raise
     :class:`~hybridver.errors.DeadlineExceeded` (checked at every node of the interval
     pass and of every backward pass, and before every alpha step); None: no limit.
@@ -122,6 +125,7 @@ class BoundConfig:
     interval_fallback: bool = False
     direct_linear_rules: bool = True
     broadcast_products: bool = True
+    quadratic_forms: bool = True
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     deadline: float | None = None
 

@@ -20,6 +20,7 @@ import torch
 
 from hybridver.bounds.linear_ops import LinearRule, is_linear
 from hybridver.ir.decompose import decompose_for_bounds
+from hybridver.ir.quadratic import find_quadratic_forms
 from hybridver.ir.evaluate import EVALUATORS
 from hybridver.ir.graph import NetworkGraph
 from hybridver.ir.ops import OpKind
@@ -182,25 +183,31 @@ _PLANS: "weakref.WeakKeyDictionary[NetworkGraph, dict]" = weakref.WeakKeyDiction
 
 
 def get_plan(graph: NetworkGraph, dtype: torch.dtype, device: torch.device,
-             direct_rules: bool = True, broadcast_products: bool = True) -> GraphPlan:
+             direct_rules: bool = True, broadcast_products: bool = True,
+             quadratic_forms: bool = True) -> GraphPlan:
     """The cached :class:`GraphPlan` of ``graph`` for this dtype, device, choice of
     linear transposes (``direct_rules``: :class:`~hybridver.bounds.linear_ops.LinearRule`)
-    and decomposition of products (``broadcast_products``: :func:`for_bounds`)."""
+    and decompositions (``broadcast_products``, ``quadratic_forms``: :func:`for_bounds`)."""
     per_graph = _PLANS.setdefault(graph, {})
-    key = (dtype, str(device), bool(direct_rules), bool(broadcast_products))
+    key = (dtype, str(device), bool(direct_rules), bool(broadcast_products),
+           bool(quadratic_forms))
     if key not in per_graph:
-        per_graph[key] = GraphPlan(for_bounds(graph, broadcast_products), dtype, device,
-                                   direct_rules)
+        per_graph[key] = GraphPlan(for_bounds(graph, broadcast_products, quadratic_forms),
+                                   dtype, device, direct_rules)
     return per_graph[key]
 
 
 _DECOMPOSED = (OpKind.SOFTMAX, OpKind.MAX_POOL, OpKind.MATMUL)
 
 
-def for_bounds(graph: NetworkGraph, broadcast_products: bool = True) -> NetworkGraph:
+def for_bounds(graph: NetworkGraph, broadcast_products: bool = True,
+               quadratic_forms: bool = True) -> NetworkGraph:
     """``graph`` with softmax, max-pool and products of two matrices decomposed into
-    relaxable ops (names of replaced nodes are kept); ``graph`` itself if it has none.
-    ``broadcast_products``: see :func:`~hybridver.ir.decompose.decompose_matmul_of_variables`."""
-    if not any(node.op in _DECOMPOSED for node in graph.nodes()):
+    relaxable ops, and (``quadratic_forms``) quadratic forms ``u^T P u`` as weighted
+    squares (:mod:`hybridver.ir.quadratic`); names of replaced nodes are kept; ``graph``
+    itself if it has none of them.  ``broadcast_products``: see
+    :func:`~hybridver.ir.decompose.decompose_matmul_of_variables`."""
+    if not any(node.op in _DECOMPOSED for node in graph.nodes()) and not (
+            quadratic_forms and find_quadratic_forms(graph)):
         return graph
-    return decompose_for_bounds(graph, broadcast_products)
+    return decompose_for_bounds(graph, broadcast_products, quadratic_forms)

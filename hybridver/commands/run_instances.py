@@ -14,56 +14,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from hybridver.errors import HybridverInputError
 from hybridver.progress import make_progress
-
-
-@dataclasses.dataclass(frozen=True)
-class Instance:
-    onnx: str
-    vnnlib: str
-    timeout_s: float
-
-
-def read_instances(path: Path) -> list[Instance]:
-    if not path.is_file():
-        raise HybridverInputError(f"file not found: {path}")
-    instances = []
-    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not a cell
-        for line_no, row in enumerate(csv.reader(handle), start=1):
-            row = [cell.strip() for cell in row]
-            if not row or not any(row) or row[0].startswith("#"):
-                continue
-            if line_no == 1 and row[0].lower() == "onnx":
-                continue  # header
-            if len(row) < 3:
-                raise HybridverInputError(f"{path}:{line_no}: expected 'onnx,vnnlib,timeout'")
-            try:
-                timeout = float(row[2])
-            except ValueError:
-                raise HybridverInputError(
-                    f"{path}:{line_no}: timeout '{row[2]}' is not a number") from None
-            instances.append(Instance(row[0], row[1], timeout))
-    return instances
-
-
-def read_expected(path: Path) -> dict[tuple[str, str], str]:
-    """``{(onnx, vnnlib): expected}`` from an expected_results.csv, or {} when absent."""
-    if not path.is_file():
-        return {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:  # a BOM is not a cell
-        return {(_strip_gz(r["onnx"]), _strip_gz(r["vnnlib"])): r["expected"].strip().lower()
-                for r in csv.DictReader(handle) if r.get("expected")}
-
-
-def _strip_gz(name: str) -> str:
-    name = name.strip()
-    return name[:-3] if name.endswith(".gz") else name
+from hybridver.specs.instances import (Instance, read_expected, read_instances,  # noqa: F401
+                                       strip_gz as _strip_gz)
 
 
 def judge(verdict: str, expected: str | None) -> str:

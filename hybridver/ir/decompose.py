@@ -20,7 +20,8 @@ nonlinearities that have relaxations (EXP, RECIPROCAL, RELU, MUL of two variable
   as ``A -> (.., m, k, 1)`` and ``B -> (.., 1, k, n)``, an elementwise MUL broadcasting
   them to ``(*batch, m, k, n)``, and REDUCE_SUM over ``k``.  Only for MATMULs whose
   operands both depend on a graph input (a constant operand keeps the MATMUL linear).
-* :func:`decompose_for_bounds`: all of them, then shape validation.
+* :func:`decompose_for_bounds`: all of them, after the quadratic forms of
+  :mod:`hybridver.ir.quadratic`, then shape validation.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 from hybridver.ir.builder import GraphBuilder
 from hybridver.ir.graph import NetworkGraph, Node
 from hybridver.ir.ops import OpKind
+from hybridver.ir.quadratic import rewrite_quadratic_forms
 
 __all__ = ["decompose_softmax", "decompose_max_pool", "decompose_matmul_of_variables",
            "decompose_for_bounds"]
@@ -227,9 +229,13 @@ def decompose_matmul_of_variables(g: NetworkGraph, broadcast: bool = True) -> Ne
 DECOMPOSITIONS = (decompose_softmax, decompose_max_pool, decompose_matmul_of_variables)
 
 
-def decompose_for_bounds(g: NetworkGraph, broadcast_products: bool = True) -> NetworkGraph:
+def decompose_for_bounds(g: NetworkGraph, broadcast_products: bool = True,
+                         quadratic_forms: bool = True) -> NetworkGraph:
     """All decompositions, then a graph validated with ``check_shapes=True``
-    (``broadcast_products``: :func:`decompose_matmul_of_variables`'s ``broadcast``)."""
+    (``broadcast_products``: :func:`decompose_matmul_of_variables`'s ``broadcast``;
+    ``quadratic_forms``: first :func:`hybridver.ir.quadratic.rewrite_quadratic_forms`)."""
+    if quadratic_forms:
+        g = rewrite_quadratic_forms(g)
     g = decompose_softmax(g)
     g = decompose_max_pool(g)
     g = decompose_matmul_of_variables(g, broadcast_products)

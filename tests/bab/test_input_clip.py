@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybridver.bab.input_clip import clip_domains, clip_to_halfspaces
+from hybridver.bab.input_clip import clip_domains, clip_to_halfspaces, refuted_by_pairs
 from hybridver.bab.input_domains import DomainBatch, split_domains_along
 from hybridver.bab.input_split import (Bounded, InputSplitConfig, deciding_rows,
                                        input_split_bab)
@@ -83,6 +83,32 @@ def test_a_disjunct_with_an_empty_cut_is_refuted_and_the_union_covers_the_rest()
     assert now.tolist() == [[True, False, True]]
     assert c_lo.tolist() == [[0.0, 0.0]]
     assert abs(c_hi[0, 0].item() - 0.25) < 1e-12 and c_hi[0, 1].item() == 1.0
+
+
+def test_two_rows_that_exclude_each_other_refute_their_disjunct_where_clipping_cannot():
+    # x0 + x1 >= 1.2 and x0 + x1 <= 0.9: each cut alone (and their intersection) leaves
+    # [0.2, 0.9]^2, but their sum with t = 1 is the constant 0.3 > 0
+    lo = torch.zeros(1, 2, dtype=torch.float64)
+    hi = torch.ones(1, 2, dtype=torch.float64)
+    coef = torch.tensor([[[-1.0, -1.0], [1.0, 1.0]]], dtype=torch.float64)
+    offset = torch.tensor([[1.2, -0.9]], dtype=torch.float64)
+    row_lo, row_hi = clip_to_halfspaces(lo, hi, coef, offset)
+    assert bool((row_lo.max(dim=1).values <= row_hi.min(dim=1).values).all())
+    assert refuted_by_pairs(lo, hi, coef, offset).tolist() == [True]
+    _, _, now = clip_domains(lo, hi, coef, offset, (slice(0, 2),),
+                             torch.zeros(1, 1, dtype=torch.bool))
+    assert now.tolist() == [[True]]
+
+
+def test_pairs_never_refute_a_box_where_a_sampled_point_satisfies_every_row():
+    rng = np.random.default_rng(11)
+    lo, hi, coef, offset = _random_problem(rng, k=256, m=3, n=3)
+    refuted = refuted_by_pairs(lo, hi, coef, offset)
+    x = lo[:, None, :] + (hi - lo)[:, None, :] * torch.as_tensor(rng.random((256, 4000, 3)))
+    rows = torch.einsum("kmn,ksn->ksm", coef, x) + offset[:, None, :]
+    feasible = (rows <= 0).all(dim=2).any(dim=1)
+    assert int(feasible.sum()) > 20 and int(refuted.sum()) > 20
+    assert not bool((refuted & feasible).any())
 
 
 def test_every_disjunct_empty_leaves_the_box_and_refutes_all():

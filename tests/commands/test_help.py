@@ -14,7 +14,7 @@ from hybridver.cli import build_parser, main
 
 HEAVY = {"torch", "numpy", "onnx", "onnxruntime", "highspy", "ortools", "z3", "scipy",
          "networkx"}
-COMMANDS = ["info", "verify", "bounds", "encode", "run-instances"]
+COMMANDS = ["info", "verify", "bounds", "encode", "run-instances", "crosscheck", "plant"]
 
 _PROBE = """
 import json, sys

@@ -133,6 +133,13 @@ def _square():
     return [_n("Mul", ["h", "h"], ["z"])], {}
 
 
+def _quadratic_form():   # h^T P h: a Lyapunov function's shape (hybridver.ir.quadratic)
+    a = np.round(_RNG.uniform(-1, 1, (4, 4)), 2)
+    p = a @ a.T + 0.3 * np.eye(4) + np.triu(np.full((4, 4), 0.25), 1)  # not symmetric
+    return [_n("MatMul", ["h", "Pq"], ["ph"]), _n("Mul", ["h", "ph"], ["z"])], \
+        {"Pq": np.round(p, 2)}
+
+
 def _matmul_variables():   # outer product (2, 1) @ (1, 2) of two variables
     return [_n("Slice", ["h", "st", "en", "axs"], ["h2"]),
             _n("Reshape", ["h2", "col"], ["a"]), _n("MatMul", ["a", "h2"], ["z"])], \
@@ -193,6 +200,7 @@ CASES = [
     OpCase("constant_mul", _constant),
     OpCase("mul_variables", _mul_variables),
     OpCase("square", _square),
+    OpCase("quadratic_form", _quadratic_form),
     OpCase("matmul_variables", _matmul_variables),
     OpCase("softmax", _softmax),
     OpCase("max_pool", _max_pool),

@@ -50,7 +50,8 @@ EXACT_REFUSED = {"softmax": "softmax node", "matmul_variables": "matmul node",
 EXACT_INCOMPLETE = {("sigmoid", "z3"), ("tanh", "z3"), ("sin", "z3"), ("pow2", "z3"),
                     ("pow3", "z3"), ("mul_variables", "z3"), ("square", "z3"),
                     ("mul_variables", "highs"), ("mul_variables", "ortools"),
-                    ("square", "highs"), ("square", "ortools")}
+                    ("square", "highs"), ("square", "ortools"), ("quadratic_form", "z3"),
+                    ("quadratic_form", "highs"), ("quadratic_form", "ortools")}
 
 
 @pytest.fixture(scope="module")
