@@ -49,8 +49,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hybridver.commands.run_instances import (Instance, judge, read_expected,  # noqa: E402
-                                              read_instances, resolve, _strip_gz)
+from hybridver.commands.run_instances import judge  # noqa: E402
+from hybridver.specs.instances import (Instance, existing_file, read_expected,  # noqa: E402
+                                       read_instances, strip_gz)
 from hybridver.errors import HybridverInputError  # noqa: E402
 from hybridver.result import read_results_file  # noqa: E402
 
@@ -170,8 +171,8 @@ def select(instances: list[Instance], patterns: list[str]) -> list[Instance]:
 
 
 def short_name(inst: Instance) -> str:
-    onnx = _strip_gz(Path(inst.onnx).name).removesuffix(".onnx")
-    vnnlib = _strip_gz(Path(inst.vnnlib).name).removesuffix(".vnnlib")
+    onnx = strip_gz(Path(inst.onnx).name).removesuffix(".onnx")
+    vnnlib = strip_gz(Path(inst.vnnlib).name).removesuffix(".vnnlib")
     return f"{onnx} {vnnlib}"
 
 
@@ -267,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             for inst in instances:
                 timeout = min(inst.timeout_s, args.timeout_cap) if args.timeout_cap \
                     else inst.timeout_s
-                onnx, vnnlib = resolve(root, inst.onnx), resolve(root, inst.vnnlib)
-                exp = expected.get((_strip_gz(inst.onnx), _strip_gz(inst.vnnlib)))
+                onnx, vnnlib = existing_file(root / inst.onnx), existing_file(root / inst.vnnlib)
+                exp = expected.get((strip_gz(inst.onnx), strip_gz(inst.vnnlib)))
                 runs: dict[str, ToolRun] = {}
                 for tool in tools:  # one after the other, never in parallel
                     if tool == "hybridver":

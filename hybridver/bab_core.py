@@ -74,7 +74,9 @@ class SearchStats:
     regions and the disjuncts they refuted; ``linear_regions``: regions with every ReLU
     stable; ``max_cuts``: most cuts of a region; ``method``: the bound method;
     ``open``/``best_margin``: open domains (pool plus hand-off) and the lowest margin
-    bound among them, as of the last progress report or the end; ``time_s``: the search.
+    bound among them, as of the last progress report or the end; ``time_s``: the search;
+    ``refine``: the LP/MILP tightening of root intervals (activation splitting), empty
+    when it did not run.
     """
 
     domains_bounded: int = 0
@@ -99,6 +101,7 @@ class SearchStats:
     open: int = 0
     best_margin: float = math.inf
     time_s: float = 0.0
+    refine: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def domains_per_s(self) -> float:

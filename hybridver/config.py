@@ -155,21 +155,40 @@ EXACT_SCHEDULE = Schedule(stages=(StageName.EXACT,), escalations=())
 @dataclasses.dataclass(frozen=True)
 class WholeBoxConfig:
     """Bounds on each case's whole box: ``methods`` tried in order until one proves the
-    case; ``alpha``: the optimization of ``alpha-crown`` (its deadline is the run's; its
-    ``optimize_intermediate`` applies only to networks with more than
-    ``input_split_max_dim`` inputs, those that activation splitting takes);
+    case (a :class:`BoundMethod` value, or ``crown-ibp``: CROWN over IBP intermediate
+    bounds; or ``crown-ibp-split``: when at least ``split_min_cases`` open cases have at
+    most ``input_split_max_dim`` varying inputs, their boxes bisected ``split_rounds``
+    times, at most ``split_max_domains`` pieces per case, the pieces bounded by CROWN-IBP;
+    :mod:`hybridver.pipeline.box_split`); ``alpha``: the optimization of
+    ``alpha-crown`` (its deadline is the run's; its ``optimize_intermediate`` applies
+    only to cases with more than ``input_split_max_dim`` inputs to split, those that
+    activation splitting takes);
     ``direct_linear_rules``: :attr:`BoundConfig.direct_linear_rules` (hand-written
     transposes of linear nodes; False only for ablation); ``broadcast_products``:
     :attr:`BoundConfig.broadcast_products` (fewer operand bounds for products of two
     variable matrices; False only for ablation); ``quadratic_forms``:
     :attr:`BoundConfig.quadratic_forms` (quadratic forms as weighted squares; False only
-    for ablation)."""
+    for ablation); ``case_batch``: cases bounded together by CROWN and alpha-CROWN
+    (``ibp_case_batch`` by IBP and CROWN-IBP; 1: one case at a time, for ablation;
+    :mod:`hybridver.pipeline.case_batches`)."""
 
-    methods: tuple[str, ...] = ("ibp", "crown", "alpha-crown")
+    methods: tuple[str, ...] = ("ibp", "crown-ibp", "crown-ibp-split", "crown",
+                                "alpha-crown")
     alpha: AlphaConfig = dataclasses.field(default_factory=AlphaConfig)
     direct_linear_rules: bool = True
     broadcast_products: bool = True
     quadratic_forms: bool = True
+    case_batch: int = 4
+    ibp_case_batch: int = 1024
+    split_rounds: int = 20
+    split_max_domains: int = 256
+    split_min_cases: int = 16
+
+    def __post_init__(self) -> None:
+        if min(self.case_batch, self.ibp_case_batch, self.split_max_domains) < 1 \
+                or min(self.split_rounds, self.split_min_cases) < 0:
+            raise ValueError("whole_box: case_batch, ibp_case_batch and split_max_domains "
+                             "must be >= 1, split_rounds and split_min_cases >= 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +200,11 @@ class VerifyConfig:
     ``exact``; ``device``: torch device of the bound computations; ``threads``: torch
     threads (None: torch's default); ``input_split_max_dim``: cases with at most this
     many inputs are branched on by input splitting, larger ones by activation splitting;
+    ``input_split_varying_only``: count only the inputs whose interval in the case has
+    positive width (nn4sys fixes most inputs of each case and varies one to four);
+    ``attack_case_batch``: cases sampled and attacked (PGD) together (1: one at a time);
+    ``sampling_budget``: points the sampling stage evaluates in all cases together, at
+    most (a case gets ``attack.samples`` or its share of this, at least 16);
     ``load_check_points``: before the run, the IR is compared with the real model
     (onnxruntime, the torch module) on this many points of the spec's input region (each
     case's centre, a vertex, its corners, uniform points;
@@ -197,6 +221,9 @@ class VerifyConfig:
     device: str = defaults.DEVICE
     threads: int | None = None
     input_split_max_dim: int = 8
+    input_split_varying_only: bool = True
+    attack_case_batch: int = 64
+    sampling_budget: int = 16384
     load_check_points: int = 8
     decision_log: bool = defaults.DECISION_LOG
     attack: AttackConfig = dataclasses.field(default_factory=AttackConfig)
@@ -218,6 +245,8 @@ class VerifyConfig:
                              ">= 0")
         if self.threads is not None and self.threads < 1:
             raise ValueError("threads must be >= 1")
+        if self.attack_case_batch < 1 or self.sampling_budget < 0:
+            raise ValueError("attack_case_batch must be >= 1 and sampling_budget >= 0")
 
     @property
     def stages(self) -> tuple[StageName, ...]:

@@ -33,6 +33,10 @@ with FMA included), is off by at most ``gamma(k, u) * sum |terms|``.
   relaxations' weights): at most this many, so the computed error bound times
   ``1 + 2 gamma(n + ERR_OWN_ROUNDINGS)`` is at least the exact one
   (:mod:`hybridver.bounds.crown`).
+* :func:`milp_bound_margin`: how far a MILP solver's dual bound of a neuron's value is
+  moved outward before it is used as an interval end (``MILP_BOUND_ABS`` plus
+  ``MILP_BOUND_REL`` times its magnitude: 1000 times the solver tolerances we set,
+  docs/soundness.md, "LP/MILP-tightened intermediate bounds").
 * :data:`VNNCOMP_ATOL`, :data:`VNNCOMP_RTOL`: the tolerances with which VNN-COMP's scoring
   accepts another tool's counterexample (``hybridver crosscheck``); never used to claim
   ``sat`` ourselves.
@@ -49,7 +53,8 @@ from fractions import Fraction
 import numpy as np
 
 __all__ = ["U64", "U32", "U_TF32", "U_BF16", "gamma", "TINY", "REL_SLACK", "ERR_OWN_ROUNDINGS",
-           "RESIZE_NEAR_TIE", "VNNCOMP_ATOL", "VNNCOMP_RTOL",
+           "RESIZE_NEAR_TIE", "MILP_BOUND_ABS", "MILP_BOUND_REL", "milp_bound_margin",
+           "VNNCOMP_ATOL", "VNNCOMP_RTOL",
            "round_down", "round_up", "is_float64", "dtype_round_down", "dtype_round_up",
            "dtype_nearest", "exactly_satisfied"]
 
@@ -82,6 +87,16 @@ VNNCOMP_RTOL = 1e-3
 #: not on it, may be rounded across it by onnxruntime's float32 arithmetic (a handful of
 #: operations of error ``U32`` each, 256 ulps allowed): the importer refuses such a map.
 RESIZE_NEAR_TIE = 256 * U32
+#: Absolute and relative widening of a MILP solver's dual bound on one neuron's value
+#: (the solver's feasibility tolerances are 1e-7: a trust assumption, not a proof).
+MILP_BOUND_ABS = 1e-4
+MILP_BOUND_REL = 1e-6
+
+
+def milp_bound_margin(value: float) -> float:
+    """``MILP_BOUND_ABS + MILP_BOUND_REL * |value|``: subtracted from a MILP's dual (lower)
+    bound before it is used (``inf`` for a value that is not finite)."""
+    return MILP_BOUND_ABS + MILP_BOUND_REL * abs(value)
 
 
 def gamma(k: float, unit: float) -> float:

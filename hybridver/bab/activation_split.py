@@ -81,7 +81,9 @@ from hybridver.bab.memory import batch_size as memory_batch_size
 from hybridver.bab.memory import warm_budget_bytes
 from hybridver.bab.neuron_domains import (NeuronBatch, _affine_rows, _restrictions,
                                           _tighten_boxes)
+from hybridver.bab.root_refine import refine_and_rebound, with_root
 from hybridver.bab.warm_start import WarmStore
+from hybridver.backends.bound_refine import RefineConfig
 from hybridver.bab_core import (ProbeFn, ProgressFn, SearchLimits, SearchOutcome, SearchStats,
                                 StopFn, run_search)
 from hybridver.bounds.alpha import warm_start
@@ -115,7 +117,8 @@ class ActivationSplitConfig:
     (:mod:`hybridver.bab.warm_start`; optimized methods only).  ``branching``: "babsr"
     (the cheap score alone) or "fsb" (filtered smart branching,
     :mod:`hybridver.bab.fsb`: the ``fsb_candidates`` best-scored neurons' children
-    re-bounded, the best worse child wins; the default).
+    re-bounded, the best worse child wins; the default).  ``refine``: LP/MILP-tightened
+    root intervals for every domain (:mod:`hybridver.bab.root_refine`).
     """
 
     batch_size: int | None = None  # domains per compute_bounds call; None: from memory
@@ -130,6 +133,7 @@ class ActivationSplitConfig:
     probe_every: int = 4
     probe_domains: int = 8
     attack_steps: int = 12
+    refine: RefineConfig = RefineConfig()
 
     def __post_init__(self) -> None:
         if min(self.batch_size or 1, self.max_batch_size, self.max_domains,
@@ -209,6 +213,7 @@ class _ActivationSplitting:
         self.queue: list[tuple[float, int, tuple[Decision, ...], tuple | None, object]] = []
         self.counter = 0
         self.use_sens = True
+        self.deadline, self.root_restr = deadline, {}   # root_refine's intervals
 
     def root(self) -> NeuronBatch:
         return NeuronBatch([()], [None], [-np.inf])
@@ -232,6 +237,7 @@ class _ActivationSplitting:
         stats, device = self.stats, self.device
         n = len(domains)
         restr = _restrictions(self.cands, domains, device)
+        known = with_root({}, self.root_restr, n) if self.root_restr else None
         blo = np.repeat(self.lo_in, n, 0)
         bhi = np.repeat(self.hi_in, n, 0)
         for i, box in enumerate(boxes):
@@ -247,11 +253,15 @@ class _ActivationSplitting:
         with warm_start(warm):
             res = compute_bounds(self.graph, blo, bhi, self.C, self.d,
                                  config=self.bconfig, restrictions=restr or None,
-                                 bound_upper=False, device=device)
+                                 bound_upper=False, device=device, known=known)
+        restr = with_root(restr, self.root_restr, n)   # what FSB and the hand-off read
         stats.domains_bounded += n
         stats.batches += 1
         infeasible = res.infeasible.cpu() | empty
         margin = disjunct_margins(res.lower, self.groups).cpu()
+        if stats.batches == 1 and n == 1 and not (margin > 0).all() and not infeasible.all():
+            res, margin, restr = refine_and_rebound(self, res, margin, restr)
+            infeasible = res.infeasible.cpu() | empty
         proven = (margin > 0) & ~infeasible
         stats.infeasible += int(infeasible.sum())
         stats.proven_domains += int(proven.sum())

@@ -182,7 +182,8 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
                    restrictions: Mapping[str, tuple[ArrayLike, ArrayLike]] | None = None,
                    bound_upper: bool = True,
                    device: str | torch.device | None = None,
-                   input_coefficients: bool = False) -> BoundResult:
+                   input_coefficients: bool = False,
+                   known: Mapping[str, tuple[ArrayLike, ArrayLike]] | None = None) -> BoundResult:
     """Sound bounds of ``C y + d`` over ``N`` input boxes.
 
     ``lower, upper``: ``(N, *input_shape)`` or ``(N, n_in)``; ``C``: ``(m, n_out)`` shared
@@ -196,7 +197,9 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
     multiplier in the final pass.  Bounds are sound for the inputs of the box whose node
     values satisfy the restrictions.  ``bound_upper=False`` skips the upper
     bounds (half the work).  ``device``: default the device of ``lower`` if a tensor, else
-    CPU.  ``input_coefficients``: also return :attr:`BoundResult.input_coef`.
+    CPU.  ``input_coefficients``: also return :attr:`BoundResult.input_coef`.  ``known``:
+    like ``restrictions`` (sound intervals of nodes, same shapes), intersected with the
+    nodes' intervals first but never split constraints (no beta multipliers).
 
     Raises :class:`UnsupportedBoundError` when some node cannot be bounded soundly, and
     :class:`~hybridver.errors.DeadlineExceeded` past ``config.deadline``.
@@ -216,6 +219,7 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
                     config.broadcast_products, config.quadratic_forms)
     # restrictions name nodes of the plan's graph (the decomposed one, a superset of names)
     restr = _restrictions(plan.graph, restrictions, n, device)
+    known_t = _restrictions(plan.graph, known, n, device)
     linear = config.method is not BoundMethod.IBP
     stats: dict[str, Any] = {"batch_chunks": 0}
     chunk = _batch_chunk(graph, config, n, Ct.shape[1]) if linear else n
@@ -226,8 +230,9 @@ def compute_bounds(graph: NetworkGraph, lower: ArrayLike, upper: ArrayLike,
         Cc = Ct if Ct.shape[0] == 1 else Ct[sl]
         dc = dt if dt.shape[0] == 1 else dt[sl]
         rc = {k: (v[0][sl], v[1][sl]) for k, v in restr.items()}
+        kc = {k: (v[0][sl], v[1][sl]) for k, v in known_t.items()}
         with torch.no_grad():
-            state = build_state(plan, config, lo[sl], hi[sl], rc, linear)
+            state = build_state(plan, config, lo[sl], hi[sl], rc, linear, known=kc)
         y = state.intervals[plan.output]
         low = interval_rows(y, Cc, dc)
         up = -interval_rows(y, -Cc, -dc) if bound_upper else None

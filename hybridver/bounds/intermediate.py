@@ -50,7 +50,8 @@ class IntermediateAlphas:
 
 def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tensor,
                 restrictions: Mapping[str, tuple[Tensor, Tensor]] | None,
-                linear_bounds: bool, joint: IntermediateAlphas | None = None) -> BoundState:
+                linear_bounds: bool, joint: IntermediateAlphas | None = None,
+                known: Mapping[str, tuple[Tensor, Tensor]] | None = None) -> BoundState:
     """Intervals of every node (IBP, tightened by CROWN at every pre-activation when
     ``linear_bounds`` and ``config.intermediate`` is CROWN, intersected with
     ``restrictions``), and the relaxations and error weights of the backward pass.
@@ -83,6 +84,9 @@ def build_state(plan: GraphPlan, config: BoundConfig, lower: Tensor, upper: Tens
                 raise UnsupportedBoundError(f"interval bounds of '{name}' are undefined (NaN)")
             itv = Interval(itv.lower.expand(state.n, *node.shape),
                            itv.upper.expand(state.n, *node.shape))
+        if known and name in known:   # sound intervals: intersected, never split constraints
+            itv = Interval(torch.maximum(itv.lower, known[name][0]),
+                           torch.minimum(itv.upper, known[name][1]))
         if name in restrictions:
             rl, ru = restrictions[name]
             if linear_bounds:

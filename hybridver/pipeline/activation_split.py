@@ -29,7 +29,8 @@ class ActivationSplitStage:
     falsifies = False
 
     def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
-        if ctx.model.graph.input_node.size <= ctx.config.input_split_max_dim:
+        cases = [index for index in cases if not ctx.input_split_applies(index)]
+        if not cases:
             return {}
         if ctx.stats.activation_split is None:
             ctx.stats.activation_split = ActivationSplitStats()
@@ -70,6 +71,8 @@ class ActivationSplitStage:
                             "delegated_proven", "delegated_returned"):
                     setattr(stats, key, getattr(stats, key) + getattr(outcome.stats, key))
                 stats.method = outcome.stats.method
+                if outcome.stats.refine:
+                    stats.refine.append(dict(outcome.stats.refine, case=index))
                 status = outcome.status
                 if race is not None:
                     if status is SearchStatus.EXHAUSTED:   # nothing to split: the race may end

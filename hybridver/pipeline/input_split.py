@@ -39,16 +39,18 @@ def case_result(status: SearchStatus, found: list[ConfirmedCounterexample]) -> C
 
 
 class InputSplitStage:
-    """Branch-and-bound on the input box of each open case (inputs of at most
-    ``input_split_max_dim`` dimensions; larger networks are left to activation
-    splitting).  Stops at the first case it cannot decide."""
+    """Branch-and-bound on the input box of each open case with at most
+    ``input_split_max_dim`` inputs to split (:meth:`RunContext.input_split_applies`;
+    the others are left to activation splitting).  Stops at the first case it cannot
+    decide."""
 
     name = "input_split"
     falsifies = False
 
     def run(self, ctx: RunContext, cases: list[int]) -> dict[int, CaseResult]:
         graph = ctx.model.graph
-        if graph.input_node.size > ctx.config.input_split_max_dim:
+        cases = [index for index in cases if ctx.input_split_applies(index)]
+        if not cases:
             return {}
         quadratic = ctx.config.input_split.quadratic_forms
         config = BoundConfig(method=BoundMethod.CROWN, deadline=ctx.deadline,

@@ -97,12 +97,15 @@ class ActivationSplitStats:
     delegated_proven: int = 0
     delegated_returned: int = 0
     handoff_error: str | None = None
+    refine: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_report(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key in ("race_error", "handoff_error"):
             if out[key] is None:
                 del out[key]
+        if not out["refine"]:
+            del out["refine"]
         return out
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from itertools import chain
+from operator import itemgetter
 from decimal import Decimal
 from fractions import Fraction
 
@@ -51,6 +53,11 @@ class Parser(TermParser):
         self.global_atoms: list[tuple] = []
         self.multi: list[tuple[list, int]] = []
         self.false_at: int | None = None
+        # DNF of each simple atom (op, a, b) met so far, per polarity.  The DNFs (and
+        # their terms) are shared by every occurrence: no code mutates a child's terms
+        # (dnf_and extends only fresh term lists, dnf_or and build only read them).
+        self.atoms_pos: dict[tuple[str, str, str], list] = {}
+        self.atoms_neg: dict[tuple[str, str, str], list] = {}
 
     # ---------------------------------------------------------------- errors, positions
     def where(self, k: int) -> tuple[int, int]:
@@ -176,18 +183,30 @@ class Parser(TermParser):
                     return self.simple_relation(op, i, pos), i + 5
                 return self.relation(op, i, pos)
             if op == "and" or op == "or":
+                flat = self.flat_atoms(i + 2, (op == "and") == pos, pos)
+                if flat is not None:
+                    return flat
                 children = []
                 j = i + 2
                 n = self.n
+                cache = self.atoms_pos if pos else self.atoms_neg
                 while True:
                     t = toks[j] if j < n else self.need(j, i)
                     if t == ")":
                         break
-                    if (t == "(" and j + 4 < n and toks[j + 4] == ")"
-                            and toks[j + 1] in RELATIONS and toks[j + 2] not in PARENS
-                            and toks[j + 3] not in PARENS):
-                        # inlined fast path for the bulk of VNN-LIB: (op atom atom)
-                        children.append(self.simple_relation(toks[j + 1], j, pos))
+                    if t == "(" and j + 4 < n and toks[j + 4] == ")":
+                        # inlined fast path for the bulk of VNN-LIB: (op atom atom), its
+                        # DNF memoized by its three tokens (files repeat most atoms)
+                        key = (toks[j + 1], toks[j + 2], toks[j + 3])
+                        dnf = cache.get(key)
+                        if dnf is None:
+                            if (key[0] not in RELATIONS or key[1] in PARENS
+                                    or key[2] in PARENS):
+                                child, j = self.formula(j, pos, i)
+                                children.append(child)
+                                continue
+                            dnf = cache[key] = self.simple_relation(key[0], j, pos)
+                        children.append(dnf)
                         j += 5
                     else:
                         child, j = self.formula(j, pos, i)
@@ -208,6 +227,42 @@ class Parser(TermParser):
         if t == "true" or t == "false":
             return ([[]] if (t == "true") == pos else []), i + 1
         self.fail(f"expected a formula such as '(<= X_0 1)', found {t!r}", i)
+
+    def flat_atoms(self, k0: int, conjunction: bool, pos: bool) -> tuple[list, int] | None:
+        """(DNF, next index) of an ``and``/``or`` whose operands, from token ``k0`` on,
+        are all simple atoms ``(op a b)``, found with list slices (C speed: VNN-LIB's
+        boxes have thousands of such atoms); ``conjunction``: the operands are conjoined
+        (``and``, or ``or`` under a ``not``).  None when the operands are anything else,
+        for the general loop.  The tokens are checked to be exactly ``( REL a b )``
+        groups up to the closing ``)``, so the parse is the same."""
+        toks, n = self.toks, self.n
+        width = 64
+        while True:
+            opens = toks[k0:k0 + 5 * width:5]
+            if ")" in opens:
+                m = opens.index(")")
+                break
+            if k0 + 5 * width >= n:
+                return None
+            width *= 4
+        end = k0 + 5 * m
+        if m == 0 or opens[:m].count("(") != m or toks[k0 + 4:end:5].count(")") != m:
+            return None
+        ops, lhs, rhs = toks[k0 + 1:end:5], toks[k0 + 2:end:5], toks[k0 + 3:end:5]
+        if (not RELATIONS.issuperset(ops) or "(" in lhs or ")" in lhs or "(" in rhs
+                or ")" in rhs):
+            return None
+        cache = self.atoms_pos if pos else self.atoms_neg
+        dnfs = [cache.get(key) for key in zip(ops, lhs, rhs)]
+        for a, dnf in enumerate(dnfs):
+            if dnf is None:
+                dnfs[a] = cache[(ops[a], lhs[a], rhs[a])] = self.simple_relation(
+                    ops[a], k0 + 5 * a, pos)
+        if not conjunction:
+            return self.dnf_or(dnfs, k0 - 2), end + 1
+        if set(map(len, dnfs)) == {1}:  # one conjunction each: concatenate them
+            return [list(chain.from_iterable(map(itemgetter(0), dnfs)))], end + 1
+        return self.dnf_and(dnfs, k0 - 2), end + 1
 
     def dnf_and(self, children: list, k: int) -> list:
         terms: list[list] = [[]]
