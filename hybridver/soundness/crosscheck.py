@@ -27,7 +27,7 @@ from hybridver.soundness.crosscheck_check import (CexCheck, InstanceChecker, ins
                                                   read_witnesses)
 from hybridver.soundness.crosscheck_judge import VIOLATIONS, judge, summarize
 from hybridver.soundness.tools import Tool
-from hybridver.soundness.tools_run import kill_running, run_tool
+from hybridver.soundness.tools_run import allow_runs, kill_running, run_tool
 from hybridver.specs.instances import existing_file, read_expected, read_instances, strip_gz
 
 __all__ = ["CrosscheckSettings", "run_crosscheck", "read_rows", "EXIT_VIOLATION",
@@ -190,6 +190,7 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
             if on_row is not None:
                 on_row(row)
 
+    allow_runs()
     progress.phase("running tools")
     progress.update(runs=f"0/{total}")
     with concurrent.futures.ThreadPoolExecutor(max(1, settings.workers)) as pool:

@@ -20,12 +20,14 @@ from hybridver.errors import HybridverInputError
 from hybridver.result import read_results_file
 from hybridver.soundness import tools as T
 
-__all__ = ["ToolAnswer", "run_process", "run_tool", "kill_running", "VERDICTS"]
+__all__ = ["ToolAnswer", "allow_runs", "run_process", "run_tool", "kill_running", "VERDICTS"]
 
 VERDICTS = ("sat", "unsat", "timeout", "unknown", "error")
 _TAIL = 400  # characters of a failing tool's output kept in the message
 _running: set[subprocess.Popen] = set()  # processes started by run_process, still running
 _running_lock = threading.Lock()
+#: set by kill_running: a tool process registered afterwards is killed at once
+_stopped = threading.Event()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +105,9 @@ def run_process(cmd: list[str] | str, limit_s: float, cwd: Path, env: dict[str, 
                                 start_new_session=True)
         with _running_lock:
             _running.add(proc)
+            stopped = _stopped.is_set()
+        if stopped:  # interrupted between its start and its registration
+            _kill_group(proc)
         killed = False
         try:
             proc.wait(timeout=limit_s)
@@ -124,9 +129,16 @@ def run_process(cmd: list[str] | str, limit_s: float, cwd: Path, env: dict[str, 
     return log.read_text(errors="replace"), proc.returncode, elapsed, killed
 
 
+def allow_runs() -> None:
+    """A new crosscheck: tools may start again after an earlier :func:`kill_running`."""
+    _stopped.clear()
+
+
 def kill_running() -> None:
-    """Kill the process group of every tool still running (an interrupted crosscheck)."""
+    """Kill the process group of every tool still running (an interrupted crosscheck),
+    and of any tool that registers after this (one started just before the interrupt)."""
     with _running_lock:
+        _stopped.set()
         procs = list(_running)
     for proc in procs:
         _kill_group(proc)
