@@ -37,9 +37,8 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.sparse as sp
 
-from hybridver.backends.lp import LpSolver, LpStatus, model_lower_bound
+from hybridver.backends.lp import LpSolver, LpStatus, model_lower_bound, prefix_model
 from hybridver.encode.milp import MilpModel, encode_milp
 from hybridver.ir.ops import OpKind
 from hybridver.numerics import milp_bound_margin
@@ -82,32 +81,6 @@ class RefineConfig:
             raise ValueError("layers and min_relu_layers must be >= 1, min_unstable >= 0")
         if not (self.neuron_time_s > 0 and 0 < self.time_share <= 1 and self.max_time_s >= 0):
             raise ValueError("neuron_time_s > 0, 0 < time_share <= 1, max_time_s >= 0")
-
-
-def _prefix(model: MilpModel, s: int, integer: bool) -> tuple[MilpModel, np.ndarray]:
-    """The part of ``model`` defining nonlinear node ``s``'s operand: inputs, the variables
-    of the nodes before it, its ``z``, and the rows over those only (dropping rows only
-    enlarges the feasible set).  ``integer``: keep the binaries integral.  Returns it and
-    the new index of each variable (-1 where dropped)."""
-    keep = np.zeros(model.n_vars, dtype=bool)
-    keep[model.input_vars] = True
-    for site in model.sites[:s]:
-        keep[site.y_vars] = True
-        keep[site.aux[0]:site.aux[1]] = True
-    keep[model.sites[s].z_vars.reshape(-1)] = True
-    A = model.A.tocsr()
-    outside = np.asarray(abs(A) @ (~keep).astype(np.float64)).reshape(-1) > 0
-    rows = np.nonzero(~outside)[0]
-    cols = np.nonzero(keep)[0]
-    new_index = np.full(model.n_vars, -1)
-    new_index[cols] = np.arange(cols.size)
-    sub = dataclasses.replace(
-        model, A=sp.csr_array(A[rows][:, cols]), row_lower=model.row_lower[rows],
-        row_upper=model.row_upper[rows], row_names=tuple(model.row_names[i] for i in rows),
-        var_lower=model.var_lower[cols], var_upper=model.var_upper[cols],
-        integer=model.integer[cols] if integer else np.zeros(cols.size, dtype=bool),
-        var_names=tuple(model.var_names[j] for j in cols), objective=np.zeros(cols.size))
-    return sub, new_index
 
 
 def _relu_sites(graph, model: MilpModel, layers: int) -> list[int]:
@@ -252,12 +225,12 @@ def refine_intermediate_bounds(graph, lower: np.ndarray, upper: np.ndarray,
             continue
         targets = unstable[np.argsort(-np.minimum(-lo[unstable], hi[unstable]),
                                       kind="stable")]
-        sub, index = _prefix(model, s, integer=False)
+        sub, index = prefix_model(model, s, integer=False)
         cols = index[z]
         _lp_pass(sub, cols, lo, hi, targets, deadline, stats)
         left = targets[(lo[targets] < 0) & (hi[targets] > 0)]
         if milp and left.size and stats["complete"] and model.n_integer:
-            sub, index = _prefix(model, s, integer=True)
+            sub, index = prefix_model(model, s, integer=True)
             if sub.n_integer:
                 _milp_pass(sub, index[z], lo, hi, left, neuron_time_s, deadline, stats)
         settled = int(np.sum((lo[unstable] >= 0) | (hi[unstable] <= 0)))

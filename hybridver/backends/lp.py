@@ -226,11 +226,13 @@ def model_lower_bound(model: MilpModel, cost: np.ndarray, row_multipliers: np.nd
 
 
 # ---------------------------------------------------------------------- LP tightening
-def _prefix_lp(model: MilpModel, s: int) -> tuple[MilpModel, np.ndarray]:
+def prefix_model(model: MilpModel, s: int, integer: bool = False
+                 ) -> tuple[MilpModel, np.ndarray]:
     """The part of ``model`` that defines nonlinear node ``s``'s operand: inputs, the
     variables of the nodes before it, its ``z``, and the rows over those only (dropping
-    rows only enlarges the feasible set, so bounds over it stay sound).  Returns the
-    restricted model and the new index of each kept variable (-1 if dropped)."""
+    rows only enlarges the feasible set, so bounds over it stay sound).  ``integer``: keep
+    the binaries integral (False: their LP relaxation).  Returns the restricted model and
+    the new index of each kept variable (-1 if dropped)."""
     keep = np.zeros(model.n_vars, dtype=bool)
     keep[model.input_vars] = True
     for site in model.sites[:s]:
@@ -247,7 +249,7 @@ def _prefix_lp(model: MilpModel, s: int) -> tuple[MilpModel, np.ndarray]:
         model, A=sp.csr_array(A[rows][:, cols]), row_lower=model.row_lower[rows],
         row_upper=model.row_upper[rows], row_names=tuple(model.row_names[i] for i in rows),
         var_lower=model.var_lower[cols], var_upper=model.var_upper[cols],
-        integer=np.zeros(cols.size, dtype=bool),
+        integer=model.integer[cols] if integer else np.zeros(cols.size, dtype=bool),
         var_names=tuple(model.var_names[j] for j in cols), objective=np.zeros(cols.size))
     return sub, new_index
 
@@ -284,7 +286,7 @@ def lp_tightened_bounds(problem: Subproblem, time_s: float, envelope_pieces: int
         targets = np.nonzero((lo < 0) & (hi > 0) if piecewise else (hi - lo > 1e-9))[0]
         if not targets.size:
             continue
-        sub, index = _prefix_lp(model, s)
+        sub, index = prefix_model(model, s)
         solver = LpSolver()
         solver.load_model(sub)
         solver.set_option("time_limit", max(deadline - time.monotonic(), 0.01))
