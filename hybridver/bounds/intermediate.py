@@ -138,7 +138,7 @@ def _tighten(state: BoundState, name: str, restriction: tuple[Tensor, Tensor] | 
     """Intersect the interval of pre-activation ``name`` with CROWN bounds of its neurons.
 
     Only neurons whose interval crosses a breakpoint of their (piecewise-linear)
-    consumers are recomputed; a subdomain takes the CROWN value of a neuron only where that
+    consumers, or (other consumers) has a positive width, are recomputed; a subdomain takes the CROWN value of a neuron only where that
     neuron is unstable in it, so that results do not depend on the rest of the batch.
     With ``joint``: the neurons (and subdomains) of ``joint.rows``, with its alphas, and
     the result is intersected with ``joint.floor``.
@@ -155,8 +155,8 @@ def _tighten(state: BoundState, name: str, restriction: tuple[Tensor, Tensor] | 
         alphas = joint.alphas.get(name, {})
     else:
         points = plan.breakpoints(name)
-        if points is None:
-            use = torch.ones_like(lower, dtype=torch.bool)
+        if points is None:  # a point interval has nothing to tighten
+            use = lower < upper
         else:
             use = torch.zeros_like(lower, dtype=torch.bool)
             for p in points:

@@ -221,7 +221,10 @@ def test_an_interrupted_run_kills_its_tools_and_keeps_no_row_for_them(tmp_path):
         [sys.executable, "-m", "hybridver", "crosscheck", str(csv), "--tool", tool,
          "--report", str(report), "--progress", "off", "--no-plots"],
         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE, text=True,
+        # as from a terminal: a test run started in the background (nohup, `&`) ignores
+        # SIGINT, and a child that inherits that never sees the interrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (pids.exists() and pids.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
