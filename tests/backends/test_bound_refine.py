@@ -14,27 +14,12 @@ from hybridver.backends.bound_refine import (RefineConfig, _store, _update,
                                              refine_intermediate_bounds)
 from hybridver.bounds import BoundConfig, compute_bounds
 from hybridver.bounds.options import BoundMethod
-from hybridver.ir import NetworkGraph, Node, OpKind
+from hybridver.ir import OpKind
 from hybridver.ir.evaluate import evaluate_all
 
 pytest.importorskip("highspy")
 
-
-def mlp(widths: list[int], seed: int) -> NetworkGraph:
-    """A ReLU MLP ``widths[0] -> ... -> widths[-1]`` with weights scaled so that many
-    neurons are unstable on a box of radius ~0.5."""
-    rng = np.random.default_rng(seed)
-    nodes = [Node("x", OpKind.INPUT, shape=(1, widths[0]))]
-    prev = "x"
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        nodes.append(Node(f"l{i}", OpKind.LINEAR, (prev,), consts={
-            "weight": rng.normal(size=(b, a)) * 1.5 / np.sqrt(a),
-            "bias": rng.normal(size=b) * 0.3}, shape=(1, b)))
-        prev = f"l{i}"
-        if i < len(widths) - 2:
-            nodes.append(Node(f"a{i}", OpKind.RELU, (prev,), shape=(1, b)))
-            prev = f"a{i}"
-    return NetworkGraph(nodes, ["x"], [prev])
+from tests.bab.test_activation_split import mlp  # noqa: E402  (the same ReLU MLPs)
 
 
 def crown_intervals(graph, lower, upper) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -9,7 +9,9 @@ The network: ``y0 = relu(x0 + x1)``, ``y1 = relu(x0 - x1)`` on the box ``[0, 1]^
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,14 @@ def fake_tool(folder: Path, name: str, body: str | None = None) -> str:
     script = folder / f"{name}.py"
     script.write_text(_SCRIPT.format(body=body if body is not None else FAKES[name]))
     return f"{name}=cmd:{sys.executable} {script} {{onnx}} {{vnnlib}} {{results}} {{timeout}}"
+
+
+def assert_processes_gone(pids_file: Path, what: str = "a killed tool's process") -> None:
+    """Every pid listed in ``pids_file`` has exited (a zombie awaiting its parent counts)."""
+    time.sleep(0.2)
+    for pid in pids_file.read_text().split():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue
+        assert open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"{what} {pid} still runs"

@@ -17,7 +17,7 @@ import pytest
 
 from hybridver.cli import main
 from hybridver.soundness.crosscheck import read_rows
-from tests.soundness.crosscheck_fixtures import fake_tool, write_benchmark
+from tests.soundness.crosscheck_fixtures import assert_processes_gone, fake_tool, write_benchmark
 from tests.soundness.test_crosscheck import crosscheck, row
 
 REPO = Path(__file__).resolve().parents[2]
@@ -253,13 +253,7 @@ def test_a_script_child_in_its_own_session_is_killed_too(tmp_path):
             f'#!/bin/bash\nsetsid sleep 300 &\necho $! >> {pids}\nwait\n')
     _, report = crosscheck(tmp_path, csv, [f"comp=vnncomp:{tool}"], "--grace", "0.5")
     assert [r["verdict"] for r in report["rows"]] == ["timeout", "timeout"]
-    time.sleep(0.2)
-    for pid in pids.read_text().split():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            continue
-        assert open(f"/proc/{pid}/stat").read().split()[2] == "Z", "setsid child survived"
+    assert_processes_gone(pids, "setsid child")
 
 
 @pytest.mark.slow
