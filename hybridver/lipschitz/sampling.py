@@ -1,0 +1,135 @@
+"""The lower bound: gradient norms at points of the box where the network is
+differentiable, from random points and projected gradient ascent on the norm.
+
+At a point where no ReLU input is 0 the network is differentiable and its gradient is
+the product ``c^T W_T D ... D W_1`` with the derivatives there; the local Lipschitz
+constant is at least its dual norm.  The float64 product is off by at most ``gamma(K)``
+times the same product of absolute values (``K`` the summed fan-ins), plus
+``REL_SLACK`` per smooth derivative: that much is subtracted.  A ReLU input whose sign the
+rounding of its own dot product could flip makes the point unusable (dropped).
+
+The ascent maximizes ``||g||_q`` by signed gradient steps projected on the box; for ReLU
+networks the gradient norm is piecewise constant, so the steps follow a smoothed
+surrogate (ReLU's derivative replaced by ``sigmoid(z / t)``, ``t`` shrinking) while every
+iterate is scored with the true gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from hybridver.ir.ops import OpKind
+from hybridver.lipschitz.derivatives import derivative_at
+from hybridver.lipschitz.jacobian import PreparedChain
+from hybridver.lipschitz.network import Affine, Chain
+from hybridver.numerics import REL_SLACK, U64, gamma
+
+__all__ = ["Witness", "certified_norms", "gradients", "sampled_lower_bound"]
+
+Tensor = torch.Tensor
+
+
+@dataclasses.dataclass(frozen=True)
+class Witness:
+    """A point ``x (n_in,)`` whose gradient of row ``row`` has dual norm at least
+    ``value``."""
+
+    value: float
+    x: np.ndarray
+    row: int
+
+
+def gradients(chain: Chain, prep: PreparedChain, x: Tensor, rows: Tensor,
+              smoothing: float | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(g, err, ok)``: gradients ``(P, m, n_in)`` of ``rows . f`` at the points ``x (P,
+    n_in)``, a bound ``err`` of their rounding error (same shape), and ``ok (P,)``: no
+    ReLU input is within its rounding error of 0 (the forward error ``e`` is carried:
+    ``|W| e`` plus ``gamma`` of the fan-in times ``|W| |a| + |b|``; activations are
+    1-Lipschitz and their float64 values off by ``REL_SLACK`` at most).  Differentiable
+    in ``x`` (smooth activations, or ReLU with ``smoothing``)."""
+    a = x
+    e = torch.zeros_like(x)
+    ok = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    derivs, fan, n_smooth = [], 0, 0
+    for step, w in zip(chain.steps, prep.weights):
+        if isinstance(step, Affine):
+            b = torch.as_tensor(step.bias, dtype=x.dtype, device=x.device)
+            e = e @ w[1].T + gamma(w[0].shape[1] + 2, U64) * (a.detach().abs() @ w[1].T
+                                                               + b.abs())
+            a = a @ w[0].T + b
+            fan += w[0].shape[1] + 2
+            continue
+        d = derivative_at(step.op, a, smoothing)
+        if step.op is OpKind.RELU:
+            ok = ok & (a.detach().abs() > e).all(-1)
+            a = torch.relu(a) if smoothing is None else a * d
+        else:
+            n_smooth += 1
+            a = torch.sigmoid(a) if step.op is OpKind.SIGMOID else torch.tanh(a)
+            e = e + REL_SLACK * a.detach().abs()
+        derivs.append(d)
+    g = rows.expand(x.shape[0], *rows.shape)
+    g_abs = g.abs()
+    k = 0
+    for step, w in zip(reversed(chain.steps), reversed(prep.weights)):
+        if isinstance(step, Affine):
+            g, g_abs = g @ w[0], g_abs @ w[1]
+        else:
+            k += 1
+            d = derivs[-k][:, None, :]
+            g, g_abs = g * d, g_abs * d.detach().abs()
+    err = (gamma(2 * fan + 2, U64) + 2 * n_smooth * REL_SLACK) * g_abs.detach()
+    return g, err, ok
+
+
+def certified_norms(chain, prep, x, rows, q) -> tuple[Tensor, Tensor]:
+    """Certified gradient norms ``(P, m)`` (``-inf`` where unusable) at ``x``."""
+    with torch.no_grad():
+        g, err, ok = gradients(chain, prep, x, rows)
+        low = (g.abs() - err).clamp(min=0.0)  # |true g_j| >= low_j
+        val = torch.linalg.vector_norm(low, ord=q, dim=-1) * (1 - gamma(g.shape[-1] + 4, U64))
+        return torch.where(ok[:, None], val, torch.full_like(val, -np.inf)), g
+
+
+def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
+                        upper: np.ndarray, rows: Tensor, q: float, samples: int,
+                        steps: int, seed: int, extra: list[np.ndarray] = ()) -> Witness:
+    """The best certified gradient norm over random points (the centre, ``extra`` points
+    and ``samples`` uniform points) and ``steps`` ascent steps from the best ones."""
+    rng = np.random.default_rng(seed)
+    lo = torch.as_tensor(lower, dtype=torch.float64)
+    hi = torch.as_tensor(upper, dtype=torch.float64)
+    pts = [((lo + hi) / 2)[None], *(torch.as_tensor(p, dtype=torch.float64)[None]
+                                    for p in extra)]
+    pts.append(lo + (hi - lo) * torch.as_tensor(rng.random((samples, lo.numel()))))
+    x = torch.cat(pts)
+    best = Witness(0.0, ((lower + upper) / 2).copy(), 0)
+
+    def consider(points: Tensor) -> Tensor:
+        nonlocal best
+        val, _ = certified_norms(chain, prep, points, rows, q)
+        flat = int(torch.argmax(val))
+        p, r = divmod(flat, val.shape[1])
+        if float(val[p, r]) > best.value:
+            best = Witness(float(val[p, r]), points[p].numpy().copy(), r)
+        return val.amax(-1)
+
+    score = consider(x)
+    if steps == 0:
+        return best
+    relu = OpKind.RELU in chain.kinds
+    starts = x[torch.argsort(score, descending=True)[:16]].clone()
+    width = hi - lo
+    for k in range(steps):
+        step = 0.1 * width * (1 - k / steps) + 1e-3 * width
+        smoothing = (0.5 * (1 - k / steps) + 0.01) if relu else None
+        var = starts.clone().requires_grad_(True)
+        g, _, _ = gradients(chain, prep, var, rows, smoothing)
+        objective = torch.linalg.vector_norm(g, ord=q, dim=-1).amax(-1).sum()
+        grad, = torch.autograd.grad(objective, var)
+        starts = torch.minimum(torch.maximum(var.detach() + step * grad.sign(), lo), hi)
+        consider(starts)
+    return best
