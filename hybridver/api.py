@@ -162,3 +162,33 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     res = verify(model, spec, config, progress, deadline=deadline)
     return dataclasses.replace(res, time_s=res.time_s + load_time,
                                phase_times={"load": load_time, **res.phase_times})
+
+
+def lipschitz(model: LoadedModel | str | Path, spec: Spec | str | Path | tuple, *,
+              norm: str = "inf", output: int | None = None,
+              margin: tuple[int, int] | None = None, config=None,
+              timeout_s: float = 60.0):
+    """Bounds of the local Lipschitz constant of ``model`` over the input box of ``spec``
+    (a :class:`Spec`, whose cases' regions' bounding box is used, a VNN-LIB path, or a
+    ``(lower, upper)`` pair of flattened arrays): a
+    :class:`~hybridver.lipschitz.LipschitzResult` with ``upper`` (sound), ``lower``
+    (attained gradient norm), ``exact`` (MILP, ReLU networks, or None), ``naive``.
+    ``norm``: of input differences (``"inf"``, ``"2"``, ``"1"``); the default rows are
+    every output (the max over outputs), else ``output=k`` or ``margin=(i, j)``;
+    ``config``: a :class:`~hybridver.lipschitz.LipschitzConfig`; ``timeout_s``: the
+    computation's time limit (loading excluded).  docs/lipschitz.md."""
+    from hybridver.lipschitz import LipschitzConfig, local_lipschitz
+
+    if not isinstance(model, LoadedModel):
+        model = load_model(existing_file(model))
+    if isinstance(spec, tuple):
+        lower, upper = spec
+    else:
+        if not isinstance(spec, Spec):
+            spec = load_spec(existing_file(spec), model)
+        spec.check_dimensions(model.n_inputs, model.n_outputs)
+        box = spec.bounding_box()
+        lower, upper = box.lower, box.upper
+    return local_lipschitz(model.graph, lower, upper, norm=norm, output=output,
+                           margin=margin, config=config or LipschitzConfig(),
+                           timeout_s=timeout_s)

@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "terminal), on, off")
     from hybridver.commands import crosscheck
     crosscheck.add_parser(sub)
+    from hybridver.commands import lipschitz as lipschitz_command  # issue 15, part 1
+    lipschitz_command.add_parser(sub).set_defaults(run=lipschitz_command.run_lipschitz)
     return parser
 
 
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "crosscheck":
             from hybridver.commands.crosscheck import run_crosscheck_command
             return run_crosscheck_command(args)
+        if args.command == "lipschitz":
+            return args.run(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:
         print(f"hybridver: error: {exc}", file=sys.stderr)

@@ -23,6 +23,7 @@ from hybridver.bab.input_split import InputSplitConfig
 from hybridver.bab.subdomain_handoff import SubdomainHandoffConfig
 from hybridver.backends.options import ExactConfig
 from hybridver.bounds.options import AlphaConfig
+from hybridver.lipschitz.options import LipschitzConfig
 from hybridver.schedule.scheduler import SchedulerConfig
 
 __all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "Escalation", "Event",
@@ -213,7 +214,8 @@ class VerifyConfig:
     scheduler (when the schedule has DOMAIN_HANDOFF); ``decision_log``: the report's
     ``stats.scheduler`` carries the scheduler's decision log (its first 200 records), off
     by default; ``self_check``: each ``unsat`` re-decided by an independent exact back end
-    (``--crosscheck``).  The user-facing defaults come from :mod:`hybridver.defaults`.
+    (``--crosscheck``); ``lipschitz``: the settings of ``hybridver lipschitz`` (read from
+    a ``[lipschitz]`` table).  The user-facing defaults come from :mod:`hybridver.defaults`.
     """
 
     timeout_s: float = defaults.TIMEOUT_S
@@ -238,6 +240,7 @@ class VerifyConfig:
     exact: ExactConfig = dataclasses.field(default_factory=ExactConfig)
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     self_check: SelfCheckConfig = dataclasses.field(default_factory=SelfCheckConfig)
+    lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
 
     def __post_init__(self) -> None:
         if self.timeout_s < 0 or self.input_split_max_dim < 0 or self.load_check_points < 0:

@@ -44,6 +44,7 @@ RANKS: dict[str, int] = {
     "schedule": 65,
     "backends": 60,
     "encode": 55,
+    "lipschitz": 52,  # local Lipschitz bounds: reads bounds, ir; highspy directly (issue 15)
     "bounds": 50,
     "problem": 45,
     "relaxations": 40,

@@ -37,7 +37,8 @@ __all__ = ["ExactOutcome", "exact_row"]
 @dataclasses.dataclass(frozen=True)
 class ExactOutcome:
     """``value``: the pattern's re-scored norm (None unless solved to optimality);
-    ``x``: the solver's point; ``status``: HiGHS's model status, as text."""
+    ``x``: a point inside the region of the solver's pattern (:func:`interior_point`), else
+    the solver's point, or None; ``status``: HiGHS's model status, as text."""
 
     value: float | None
     x: np.ndarray | None
@@ -96,8 +97,10 @@ class _Model:
         h.run()
         status = h.getModelStatus()
         optimal = status == highspy.HighsModelStatus.kOptimal
-        values = np.asarray(h.getSolution().col_value) if optimal else None
-        objective = h.getInfo().objective_function_value if optimal else None
+        info = h.getInfo()
+        has_point = optimal or info.primal_solution_status == 2  # a feasible incumbent
+        values = np.asarray(h.getSolution().col_value) if has_point else None
+        objective = info.objective_function_value if has_point else None
         return optimal, h.modelStatusToString(status), values, objective
 
 
@@ -111,6 +114,38 @@ def pattern_norm(chain: Chain, patterns: list[np.ndarray], row: np.ndarray, q: f
             k -= 1
             g = g * patterns[k]
     return float(dual_norm(g, q))
+
+
+def interior_point(chain: Chain, patterns: list[np.ndarray], lower: np.ndarray,
+                   upper: np.ndarray) -> np.ndarray | None:
+    """A point of the box deep inside the region of ``patterns`` (every ReLU input at
+    least ``s > 0`` away from 0 on the pattern's side, ``s`` maximized by an LP), or None
+    when the LP finds none: there the network is differentiable with gradient ``J_P``.
+    With the pattern fixed the ReLU inputs are affine in ``x``: ``z = A x + c``."""
+    from scipy.optimize import linprog
+
+    n = len(lower)
+    A, c = np.eye(n), np.zeros(n)
+    rows, rhs, k = [], [], 0
+    for step in chain.steps:
+        if isinstance(step, Affine):
+            A, c = step.weight @ A, step.weight @ c + step.bias
+            continue
+        sign = 2 * patterns[k] - 1  # (sign z) >= s  <=>  -sign A x + s <= sign c
+        rows.append(np.hstack([-sign[:, None] * A, np.ones((len(sign), 1))]))
+        rhs.append(sign * c)
+        A, c = A * patterns[k][:, None], c * patterns[k]
+        k += 1
+    if not rows:
+        return (lower + upper) / 2
+    cost = np.zeros(n + 1)
+    cost[-1] = -1.0
+    bounds = [*zip(lower, upper), (None, 1.0)]
+    res = linprog(cost, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=bounds,
+                  method="highs")
+    if res.status != 0 or res.x[-1] <= 0:
+        return None
+    return np.clip(res.x[:n], lower, upper)
 
 
 def exact_row(chain: Chain, lower: np.ndarray, upper: np.ndarray, row: np.ndarray,
@@ -219,12 +254,16 @@ def exact_row(chain: Chain, lower: np.ndarray, upper: np.ndarray, row: np.ndarra
             mdl.hi[t_col] = 0.0
     optimal, status, values, objective = mdl.solve(time_limit)
     elapsed = time.monotonic() - t0
-    if not optimal:
+    if values is None:
         return ExactOutcome(None, None, status, elapsed)
     patterns = [np.where(f == -1, np.round(values[d]), f).astype(np.float64)
                 for f, d in zip(fixed, deltas)]
+    inside = interior_point(chain, patterns, lower, upper)
+    point = values[x_cols] if inside is None else inside
+    if not optimal:  # the incumbent's point still serves the lower bound
+        return ExactOutcome(None, point, status, time.monotonic() - t0)
     value = pattern_norm(chain, patterns, row, q)
     if abs(value - objective) > 1e-6 * max(1.0, abs(objective)):
-        return ExactOutcome(None, values[x_cols], f"{status} (pattern re-scored to {value:.9g}, "
+        return ExactOutcome(None, point, f"{status} (pattern re-scored to {value:.9g}, "
                             f"solver {objective:.9g})", elapsed)
-    return ExactOutcome(value, values[x_cols], status, elapsed)
+    return ExactOutcome(value, point, status, time.monotonic() - t0)

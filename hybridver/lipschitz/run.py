@@ -75,8 +75,8 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
         raise LipschitzInputError(f"--norm must be inf, 2 or 1, not {norm!r}") from None
     q = norm.dual
     chain = extract_chain(graph)
-    lower = np.asarray(lower, dtype=np.float64).ravel()
-    upper = np.asarray(upper, dtype=np.float64).ravel()
+    lower = np.array(lower, dtype=np.float64).ravel()  # copies: writable, ours
+    upper = np.array(upper, dtype=np.float64).ravel()
     if lower.shape != (chain.n_in,) or upper.shape != (chain.n_in,):
         raise LipschitzInputError(f"the box has {lower.size} inputs, the model {chain.n_in}")
     if not np.all(lower <= upper):
