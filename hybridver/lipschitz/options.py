@@ -34,7 +34,9 @@ class LipschitzConfig:
     ``linear_relaxation``: bound the Jacobian by linear bound propagation on its backward
     graph (off: interval arithmetic only); ``linear_intermediate``: also tighten the
     intervals of the backward graph's inner nodes that way (rows: 2 per neuron per output;
-    skipped above ``max_linear_rows`` rows per box); ``bab``: branch-and-bound over the
+    skipped above ``max_linear_rows`` rows per box); ``vertex_max_varying``: on a box where
+    at most this many derivatives vary, the relaxation's exact maximum by enumerating
+    their ``2^k`` vertices (0: off); ``bab``: branch-and-bound over the
     input box until the upper bound is within ``rel_gap`` (relative) of the lower bound,
     with ``bab_batch`` boxes split per round, at most ``bab_max_boxes`` leaves,
     and ``bab_share`` of the time; ``milp``: the exact value of ReLU networks by MILP
@@ -47,6 +49,7 @@ class LipschitzConfig:
     linear_relaxation: bool = True
     linear_intermediate: bool = True
     max_linear_rows: int = 20000
+    vertex_max_varying: int = 10
     bab: bool = True
     rel_gap: float = 1e-6
     bab_batch: int = 16
@@ -59,6 +62,8 @@ class LipschitzConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.vertex_max_varying < 0 or self.vertex_max_varying > 20:
+            raise ValueError("vertex_max_varying must be in 0..20")
         if min(self.max_linear_rows, self.bab_batch, self.bab_max_boxes) < 1:
             raise ValueError("max_linear_rows, bab_batch and bab_max_boxes must be >= 1")
         if self.samples < 1 or self.ascent_steps < 0 or self.milp_max_unstable < 0:

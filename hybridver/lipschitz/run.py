@@ -92,8 +92,12 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
     t = time.monotonic()
     share = t + config.bab_share * max(0.0, deadline - t)
     milp_wanted = config.milp and chain.kinds <= {OpKind.RELU} and q != 2.0
+    def score(points: np.ndarray) -> float:
+        val, _ = certified_norms(chain, prep, torch.as_tensor(points), rows, q)
+        return float(val.max())
+
     outcome = search_upper(graph, chain, prep, rows, lower, upper, q, config,
-                           share if milp_wanted else deadline, best.value)
+                           share if milp_wanted else deadline, best.value, score)
     times["upper_s"] = time.monotonic() - t
     row_upper = outcome.upper
     extra = outcome.centre_points

@@ -25,6 +25,7 @@ from hybridver.lipschitz.derivatives import derivative_range
 from hybridver.lipschitz.jacobian import GradientBounds, PreparedChain, gradient_bounds
 from hybridver.lipschitz.network import Chain
 from hybridver.lipschitz.options import LipschitzConfig
+from hybridver.lipschitz.vertices import vertex_bounds
 
 __all__ = ["BoxBounds", "SearchOutcome", "box_bounds", "search_upper"]
 
@@ -74,6 +75,9 @@ def box_bounds(graph: NetworkGraph, chain: Chain, prep: PreparedChain, rows: Ten
     grad = gradient_bounds(prep, rows, ds, q, config.linear_relaxation,
                            config.linear_intermediate, config.max_linear_rows) if ds else \
         gradient_bounds(prep, rows, [], q, config.linear_relaxation)
+    if ds and config.vertex_max_varying > 0:
+        exact = vertex_bounds(prep, rows, ds, q, config.vertex_max_varying)
+        grad = dataclasses.replace(grad, norm=torch.minimum(grad.norm, exact))
     if not ds and n > 1:  # an affine network: the same gradient on every box
         grad = GradientBounds(*(t.expand(n, *t.shape[1:]) for t in
                                 (grad.lower, grad.upper)), grad.norm.expand(n, -1))
@@ -89,7 +93,8 @@ def _split_dim(lo: np.ndarray, hi: np.ndarray, g_abs: np.ndarray) -> int:
 
 def search_upper(graph: NetworkGraph, chain: Chain, prep: PreparedChain, rows: Tensor,
                  lower: np.ndarray, upper: np.ndarray, q: float, config: LipschitzConfig,
-                 deadline: float, lower_bound: float) -> SearchOutcome:
+                 deadline: float, lower_bound: float,
+                 score=None) -> SearchOutcome:
     """Branch-and-bound until the deadline, ``bab_max_boxes`` leaves, or no leaf above
     ``lower_bound`` (the best known value: no leaf under it can raise the max)."""
     root = box_bounds(graph, chain, prep, rows, lower[None], upper[None], q, config)
@@ -129,11 +134,14 @@ def search_upper(graph: NetworkGraph, chain: Chain, prep: PreparedChain, rows: T
             break
         norms = kids.grad.norm.numpy()
         kid_g = torch.maximum(kids.grad.lower.abs(), kids.grad.upper.abs()).amax(1).numpy()
+        mids = [(a + b) / 2 for a, b in zip(los, his)]
+        if score is not None:
+            lower_bound = max(lower_bound, score(np.stack(mids)))
         for k in range(len(los)):
             up = np.minimum(norms[k], caps[k])
             heapq.heappush(leaves, (-up.max(), counter, los[k], his[k], up, kid_g[k]))
             counter += 1
-            centres.append((los[k] + his[k]) / 2)
+        centres.extend(mids)
     everything = [item[4] for item in leaves] + [item[4] for item in closed]
     final = np.max(np.stack(everything), axis=0)
     return SearchOutcome(final, root, len(everything), complete, centres)

@@ -31,7 +31,8 @@ def mlp(widths: list[int], seed: int, act: OpKind = OpKind.RELU) -> NetworkGraph
 def autograd_norms(graph: NetworkGraph, points: np.ndarray, rows: np.ndarray,
                    q: float) -> np.ndarray:
     """``(P, m)``: ``||grad (rows_i . f)(x_p)||_q`` by torch autograd of the evaluator."""
-    x = torch.as_tensor(points, dtype=torch.float64).reshape(len(points), 1, -1)
+    x = torch.as_tensor(points, dtype=torch.float64).reshape(len(points),
+                                                             *graph.input_node.shape)
     x.requires_grad_(True)
     y = evaluate(graph, x).reshape(len(points), -1)
     out = []
