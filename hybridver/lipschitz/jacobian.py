@@ -125,7 +125,9 @@ def _linear_upper(prep: PreparedChain, coef: Tensor, t0: int, rows: Tensor,
         if prep.acts[t] is None:
             w, aw = prep.weights[t]
             new = coef @ w.T
-            err = gamma(w.shape[1] + 2, U64) * ((coef.abs() @ aw.T) * rmax).sum(-1)
+            # sum_o (|coef| |W|^T)_o rmax_o = |coef| . (rmax |W|), a matrix-vector product
+            weight = rmax @ aw * (1 + gamma(w.shape[0] + 2, U64))
+            err = gamma(w.shape[1] + 2, U64) * (coef.abs() * weight).sum(-1)
         else:
             d_lo, d_hi = (d[:, None, None, :] for d in ds[prep.acts[t]])
             a_pos, b_pos = _phi_chord(d_lo, d_hi, lo, hi)

@@ -40,7 +40,9 @@ class LipschitzConfig:
     input box until the upper bound is within ``rel_gap`` (relative) of the lower bound,
     with ``bab_batch`` boxes split per round, at most ``bab_max_boxes`` leaves,
     and ``bab_share`` of the time; ``milp``: the exact value of ReLU networks by MILP
-    (HiGHS), on networks with at most ``milp_max_unstable`` unstable ReLUs over the box;
+    (HiGHS), on networks with at most ``milp_max_unstable`` unstable ReLUs over the box
+    (its big-M constants come from the whole box's bounds, weak beyond a few dozen; when
+    it does not run, branch-and-bound gets all the time);
     ``samples``: random points of the lower bound; ``ascent_steps``: projected gradient
     ascent steps on the gradient norm from the best points (ReLU networks: on a smoothed
     surrogate, the true gradient evaluated at each iterate); ``seed``: randomness.
@@ -56,7 +58,7 @@ class LipschitzConfig:
     bab_max_boxes: int = 4096
     bab_share: float = 0.4
     milp: bool = True
-    milp_max_unstable: int = 400
+    milp_max_unstable: int = 64
     samples: int = 512
     ascent_steps: int = 40
     seed: int = 0

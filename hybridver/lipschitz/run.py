@@ -23,6 +23,20 @@ from hybridver.lipschitz.search import search_upper
 __all__ = ["LipschitzResult", "local_lipschitz"]
 
 
+def _unstable(graph: NetworkGraph, chain, lower: np.ndarray, upper: np.ndarray) -> int:
+    """ReLUs whose input interval over the box (the bound engine's) contains 0."""
+    from hybridver.bounds.engine import compute_bounds
+    from hybridver.bounds.options import BoundConfig
+
+    if not chain.activations:
+        return 0
+    shape = graph.input_node.shape
+    res = compute_bounds(graph, lower.reshape(1, *shape), upper.reshape(1, *shape),
+                         config=BoundConfig(dtype="float64"))
+    return sum(int(((res.intervals[a.pre].lower <= 0) & (res.intervals[a.pre].upper >= 0))
+                   .sum()) for a in chain.activations)
+
+
 @dataclasses.dataclass(frozen=True)
 class LipschitzResult:
     """Bounds of the local Lipschitz constant over the box, from the input ``norm`` to
@@ -30,7 +44,9 @@ class LipschitzResult:
 
     ``upper`` (sound), ``lower`` (the certified gradient norm at ``witness``, a point of
     the box where the network is differentiable), ``exact`` (the MILP's value, see
-    :mod:`hybridver.lipschitz.exact`, or None), ``naive`` (product of operator norms),
+    :mod:`hybridver.lipschitz.exact`, or, ``exact_source = "bab"``, the attained ``lower``
+    when ``upper`` is within ``config.rel_gap`` of it; else None), ``naive`` (product of
+    operator norms),
     ``row_upper``: per row; ``boxes``: leaves of the input branch-and-bound;
     ``complete``: it closed every leaf; ``times``: seconds per stage; ``exact_status``:
     the MILP's status per row solved.
@@ -39,6 +55,7 @@ class LipschitzResult:
     upper: float
     lower: float
     exact: float | None
+    exact_source: str | None
     naive: float
     norm: str
     time_s: float
@@ -91,7 +108,8 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
     times["lower_s"] = time.monotonic() - t
     t = time.monotonic()
     share = t + config.bab_share * max(0.0, deadline - t)
-    milp_wanted = config.milp and chain.kinds <= {OpKind.RELU} and q != 2.0
+    milp_wanted = (config.milp and chain.kinds <= {OpKind.RELU} and q != 2.0
+                   and _unstable(graph, chain, lower, upper) <= config.milp_max_unstable)
     def score(points: np.ndarray) -> float:
         val, _ = certified_norms(chain, prep, torch.as_tensor(points), rows, q)
         return float(val.max())
@@ -104,8 +122,8 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
     exact, statuses = None, []
     t = time.monotonic()
     root = outcome.root
-    unstable = sum(int(((lo[0] <= 0) & (hi[0] >= 0)).sum()) for lo, hi in root.pre)
-    if milp_wanted and unstable <= config.milp_max_unstable:
+    closed = outcome.complete and row_upper.max() <= best.value * (1 + config.rel_gap)
+    if milp_wanted and not closed:
         pre = [(lo[0].numpy(), hi[0].numpy()) for lo, hi in root.pre]
         order = np.argsort(-row_upper)
         found, points = 0.0, []
@@ -131,8 +149,11 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
         p, r = divmod(int(torch.argmax(val)), val.shape[1])
         if float(val[p, r]) > best.value:
             best = dataclasses.replace(best, value=float(val[p, r]), x=extra[p].copy(), row=r)
+    source = "milp" if exact is not None else None
+    if exact is None and row_upper.max() <= best.value * (1 + config.rel_gap):
+        exact, source = best.value, "bab"  # pinned: an attained value within rel_gap
     return LipschitzResult(
-        upper=float(row_upper.max()), lower=best.value, exact=exact,
+        upper=float(row_upper.max()), lower=best.value, exact=exact, exact_source=source,
         naive=naive_bound(chain, rows_np, q), norm=norm.value,
         time_s=time.monotonic() - start, row_upper=tuple(float(v) for v in row_upper),
         witness=tuple(float(v) for v in best.x), witness_row=int(best.row),

@@ -25,18 +25,22 @@ def _box(n: int, seed: int, radius: float):
 def test_relu_upper_exact_lower_are_ordered(seed, norm):
     graph = mlp([3, 8, 8, 3], seed)
     lo, hi = _box(3, seed, 0.6)
-    res = local_lipschitz(graph, lo, hi, norm=norm, timeout_s=20,
-                          config=LipschitzConfig(samples=128, ascent_steps=10,
-                                                 bab_max_boxes=64))
-    assert res.exact is not None, res.exact_status
-    assert res.upper >= res.exact * (1 - GAP)
-    assert res.exact >= res.lower * (1 - GAP)
-    assert res.lower > 0
-    assert res.naive >= res.upper * (1 - 1e-9)
+    small = dict(samples=128, ascent_steps=10)
+    milp = local_lipschitz(graph, lo, hi, norm=norm, timeout_s=20,
+                           config=LipschitzConfig(bab=False, vertex_max_varying=0, **small))
+    bab = local_lipschitz(graph, lo, hi, norm=norm, timeout_s=20,
+                          config=LipschitzConfig(milp=False, bab_max_boxes=64, **small))
+    assert milp.exact_source == "milp", milp.exact_status
+    exact = milp.exact
+    for res in (milp, bab):
+        assert res.upper >= exact * (1 - GAP)
+        assert exact >= res.lower * (1 - GAP)
+        assert res.lower > 0
+        assert res.naive >= res.upper * (1 - 1e-9)
     points = lo + (hi - lo) * np.random.default_rng(seed).random((2000, 3))
     norms = autograd_norms(graph, points, np.eye(3), Q[norm])
-    assert norms.max() <= res.upper
-    assert norms.max() <= res.exact * (1 + GAP)
+    assert norms.max() <= bab.upper and norms.max() <= milp.upper
+    assert norms.max() <= exact * (1 + GAP)
 
 
 @pytest.mark.parametrize("act", [OpKind.SIGMOID, OpKind.TANH, OpKind.RELU])
@@ -72,10 +76,11 @@ def test_branch_and_bound_tightens_and_stays_sound():
     root = local_lipschitz(graph, lo, hi, config=LipschitzConfig(bab=False, milp=False))
     split = local_lipschitz(graph, lo, hi, timeout_s=20, config=LipschitzConfig(
         bab_max_boxes=256, milp=False))
-    exact = local_lipschitz(graph, lo, hi, timeout_s=20, config=LipschitzConfig(bab=False))
+    exact = local_lipschitz(graph, lo, hi, timeout_s=20, config=LipschitzConfig(
+        bab=False, vertex_max_varying=0))
     assert split.boxes > 1
     assert split.upper <= root.upper
-    assert exact.exact is not None
+    assert exact.exact_source == "milp"
     assert split.upper >= exact.exact * (1 - GAP)
     grid = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 150),
                                 np.linspace(lo[1], hi[1], 150)), -1).reshape(-1, 2)
@@ -94,3 +99,4 @@ def test_margin_and_single_output_rows():
     row = np.array([[1.0, 0.0, -1.0]])
     assert autograd_norms(graph, points, row, 1.0).max() <= margin.upper
     assert margin.exact is not None and margin.upper >= margin.exact * (1 - GAP)
+    assert margin.exact >= margin.lower * (1 - GAP)
