@@ -144,11 +144,12 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
         exact = found
         extra = extra + points
     times["exact_s"] = time.monotonic() - t
-    if extra:
-        val, _ = certified_norms(chain, prep, torch.as_tensor(np.stack(extra)), rows, q)
+    if extra:  # the solver's points may leave the box by its tolerance: clipped
+        pts = np.clip(np.stack(extra), lower, upper)
+        val, _ = certified_norms(chain, prep, torch.as_tensor(pts), rows, q)
         p, r = divmod(int(torch.argmax(val)), val.shape[1])
         if float(val[p, r]) > best.value:
-            best = dataclasses.replace(best, value=float(val[p, r]), x=extra[p].copy(), row=r)
+            best = dataclasses.replace(best, value=float(val[p, r]), x=pts[p].copy(), row=r)
     source = "milp" if exact is not None else None
     if exact is None and row_upper.max() <= best.value * (1 + config.rel_gap):
         exact, source = best.value, "bab"  # pinned: an attained value within rel_gap
