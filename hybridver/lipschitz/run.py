@@ -17,7 +17,7 @@ from hybridver.lipschitz.jacobian import PreparedChain
 from hybridver.lipschitz.network import (LipschitzInputError, extract_chain, naive_bound,
                                          objective_rows)
 from hybridver.lipschitz.options import InputNorm, LipschitzConfig
-from hybridver.lipschitz.sampling import certified_norms, sampled_lower_bound
+from hybridver.lipschitz.sampling import Witness, certified_norms, sampled_lower_bound
 from hybridver.lipschitz.search import search_upper
 
 __all__ = ["LipschitzResult", "local_lipschitz"]
@@ -76,6 +76,41 @@ class LipschitzResult:
         return data
 
 
+def _improve(chain, prep, rows, q, best: Witness, points: list[np.ndarray],
+             lower: np.ndarray, upper: np.ndarray) -> Witness:
+    """``best``, or the best certified gradient norm among ``points`` if larger (clipped
+    to the box first: a solver's point may leave it by its tolerance)."""
+    if not points:
+        return best
+    pts = np.clip(np.stack(points), lower, upper)
+    val, _ = certified_norms(chain, prep, torch.as_tensor(pts), rows, q)
+    p, r = divmod(int(torch.argmax(val)), val.shape[1])
+    if float(val[p, r]) > best.value:
+        return Witness(float(val[p, r]), pts[p].copy(), r)
+    return best
+
+
+def _exact(chain, lower, upper, rows_np, row_upper, root, q, deadline):
+    """``(exact or None, statuses, points)``: the MILP row by row, largest upper bound
+    first; rows whose upper bound is below the best value found are pruned."""
+    pre = [(lo[0].numpy(), hi[0].numpy()) for lo, hi in root.pre]
+    found, statuses, points = 0.0, [], []
+    for i in np.argsort(-row_upper):
+        if row_upper[i] <= found:  # cannot beat the best row
+            statuses.append(f"row {i}: pruned")
+            continue
+        inner = [(lo[0, i].numpy(), hi[0, i].numpy()) for lo, hi in root.grad.inner]
+        res = exact_row(chain, lower, upper, rows_np[i], pre, inner, q,
+                        deadline - time.monotonic())
+        statuses.append(f"row {i}: {res.status}")
+        if res.x is not None:
+            points.append(res.x)
+        if res.value is None:
+            return None, statuses, points
+        found = max(found, res.value)
+    return found, statuses, points
+
+
 def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *,
                     norm: str | InputNorm = InputNorm.INF, output: int | None = None,
                     margin: tuple[int, int] | None = None,
@@ -110,6 +145,7 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
     share = t + config.bab_share * max(0.0, deadline - t)
     milp_wanted = (config.milp and chain.kinds <= {OpKind.RELU} and q != 2.0
                    and _unstable(graph, chain, lower, upper) <= config.milp_max_unstable)
+
     def score(points: np.ndarray) -> float:
         val, _ = certified_norms(chain, prep, torch.as_tensor(points), rows, q)
         return float(val.max())
@@ -118,38 +154,15 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
                            share if milp_wanted else deadline, best.value, score)
     times["upper_s"] = time.monotonic() - t
     row_upper = outcome.upper
-    extra = outcome.centre_points
+    best = _improve(chain, prep, rows, q, best, outcome.centre_points, lower, upper)
     exact, statuses = None, []
     t = time.monotonic()
-    root = outcome.root
-    closed = outcome.complete and row_upper.max() <= best.value * (1 + config.rel_gap)
+    closed = row_upper.max() <= best.value * (1 + config.rel_gap)
     if milp_wanted and not closed:
-        pre = [(lo[0].numpy(), hi[0].numpy()) for lo, hi in root.pre]
-        order = np.argsort(-row_upper)
-        found, points = 0.0, []
-        for i in order:
-            if row_upper[i] <= found:  # cannot beat the best row
-                statuses.append(f"row {i}: pruned")
-                continue
-            inner = [(lo[0, i].numpy(), hi[0, i].numpy()) for lo, hi in root.grad.inner]
-            left = deadline - time.monotonic()
-            res = exact_row(chain, lower, upper, rows_np[i], pre, inner, q, left)
-            statuses.append(f"row {i}: {res.status}")
-            if res.x is not None:
-                points.append(res.x)
-            if res.value is None:
-                found = None
-                break
-            found = max(found, res.value)
-        exact = found
-        extra = extra + points
+        exact, statuses, points = _exact(chain, lower, upper, rows_np, row_upper,
+                                         outcome.root, q, deadline)
+        best = _improve(chain, prep, rows, q, best, points, lower, upper)
     times["exact_s"] = time.monotonic() - t
-    if extra:  # the solver's points may leave the box by its tolerance: clipped
-        pts = np.clip(np.stack(extra), lower, upper)
-        val, _ = certified_norms(chain, prep, torch.as_tensor(pts), rows, q)
-        p, r = divmod(int(torch.argmax(val)), val.shape[1])
-        if float(val[p, r]) > best.value:
-            best = dataclasses.replace(best, value=float(val[p, r]), x=pts[p].copy(), row=r)
     source = "milp" if exact is not None else None
     if exact is None and row_upper.max() <= best.value * (1 + config.rel_gap):
         exact, source = best.value, "bab"  # pinned: an attained value within rel_gap
