@@ -115,7 +115,7 @@ def search_upper(graph: NetworkGraph, chain: Chain, prep: PreparedChain, rows: T
         closed.extend(b for b in batch if not np.any(b[3] > b[2]))
         if not splittable:
             continue
-        los, his, caps, gs = [], [], [], []
+        los, his, caps = [], [], []
         for _, _, lo, hi, up, g in splittable:
             j = _split_dim(lo, hi, g)
             mid = lo[j] + (hi[j] - lo[j]) / 2
