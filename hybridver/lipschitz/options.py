@@ -45,7 +45,8 @@ class LipschitzConfig:
     it does not run, branch-and-bound gets all the time);
     ``samples``: random points of the lower bound; ``ascent_steps``: projected gradient
     ascent steps on the gradient norm from the best points (ReLU networks: on a smoothed
-    surrogate, the true gradient evaluated at each iterate); ``seed``: randomness.
+    surrogate, the true gradient evaluated at each iterate); ``local_rounds``: rounds of
+    random local search around the best points; ``seed``: randomness.
     """
 
     linear_relaxation: bool = True
@@ -59,8 +60,9 @@ class LipschitzConfig:
     bab_share: float = 0.4
     milp: bool = True
     milp_max_unstable: int = 64
-    samples: int = 512
+    samples: int = 4096
     ascent_steps: int = 40
+    local_rounds: int = 30
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,8 +70,10 @@ class LipschitzConfig:
             raise ValueError("vertex_max_varying must be in 0..20")
         if min(self.max_linear_rows, self.bab_batch, self.bab_max_boxes) < 1:
             raise ValueError("max_linear_rows, bab_batch and bab_max_boxes must be >= 1")
-        if self.samples < 1 or self.ascent_steps < 0 or self.milp_max_unstable < 0:
-            raise ValueError("samples must be >= 1, ascent_steps and milp_max_unstable >= 0")
+        if self.samples < 1 or min(self.ascent_steps, self.local_rounds,
+                                   self.milp_max_unstable) < 0:
+            raise ValueError("samples must be >= 1, ascent_steps, local_rounds and "
+                             "milp_max_unstable >= 0")
         if self.rel_gap < 0:
             raise ValueError("rel_gap must be >= 0")
         if not 0.0 < self.bab_share <= 1.0:

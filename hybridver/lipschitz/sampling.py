@@ -96,16 +96,16 @@ def certified_norms(chain, prep, x, rows, q) -> tuple[Tensor, Tensor]:
 
 def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
                         upper: np.ndarray, rows: Tensor, q: float, samples: int,
-                        steps: int, seed: int, extra: list[np.ndarray] = ()) -> Witness:
-    """The best certified gradient norm over random points (the centre, ``extra`` points
-    and ``samples`` uniform points) and ``steps`` ascent steps from the best ones."""
+                        steps: int, seed: int, local_rounds: int = 0) -> Witness:
+    """The best certified gradient norm over the centre and ``samples`` uniform points,
+    then ``steps`` ascent steps from the 16 best, then ``local_rounds`` rounds of random
+    local search (each keeps the 16 best of them and 32 Gaussian perturbations of each,
+    the scale shrinking from a tenth of the box's width)."""
     rng = np.random.default_rng(seed)
-    lo = torch.as_tensor(lower, dtype=torch.float64)
-    hi = torch.as_tensor(upper, dtype=torch.float64)
-    pts = [((lo + hi) / 2)[None], *(torch.as_tensor(p, dtype=torch.float64)[None]
-                                    for p in extra)]
-    pts.append(lo + (hi - lo) * torch.as_tensor(rng.random((samples, lo.numel()))))
-    x = torch.cat(pts)
+    lo = torch.tensor(lower, dtype=torch.float64)
+    hi = torch.tensor(upper, dtype=torch.float64)
+    x = torch.cat([((lo + hi) / 2)[None],
+                   lo + (hi - lo) * torch.as_tensor(rng.random((samples, lo.numel())))])
     best = Witness(0.0, ((lower + upper) / 2).copy(), 0)
 
     def consider(points: Tensor) -> Tensor:
@@ -118,10 +118,9 @@ def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
         return val.amax(-1)
 
     score = consider(x)
-    if steps == 0:
-        return best
     relu = OpKind.RELU in chain.kinds
-    starts = x[torch.argsort(score, descending=True)[:16]].clone()
+    order = torch.argsort(score, descending=True)[:16]
+    starts, start_score = x[order].clone(), score[order]
     width = hi - lo
     for k in range(steps):
         step = 0.1 * width * (1 - k / steps) + 1e-3 * width
@@ -132,4 +131,19 @@ def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
         grad, = torch.autograd.grad(objective, var)
         starts = torch.minimum(torch.maximum(var.detach() + step * grad.sign(), lo), hi)
         consider(starts)
+    if steps:  # the search starts from the best of the samples and of the ascent
+        pool = torch.cat([x[order], starts])
+        pool_score = torch.cat([score[order], consider(starts)])
+        keep = torch.argsort(pool_score, descending=True)[:16]
+        starts, start_score = pool[keep], pool_score[keep]
+    for k in range(local_rounds):
+        scale = 0.1 * width * (0.02 ** (k / max(1, local_rounds - 1)))
+        noise = torch.as_tensor(rng.normal(size=(len(starts), 32, lo.numel())))
+        cand = (starts[:, None, :] + scale * noise).reshape(-1, lo.numel())
+        cand = torch.minimum(torch.maximum(cand, lo), hi)
+        cand_score = consider(cand)
+        pool = torch.cat([starts, cand])
+        pool_score = torch.cat([start_score, cand_score])
+        keep = torch.argsort(pool_score, descending=True)[:16]
+        starts, start_score = pool[keep], pool_score[keep]
     return best
