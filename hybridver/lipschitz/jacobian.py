@@ -113,6 +113,12 @@ def _phi_chord(d_lo: Tensor, d_hi: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tens
     return slope, torch.where(straddles, offset, torch.zeros_like(offset))
 
 
+def _dot(a: Tensor, v: Tensor) -> Tensor:
+    """``(a * v).sum(-1)`` for ``a: (N, m, R, n)`` and ``v: (N, m, 1, n)``, as a batched
+    matrix-vector product: ``(N, m, R)``."""
+    return (a @ v.expand(a.shape[0], a.shape[1], 1, a.shape[-1]).transpose(-1, -2))[..., 0]
+
+
 def _linear_upper(prep: PreparedChain, coef: Tensor, t0: int, rows: Tensor,
                   box: list[tuple[Tensor, Tensor]], ds: list[tuple[Tensor, Tensor]]) -> Tensor:
     """An upper bound ``(N, m, R)`` of ``coef . r_{t0}`` (``coef: (N, m, R, n_{t0})``)
@@ -127,17 +133,19 @@ def _linear_upper(prep: PreparedChain, coef: Tensor, t0: int, rows: Tensor,
             new = coef @ w.T
             # sum_o (|coef| |W|^T)_o rmax_o = |coef| . (rmax |W|), a matrix-vector product
             weight = rmax @ aw * (1 + gamma(w.shape[0] + 2, U64))
-            err = gamma(w.shape[1] + 2, U64) * (coef.abs() * weight).sum(-1)
+            err = gamma(w.shape[1] + 2, U64) * _dot(coef.abs(), weight)
         else:
             d_lo, d_hi = (d[:, None, None, :] for d in ds[prep.acts[t]])
             a_pos, b_pos = _phi_chord(d_lo, d_hi, lo, hi)
             a_neg, b_neg = _phi_chord(d_lo, d_hi, -hi, -lo)
-            positive = coef >= 0
-            new = coef * torch.where(positive, a_pos, a_neg)
-            add = (coef.abs() * torch.where(positive, b_pos, b_neg)).sum(-1)
+            pos = coef.clamp(min=0)
+            neg = coef - pos  # exact: 0 or coef
+            new = torch.addcmul(pos * a_pos, neg, a_neg)
+            add = _dot(pos, b_pos) - _dot(neg, b_neg)  # sum |coef| b
             const = const + add
             mag = mag + add.abs()
-            err = U2 * (new.abs() * rmax).sum(-1)
+            # |new| <= pos |a_pos| + |neg| |a_neg|: one rounding of each product
+            err = U2 * (1 + U2) * (_dot(pos, a_pos.abs() * rmax) - _dot(neg, a_neg.abs() * rmax))
         const, mag, coef = const + err, mag + err, new
     final = (coef * rows[None, :, None, :]).sum(-1)
     size = coef.shape[-1] + 2 * len(prep.acts) + 8

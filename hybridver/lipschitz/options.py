@@ -59,7 +59,7 @@ class LipschitzConfig:
     bab_max_boxes: int = 4096
     bab_share: float = 0.4
     milp: bool = True
-    milp_max_unstable: int = 64
+    milp_max_unstable: int = 32
     samples: int = 4096
     ascent_steps: int = 40
     local_rounds: int = 30
