@@ -75,7 +75,7 @@ def test_margin_norm_and_config_table(files, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["margin_text", "margin_same", "output_range", "norm",
-                                  "unsupported_op", "both", "missing"])
+                                  "unsupported_op", "unknown_op", "both", "missing"])
 def test_bad_input_exits_2_with_one_line(case, files, tmp_path, capsys):
     model, spec = files
     args = ["lipschitz", model, spec]
@@ -87,7 +87,10 @@ def test_bad_input_exits_2_with_one_line(case, files, tmp_path, capsys):
         args += ["--output", "2"]
     elif case == "norm":
         args += ["--norm", "3"]
-    elif case == "unsupported_op":
+    elif case == "unsupported_op":  # imported, but no derivative bounds for it here
+        _model(tmp_path / "leaky.onnx", act="LeakyRelu")
+        args[1] = str(tmp_path / "leaky.onnx")
+    elif case == "unknown_op":  # refused by the importer already
         _model(tmp_path / "elu.onnx", act="Elu")
         args[1] = str(tmp_path / "elu.onnx")
     elif case == "both":
@@ -99,5 +102,7 @@ def test_bad_input_exits_2_with_one_line(case, files, tmp_path, capsys):
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("hybridver: error:"), err
-    if case == "unsupported_op":
-        assert "elu" in err and "the_act" in err
+    if case == "unsupported_op":  # the IR node is named after its output tensor
+        assert "leaky_relu" in err and "node 'a'" in err
+    if case == "unknown_op":
+        assert "Elu" in err and "the_act" in err
