@@ -5,7 +5,8 @@ exact value where the MILP finishes, with times.
     OMP_NUM_THREADS=1 python benchmarks/lipschitz.py [--timeout S] [--only TEXT] [--json F]
 
 Each case: one ``hybridver.api.lipschitz`` call (L-inf input norm, every output, max) with
-the time limit ``S`` (default 60 s), over the bounding box of the spec's input region.
+the time limit ``S`` (default 60 s) and the default settings (one row: the MILP alone),
+over the bounding box of the spec's input region.
 Cases whose files are absent (the shared benchmarks folder) are skipped with a line saying
 so.  Prints a Markdown table; ``exact`` is marked ``(milp)`` (the MILP's optimum) or ``(bab)``
 (branch-and-bound brought the sound upper bound within 1e-6 of an attained gradient norm).
@@ -25,14 +26,17 @@ EX = REPO / "examples"
 ACAS = SHARED / "acasxu"
 MNIST = SHARED / "mnist_fc_2022"
 
+#: (label, model, spec, LipschitzConfig fields or None)
 CASES = [
-    *((f"digits_{a} {e}", EX / f"digits_{a}.onnx", EX / f"digits_{a}_{e}.vnnlib")
+    *((f"digits_{a} {e}", EX / f"digits_{a}.onnx", EX / f"digits_{a}_{e}.vnnlib", None)
       for a in ("relu", "sigmoid", "tanh") for e in ("eps_small_0", "eps_large_2")),
-    ("acasxu 1_1 prop_3", ACAS / "ACASXU_run2a_1_1_batch_2000.onnx", ACAS / "prop_3.vnnlib"),
-    ("acasxu 2_1 prop_4", ACAS / "ACASXU_run2a_2_1_batch_2000.onnx", ACAS / "prop_4.vnnlib"),
-    ("acasxu 3_3 prop_1", ACAS / "ACASXU_run2a_3_3_batch_2000.onnx", ACAS / "prop_1.vnnlib"),
+    ("digits_relu eps_small_0, MILP alone (bab, vertices off)", EX / "digits_relu.onnx",
+     EX / "digits_relu_eps_small_0.vnnlib", {"bab": False, "vertex_max_varying": 0}),
+    ("acasxu 1_1 prop_3", ACAS / "ACASXU_run2a_1_1_batch_2000.onnx", ACAS / "prop_3.vnnlib", None),
+    ("acasxu 2_1 prop_4", ACAS / "ACASXU_run2a_2_1_batch_2000.onnx", ACAS / "prop_4.vnnlib", None),
+    ("acasxu 3_3 prop_1", ACAS / "ACASXU_run2a_3_3_batch_2000.onnx", ACAS / "prop_1.vnnlib", None),
     ("mnist_fc 256x2 prop_0_0.03", MNIST / "onnx" / "mnist-net_256x2.onnx.gz",
-     MNIST / "vnnlib" / "prop_0_0.03.vnnlib"),
+     MNIST / "vnnlib" / "prop_0_0.03.vnnlib", None),
 ]
 
 
@@ -48,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
     from hybridver.api import lipschitz, load_model, load_spec
+    from hybridver.lipschitz import LipschitzConfig
 
     rows, results = [], {}
-    for label, model_path, spec_path in CASES:
+    for label, model_path, spec_path, fields in CASES:
         if args.only not in label:
             continue
         found = [p for p in (model_path, spec_path) if p.exists() or Path(f"{p}.gz").exists()]
@@ -60,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         spec_file = spec_path if spec_path.exists() else Path(f"{spec_path}.gz")
         model = load_model(model_path)
         spec = load_spec(spec_file, model)
-        res = lipschitz(model, spec, timeout_s=args.timeout)
+        res = lipschitz(model, spec, timeout_s=args.timeout,
+                        config=LipschitzConfig(**(fields or {})))
         results[label] = res.to_json()
         t = res.times
         rows.append(f"| {label} | {_fmt(res.upper)} | {_fmt(res.lower)} | {_fmt(res.naive)} | "

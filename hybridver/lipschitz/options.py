@@ -46,7 +46,8 @@ class LipschitzConfig:
     ``samples``: random points of the lower bound; ``ascent_steps``: projected gradient
     ascent steps on the gradient norm from the best points (ReLU networks: on a smoothed
     surrogate, the true gradient evaluated at each iterate); ``local_rounds``: rounds of
-    random local search around the best points; ``seed``: randomness.
+    random local search around the best points (both stop after ``lower_share`` of the
+    time); ``seed``: randomness.
     """
 
     linear_relaxation: bool = True
@@ -56,13 +57,14 @@ class LipschitzConfig:
     bab: bool = True
     rel_gap: float = 1e-6
     bab_batch: int = 16
-    bab_max_boxes: int = 4096
+    bab_max_boxes: int = 65536
     bab_share: float = 0.4
     milp: bool = True
     milp_max_unstable: int = 32
     samples: int = 4096
     ascent_steps: int = 40
     local_rounds: int = 30
+    lower_share: float = 0.15
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -76,5 +78,5 @@ class LipschitzConfig:
                              "milp_max_unstable >= 0")
         if self.rel_gap < 0:
             raise ValueError("rel_gap must be >= 0")
-        if not 0.0 < self.bab_share <= 1.0:
-            raise ValueError("bab_share must be in (0, 1]")
+        if not (0.0 < self.bab_share <= 1.0 and 0.0 < self.lower_share <= 1.0):
+            raise ValueError("bab_share and lower_share must be in (0, 1]")

@@ -139,7 +139,8 @@ def local_lipschitz(graph: NetworkGraph, lower: np.ndarray, upper: np.ndarray, *
     times = {}
     t = time.monotonic()
     best = sampled_lower_bound(chain, prep, lower, upper, rows, q, config.samples,
-                               config.ascent_steps, config.seed, config.local_rounds)
+                               config.ascent_steps, config.seed, config.local_rounds,
+                               t + config.lower_share * timeout_s)
     times["lower_s"] = time.monotonic() - t
     t = time.monotonic()
     share = t + config.bab_share * max(0.0, deadline - t)

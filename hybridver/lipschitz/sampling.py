@@ -17,6 +17,7 @@ iterate is scored with the true gradient.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import torch
@@ -96,11 +97,13 @@ def certified_norms(chain, prep, x, rows, q) -> tuple[Tensor, Tensor]:
 
 def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
                         upper: np.ndarray, rows: Tensor, q: float, samples: int,
-                        steps: int, seed: int, local_rounds: int = 0) -> Witness:
+                        steps: int, seed: int, local_rounds: int = 0,
+                        deadline: float | None = None) -> Witness:
     """The best certified gradient norm over the centre and ``samples`` uniform points,
     then ``steps`` ascent steps from the 16 best, then ``local_rounds`` rounds of random
     local search (each keeps the 16 best of them and 32 Gaussian perturbations of each,
-    the scale shrinking from a tenth of the box's width)."""
+    the scale shrinking from a tenth of the box's width).  Ascent steps and rounds stop
+    at ``deadline`` (a ``time.monotonic()`` value)."""
     rng = np.random.default_rng(seed)
     lo = torch.tensor(lower, dtype=torch.float64)
     hi = torch.tensor(upper, dtype=torch.float64)
@@ -122,7 +125,10 @@ def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
     order = torch.argsort(score, descending=True)[:16]
     starts, start_score = x[order].clone(), score[order]
     width = hi - lo
+    late = (lambda: False) if deadline is None else (lambda: time.monotonic() > deadline)
     for k in range(steps):
+        if late():
+            break
         step = 0.1 * width * (1 - k / steps) + 1e-3 * width
         smoothing = (0.5 * (1 - k / steps) + 0.01) if relu else None
         var = starts.clone().requires_grad_(True)
@@ -137,6 +143,8 @@ def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
         keep = torch.argsort(pool_score, descending=True)[:16]
         starts, start_score = pool[keep], pool_score[keep]
     for k in range(local_rounds):
+        if late():
+            break
         scale = 0.1 * width * (0.02 ** (k / max(1, local_rounds - 1)))
         noise = torch.as_tensor(rng.normal(size=(len(starts), 32, lo.numel())))
         cand = (starts[:, None, :] + scale * noise).reshape(-1, lo.numel())
