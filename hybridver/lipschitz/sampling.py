@@ -121,6 +121,8 @@ def sampled_lower_bound(chain: Chain, prep: PreparedChain, lower: np.ndarray,
         return val.amax(-1)
 
     score = consider(x)
+    if not chain.activations:  # an affine network: one gradient everywhere
+        return best
     relu = OpKind.RELU in chain.kinds
     order = torch.argsort(score, descending=True)[:16]
     starts, start_score = x[order].clone(), score[order]

@@ -100,3 +100,17 @@ def test_margin_and_single_output_rows():
     assert autograd_norms(graph, points, row, 1.0).max() <= margin.upper
     assert margin.exact is not None and margin.upper >= margin.exact * (1 - GAP)
     assert margin.exact >= margin.lower * (1 - GAP)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2", "1"])
+def test_affine_network_is_pinned_to_its_row_norms(norm):
+    """No activation: the gradient is constant, ``W^T c``; both bounds meet it and the
+    constant is reported as pinned by the bounds (not by the MILP)."""
+    graph = mlp([5, 3], 2)
+    weight = graph.node("l0").consts["weight"]
+    lo, hi = _box(5, 2, 1.0)
+    res = local_lipschitz(graph, lo, hi, norm=norm, config=LipschitzConfig(samples=8))
+    want = np.linalg.norm(weight, ord=Q[norm], axis=1).max()
+    assert res.exact_source == "bab" and res.exact == res.lower
+    assert res.lower <= want <= res.upper
+    assert res.upper <= want * (1 + 1e-9)
