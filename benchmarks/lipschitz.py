@@ -26,12 +26,17 @@ EX = REPO / "examples"
 ACAS = SHARED / "acasxu"
 MNIST = SHARED / "mnist_fc_2022"
 
-#: (label, model, spec, LipschitzConfig fields or None)
+#: (label, model, spec, LipschitzConfig fields or None; "radius": a box around the centre)
 CASES = [
     *((f"digits_{a} {e}", EX / f"digits_{a}.onnx", EX / f"digits_{a}_{e}.vnnlib", None)
       for a in ("relu", "sigmoid", "tanh") for e in ("eps_small_0", "eps_large_2")),
-    ("digits_relu eps_small_0, MILP alone (bab, vertices off)", EX / "digits_relu.onnx",
-     EX / "digits_relu_eps_small_0.vnnlib", {"bab": False, "vertex_max_varying": 0}),
+    # the centre of eps_small_1's box +- 0.04 (clipped to [0, 1]), where the MILP finishes:
+    # once alone, once after branch-and-bound (the defaults)
+    ("digits_relu eps_small_1 centre +-0.04, MILP alone (bab, vertices off)",
+     EX / "digits_relu.onnx", EX / "digits_relu_eps_small_1.vnnlib",
+     {"bab": False, "vertex_max_varying": 0, "radius": 0.04}),
+    ("digits_relu eps_small_1 centre +-0.04", EX / "digits_relu.onnx",
+     EX / "digits_relu_eps_small_1.vnnlib", {"radius": 0.04}),
     ("acasxu 1_1 prop_3", ACAS / "ACASXU_run2a_1_1_batch_2000.onnx", ACAS / "prop_3.vnnlib", None),
     ("acasxu 2_1 prop_4", ACAS / "ACASXU_run2a_2_1_batch_2000.onnx", ACAS / "prop_4.vnnlib", None),
     ("acasxu 3_3 prop_1", ACAS / "ACASXU_run2a_3_3_batch_2000.onnx", ACAS / "prop_1.vnnlib", None),
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write every result here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
+    import numpy as np
+
     from hybridver.api import lipschitz, load_model, load_spec
     from hybridver.lipschitz import LipschitzConfig
 
@@ -65,8 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         spec_file = spec_path if spec_path.exists() else Path(f"{spec_path}.gz")
         model = load_model(model_path)
         spec = load_spec(spec_file, model)
-        res = lipschitz(model, spec, timeout_s=args.timeout,
-                        config=LipschitzConfig(**(fields or {})))
+        fields = dict(fields or {})
+        radius = fields.pop("radius", None)
+        region = spec
+        if radius is not None:  # the box's centre +- radius, clipped to [0, 1]
+            box = spec.bounding_box()
+            centre = (box.lower + box.upper) / 2
+            region = (np.clip(centre - radius, 0, 1), np.clip(centre + radius, 0, 1))
+        res = lipschitz(model, region, timeout_s=args.timeout,
+                        config=LipschitzConfig(**fields))
         results[label] = res.to_json()
         t = res.times
         rows.append(f"| {label} | {_fmt(res.upper)} | {_fmt(res.lower)} | {_fmt(res.naive)} | "
