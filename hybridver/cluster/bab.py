@@ -15,6 +15,7 @@ next case.  Any other failure to reach the cluster is a
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ import ray
 import ray.exceptions
 
 from hybridver.bab_core import ProbeFn, SearchOutcome, StopFn
-from hybridver.cluster.connect import cluster_info, lost_head
+from hybridver.cluster.connect import cluster_info, head_alive, lost_head
 from hybridver.cluster.coordinator import (ClusterProgressFn, ClusterSearchStats, ShardLost,
                                            run_distributed)
 from hybridver.cluster.shard import Shard, ShardProblem
@@ -52,8 +53,12 @@ def forget_actor(actor: Any) -> None:
 class RayShardCalls:
     """:class:`~hybridver.cluster.coordinator.ShardCalls` over Ray actors."""
 
+    #: seconds without any finished call after which the head is checked
+    STALL_CHECK_S = 2.0
+
     def __init__(self, actors: list[Any]):
         self.actors = dict(enumerate(actors))
+        self._last_answer = time.monotonic()
 
     def shards(self) -> list[int]:
         return list(self.actors)
@@ -67,9 +72,16 @@ class RayShardCalls:
             if done:   # everything else already finished too
                 more, _ = ray.wait(tickets, num_returns=len(tickets), timeout=0)
                 done = list({*done, *more})
-            return done
         except ray.exceptions.RaySystemError as exc:
             raise lost_head(exc) from exc
+        now = time.monotonic()
+        if done:
+            self._last_answer = now
+        elif now - self._last_answer > self.STALL_CHECK_S:
+            if not head_alive():
+                raise lost_head(ConnectionError("the head node does not answer"))
+            self._last_answer = now
+        return done
 
     def result(self, ticket: Any) -> Any:
         try:

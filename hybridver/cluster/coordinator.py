@@ -80,7 +80,8 @@ class ClusterSearchStats:
     bounding (``busy_s``); the coordinator's round trips (``reports``), steals (count,
     domains moved, bytes, and the seconds from a shard going idle to its stolen domains
     arriving: ``steal_wait_s``), snapshots (count, bytes), lost shards and the domains
-    resent from their ledgers."""
+    resent from their ledgers; ``wall_s``: the search, ``wait_s``: of it, the
+    coordinator's waiting for results (the rest is its own work per report)."""
 
     shards: int = 0
     reports: int = 0
@@ -97,6 +98,8 @@ class ClusterSearchStats:
     bounded: dict[int, int] = dataclasses.field(default_factory=dict)
     pids: dict[int, int] = dataclasses.field(default_factory=dict)
     live: int = 0
+    wall_s: float = 0.0
+    wait_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -218,7 +221,7 @@ class Coordinator:
             self._work(shard, piece)
 
         def finish(status: SearchStatus, point: np.ndarray | None = None) -> SearchOutcome:
-            self.stats.time_s = time.monotonic() - start
+            self.stats.time_s = self.cluster.wall_s = time.monotonic() - start
             self.stats.open = sum(s.open for s in self.state.values()) + \
                 sum(domain_count(d) for d in self.orphans)
             return SearchOutcome(status, point, self.stats)
@@ -237,7 +240,10 @@ class Coordinator:
                     raise RuntimeError("distributed search: open domains with no call")
                 return finish(SearchStatus.PROVEN)
             wait = max(0.0, min(0.25, deadline - time.monotonic()))
-            for ticket in self.calls.ready(list(fronts), wait):
+            waited = time.monotonic()
+            finished = self.calls.ready(list(fronts), wait)
+            self.cluster.wait_s += time.monotonic() - waited
+            for ticket in finished:
                 shard = fronts[ticket]
                 if shard not in self.state:
                     continue
@@ -302,7 +308,7 @@ class Coordinator:
             self.cluster.snapshot_bytes += domains_nbytes(report["snapshot"])
         elif call.sent is not None:
             state.covered.append(call.sent)
-        points = report["candidates"]
+        points = np.array(report["candidates"])   # a writable copy (Ray's is read-only)
         if probe is not None and len(points):
             stats.probes += len(points)
             hit = probe(points)

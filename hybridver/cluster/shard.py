@@ -105,6 +105,8 @@ class Shard:
             while len(self._graphs) > _MAX_CACHED_GRAPHS:
                 self._graphs.popitem(last=False)
         self._graph = self._graphs[problem.graph_key]
+        # arrays from Ray's object store are read-only views: own copies for torch
+        problem = dataclasses.replace(problem, C=np.array(problem.C), d=np.array(problem.d))
         self._problem = problem
         deadline = time.monotonic() + (problem.deadline_wall - time.time())
         config = dataclasses.replace(problem.bound, deadline=deadline)
