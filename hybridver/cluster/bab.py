@@ -37,7 +37,10 @@ _MAX_GRAPHS = 8
 
 
 def shard_actors(count: int) -> list[Any]:
-    """``count`` live shard actors (one CPU each), made on demand and kept."""
+    """Up to ``count`` live shard actors (one CPU each), made on demand and kept: no more
+    new ones than the cluster has free CPUs now (at least one shard in all)."""
+    free = int(ray.available_resources().get("CPU", 0))
+    count = max(1, min(count, len(_actors) + free))
     while len(_actors) < count:
         actor = _ShardActor.options(num_cpus=1, max_restarts=0, max_task_retries=0).remote()
         _actors.append(actor)
@@ -87,10 +90,18 @@ class RayShardCalls:
         try:
             return ray.get(ticket)
         except ray.exceptions.RayActorError as exc:
+            if not head_alive():
+                raise lost_head(exc) from exc
             raise ShardLost(str(exc).splitlines()[0] if str(exc) else "actor died") from exc
         except (ray.exceptions.RaySystemError, ray.exceptions.ObjectLostError,
                 ConnectionError) as exc:
             raise lost_head(exc) from exc
+
+
+    def drop(self, shard: int) -> None:
+        actor = self.actors[shard]
+        ray.kill(actor, no_restart=True)
+        forget_actor(actor)
 
 
 def distributed_input_split(graph: NetworkGraph, problem: ShardProblem,
@@ -115,5 +126,5 @@ def distributed_input_split(graph: NetworkGraph, problem: ShardProblem,
                                   probe, settings, stop, progress, collected.append)
     finally:
         for shard in (collected[0].lost if collected else ()):
-            forget_actor(actors[shard])
+            forget_actor(actors[shard])     # dead or dropped: a fresh one next time
     return outcome, collected[0]

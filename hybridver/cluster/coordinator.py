@@ -73,6 +73,9 @@ class ShardCalls(Protocol):
         """The finished call's result; :class:`ShardLost` when the shard died,
         :class:`ClusterError` when the cluster is gone."""
 
+    def drop(self, shard: int) -> None:
+        """Give a shard up (stop its process if it has one)."""
+
 
 @dataclasses.dataclass
 class ClusterSearchStats:
@@ -156,9 +159,10 @@ class Coordinator:
     """Runs one case over the shards of ``calls`` (module docstring)."""
 
     def __init__(self, calls: ShardCalls, problem: ShardProblem, graph_data: Any,
-                 slice_s: float, checkpoint_s: float, steal_min: int):
+                 slice_s: float, checkpoint_s: float, steal_min: int, start_s: float = 30.0):
         self.calls, self.problem, self.graph_data = calls, problem, graph_data
         self.slice_s, self.checkpoint_s, self.steal_min = slice_s, checkpoint_s, steal_min
+        self.start_s = start_s
         self.state = {s: _ShardState() for s in calls.shards()}
         self.orphans: list[Domains] = []
         self.stats = SearchStats()
@@ -190,8 +194,10 @@ class Coordinator:
             if call.kind == "give" and call.receiver in self.state:
                 self.state[call.receiver].awaiting_steal = False
         if not self.state:
+            started = "" if self.cluster.pids else \
+                f" (none started within {self.start_s:g} s: does the cluster have a free CPU?)"
             raise ClusterError("every shard worker of the distributed branch-and-bound was "
-                               "lost; no verdict")
+                               f"lost{started}; no verdict")
 
     def _resend_orphans(self) -> None:
         """Send the orphans to the live shard with the fewest open domains."""
@@ -233,6 +239,10 @@ class Coordinator:
                 return finish(SearchStatus.STOPPED)
             if max_domains is not None and self.stats.domains_bounded >= max_domains:
                 return finish(SearchStatus.EXHAUSTED)
+            if time.monotonic() - start > self.start_s and len(self.cluster.pids) < len(self.state):
+                for shard in [s for s in self.state if s not in self.cluster.pids]:
+                    self.calls.drop(shard)    # never started: no CPU for it
+                    self._lose(shard)
             self._resend_orphans()
             fronts = {s.calls[0].ticket: shard for shard, s in self.state.items() if s.calls}
             if not fronts:   # every shard idle with nothing open, no orphans
@@ -352,7 +362,7 @@ def run_distributed(calls: ShardCalls, problem: ShardProblem, graph_data: Any,
     """One case's distributed search; ``settings``: a :class:`ClusterConfig` (slice_s,
     checkpoint_s, steal_min); ``on_stats`` receives the cluster counters at the end."""
     coordinator = Coordinator(calls, problem, graph_data, settings.slice_s,
-                              settings.checkpoint_s, settings.steal_min)
+                              settings.checkpoint_s, settings.steal_min, settings.start_s)
     try:
         return coordinator.run(lower, upper, deadline, probe, stop, progress,
                                problem.split.max_domains)
