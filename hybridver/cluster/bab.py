@@ -15,6 +15,7 @@ next case.  Any other failure to reach the cluster is a
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -25,7 +26,8 @@ import ray.exceptions
 from hybridver.bab_core import ProbeFn, SearchOutcome, StopFn
 from hybridver.cluster.connect import cluster_info, head_alive, lost_head
 from hybridver.cluster.coordinator import (ClusterProgressFn, ClusterSearchStats, ShardLost,
-                                           run_distributed)
+                                           cut_box, run_distributed)
+from hybridver.cluster.seeding import candidate_names, neuron_pieces, root_intervals, seed
 from hybridver.cluster.shard import Shard, ShardProblem
 from hybridver.ir.graph import NetworkGraph
 from hybridver.schedule.transport import pack_graph
@@ -97,7 +99,6 @@ class RayShardCalls:
                 ConnectionError) as exc:
             raise lost_head(exc) from exc
 
-
     def drop(self, shard: int) -> None:
         actor = self.actors[shard]
         ray.kill(actor, no_restart=True)
@@ -113,8 +114,40 @@ def distributed_input_split(graph: NetworkGraph, problem: ShardProblem,
     """One case on the cluster's shards; ``settings``: the run's ``ClusterConfig``.  The
     graph is put in the object store once per process (``problem.graph_key``); each actor
     rebuilds it once."""
-    count = settings.shards or max(1, cluster_info().cpus)
-    actors = shard_actors(count)
+    actors = shard_actors(settings.shards or max(1, cluster_info().cpus))
+    pieces = cut_box(lower, upper, len(actors), len(problem.groups))
+    return _run(graph, problem, actors, pieces, deadline, probe, settings, stop, progress)
+
+
+def distributed_activation_split(graph: NetworkGraph, strategy, problem: ShardProblem,
+                                 deadline: float, probe: ProbeFn | None, settings: Any,
+                                 stop: StopFn | None = None,
+                                 progress: ClusterProgressFn | None = None
+                                 ) -> tuple[SearchOutcome, ClusterSearchStats | None]:
+    """One case of activation splitting on the cluster's shards: ``strategy`` (the local
+    :class:`~hybridver.bab.activation_split.ActivationSplitting` of the case) bounds and
+    refines the root and the first levels here (:func:`~hybridver.cluster.seeding.seed`),
+    then the open domains go to the shards with the root's intervals.  The outcome's
+    counters include the driver's start; no cluster counters when the start decided."""
+    actors = shard_actors(settings.shards or max(1, cluster_info().cpus))
+    early = seed(strategy, len(actors), deadline, probe)
+    if early is not None:
+        return early, None
+    problem = dataclasses.replace(problem, root_intervals=root_intervals(strategy),
+                                  candidates=candidate_names(strategy))
+    pieces = neuron_pieces(strategy, len(actors))
+    outcome, cluster = _run(graph, problem, actors, pieces, deadline, probe, settings, stop,
+                            progress)
+    first = strategy.stats
+    for key in ("domains_bounded", "batches", "probes", "infeasible", "proven_domains",
+                "attacks"):
+        setattr(outcome.stats, key, getattr(outcome.stats, key) + getattr(first, key))
+    outcome.stats.method, outcome.stats.refine = first.method, first.refine
+    return outcome, cluster
+
+
+def _run(graph, problem, actors, pieces, deadline, probe, settings, stop, progress
+         ) -> tuple[SearchOutcome, ClusterSearchStats]:
     ref = _graph_refs.get(problem.graph_key)
     if ref is None:
         while len(_graph_refs) >= _MAX_GRAPHS:
@@ -122,7 +155,7 @@ def distributed_input_split(graph: NetworkGraph, problem: ShardProblem,
         ref = _graph_refs[problem.graph_key] = ray.put(pack_graph(graph))
     collected: list[ClusterSearchStats] = []
     try:
-        outcome = run_distributed(RayShardCalls(actors), problem, ref, lower, upper, deadline,
+        outcome = run_distributed(RayShardCalls(actors), problem, ref, pieces, deadline,
                                   probe, settings, stop, progress, collected.append)
     finally:
         for shard in (collected[0].lost if collected else ()):

@@ -47,8 +47,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from hybridver.bab_core import ProbeFn, SearchOutcome, SearchStats, SearchStatus, StopFn
-from hybridver.cluster.shard import (Domains, ShardProblem, concat_domains, domain_count,
-                                     domains_nbytes)
+from hybridver.cluster.domain_sets import (Domains, concat_domains, domain_count,
+                                          domains_nbytes)
+from hybridver.cluster.shard import ShardProblem
 from hybridver.errors import ClusterError
 
 
@@ -215,16 +216,21 @@ class Coordinator:
             self._work(target, domains)
 
     # -- the run -------------------------------------------------------------------------
-    def run(self, lower: np.ndarray, upper: np.ndarray, deadline: float, probe: ProbeFn | None,
+    def run(self, pieces: list[Domains], deadline: float, probe: ProbeFn | None,
             stop: StopFn | None = None, progress: ClusterProgressFn | None = None,
             max_domains: int | None = None) -> SearchOutcome:
-        """Search the case's box ``[lower, upper]`` (``deadline``: ``time.monotonic()``)."""
+        """Search the case, whose open domains are ``pieces`` (together they cover every
+        point not yet proven; at most one piece per shard, the other shards start idle
+        and steal); ``deadline``: ``time.monotonic()``."""
         start = time.monotonic()
         shards = sorted(self.state)
-        pieces = cut_box(lower, upper, len(shards), len(self.problem.groups))
-        for shard, piece in zip(shards, pieces):
+        for shard in shards:
             self._call(shard, "load", self.problem, self.graph_data)
+        for shard, piece in zip(shards, pieces):
             self._work(shard, piece)
+        for shard in shards[len(pieces):]:
+            self.state[shard].open = 0
+            self.state[shard].idle_since = time.monotonic()
 
         def finish(status: SearchStatus, point: np.ndarray | None = None) -> SearchOutcome:
             self.stats.time_s = self.cluster.wall_s = time.monotonic() - start
@@ -239,10 +245,6 @@ class Coordinator:
                 return finish(SearchStatus.STOPPED)
             if max_domains is not None and self.stats.domains_bounded >= max_domains:
                 return finish(SearchStatus.EXHAUSTED)
-            if time.monotonic() - start > self.start_s and len(self.cluster.pids) < len(self.state):
-                for shard in [s for s in self.state if s not in self.cluster.pids]:
-                    self.calls.drop(shard)    # never started: no CPU for it
-                    self._lose(shard)
             self._resend_orphans()
             fronts = {s.calls[0].ticket: shard for shard, s in self.state.items() if s.calls}
             if not fronts:   # every shard idle with nothing open, no orphans
@@ -260,6 +262,11 @@ class Coordinator:
                 outcome = self._handle(shard, probe)
                 if outcome is not None:
                     return finish(*outcome)
+            if not finished and time.monotonic() - start > self.start_s \
+                    and len(self.cluster.pids) < len(self.state):
+                for shard in [s for s in self.state if s not in self.cluster.pids]:
+                    self.calls.drop(shard)    # never started: no CPU for it
+                    self._lose(shard)
             if progress is not None:
                 self.stats.open = sum(s.open for s in self.state.values())
                 self.stats.best_margin = min((s.best_margin for s in self.state.values()
@@ -354,7 +361,7 @@ class Coordinator:
 
 
 def run_distributed(calls: ShardCalls, problem: ShardProblem, graph_data: Any,
-                    lower: np.ndarray, upper: np.ndarray, deadline: float,
+                    pieces: list[Domains], deadline: float,
                     probe: ProbeFn | None, settings: Any, stop: StopFn | None = None,
                     progress: ClusterProgressFn | None = None,
                     on_stats: Callable[[ClusterSearchStats], None] | None = None
@@ -364,8 +371,9 @@ def run_distributed(calls: ShardCalls, problem: ShardProblem, graph_data: Any,
     coordinator = Coordinator(calls, problem, graph_data, settings.slice_s,
                               settings.checkpoint_s, settings.steal_min, settings.start_s)
     try:
-        return coordinator.run(lower, upper, deadline, probe, stop, progress,
-                               problem.split.max_domains)
+        limit = problem.split.max_domains if problem.activation is None \
+            else problem.activation.max_domains
+        return coordinator.run(pieces, deadline, probe, stop, progress, limit)
     finally:
         coordinator.cluster.live = len(coordinator.state)
         if on_stats is not None:

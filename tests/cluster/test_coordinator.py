@@ -119,7 +119,8 @@ def _run(graph, lower, upper, C, d, shards, settings=SETTINGS):
     coordinator = Coordinator(shards, _problem(graph, C, d), pack_graph(graph),
                               settings.slice_s, settings.checkpoint_s, settings.steal_min,
                               settings.start_s)
-    outcome = coordinator.run(lower, upper, time.monotonic() + 60, _probe(graph, C, d, hits))
+    pieces = cut_box(lower, upper, len(shards.shards()), 1)
+    outcome = coordinator.run(pieces, time.monotonic() + 60, _probe(graph, C, d, hits))
     return outcome, coordinator.cluster, hits
 
 

@@ -60,12 +60,17 @@ def write_onnx(graph, path) -> None:
     onnx.save(model, path)
 
 
-def write_vnnlib(path, n_in: int, c: float) -> None:
-    """Inputs in [-1, 1]; a counterexample has ``Y_0 - Y_1 >= c``."""
-    box = "\n".join(f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))" for i in range(n_in))
+def write_vnnlib(path, n_in: int, c: float, lower=None, upper=None, relation: str = ">=",
+                 n_out: int = 2) -> None:
+    """Inputs in ``[lower, upper]`` (default [-1, 1]); a counterexample has
+    ``Y_0 - Y_1 >= c`` (or ``<=``, with ``relation``)."""
+    lower = -np.ones(n_in) if lower is None else lower
+    upper = np.ones(n_in) if upper is None else upper
+    box = "\n".join(f"(assert (>= X_{i} {lower[i]:.9f}))\n(assert (<= X_{i} {upper[i]:.9f}))"
+                    for i in range(n_in))
     path.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(n_in))
-                    + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n" + box
-                    + f"\n(assert (>= (- Y_0 Y_1) {c:.6f}))\n")
+                    + "".join(f"(declare-const Y_{j} Real)\n" for j in range(n_out)) + box
+                    + f"\n(assert ({relation} (- Y_0 Y_1) {c:.6f}))\n")
 
 
 @pytest.mark.parametrize("holds", [True, False])
@@ -191,3 +196,34 @@ def test_a_lost_head_ends_the_run_with_an_error_not_a_verdict(ray_address, tmp_p
     assert run.returncode == 2, (out, err)
     assert "lost the Ray cluster" in err and "no verdict" in err
     assert not any(v in out.split() for v in ("sat", "unsat", "timeout"))
+
+
+def test_verify_cluster_splits_activations_on_the_shards(ray_address, tmp_path):
+    """A 10-input ReLU network (activation splitting) whose property needs branching:
+    ``verify --cluster`` proves it as the local run does, with the shards' reports."""
+    import json
+
+    from hybridver.cli import main
+    from tests.cluster.test_neuron_shards import _case
+
+    graph, lower, upper, C, d = _case(0.5)
+    write_onnx(graph, tmp_path / "mlp.onnx")
+    # the violation is y0 - y1 <= -d (C = [1, -1, 0]); 1e-4 more margin for the printing
+    write_vnnlib(tmp_path / "p.vnnlib", 10, -d[0] - 1e-4, lower, upper, "<=", n_out=3)
+    config = tmp_path / "act.toml"
+    config.write_text('[schedule]\nstages = ["activation_split"]\nescalations = []\n'
+                      '[activation_split]\nbatch_size = 4\n[cluster]\nshards = 2\n'
+                      'slice_s = 0.1\n')
+    verdicts = {}
+    for where in ("local", "cluster"):
+        report = tmp_path / f"{where}.json"
+        argv = ["verify", str(tmp_path / "mlp.onnx"), str(tmp_path / "p.vnnlib"), "--timeout",
+                "120", "--json", str(report), "--progress", "off", "--config", str(config)]
+        assert main(argv + (["--cluster", ray_address] if where == "cluster" else [])) == 0
+        data = json.loads(report.read_text())
+        verdicts[where] = data["verdict"]
+        stats = data["stats"]["activation_split"]
+        assert stats["domains_bounded"] > 4
+        if where == "cluster":
+            assert stats["cluster"]["reports"] >= 2 and stats["cluster"]["shards"] == 2
+    assert verdicts == {"local": "unsat", "cluster": "unsat"}
