@@ -49,6 +49,12 @@ class ImageLayout:
     def size(self) -> int:
         return self.channels * self.height * self.width
 
+    def pixel(self, index: int) -> str:
+        """``"row,col"`` (``"channel,row,col"`` for several channels) of a flat index."""
+        c, rest = divmod(index, self.height * self.width)
+        r, k = divmod(rest, self.width)
+        return f"{r},{k}" if self.channels == 1 else f"{c},{r},{k}"
+
     def patch_indices(self, h: int, w: int, row: int, col: int) -> np.ndarray:
         """Flat indices of the patch's pixels in every channel, ``(C * h * w,)``."""
         if h < 1 or w < 1:
@@ -146,7 +152,7 @@ def _step(amap: AffineMap, name: str, arg: str, layout: ImageLayout,
         idx = layout.patch_indices(h, w, row, col)
         cols = np.zeros((n, idx.size))
         cols[idx, np.arange(idx.size)] = 1.0
-        labels = [f"{name}[{i}]" for i in idx]
+        labels = [f"{name}[{layout.pixel(int(i))}]" for i in idx]
         if name == "patch":
             return amap.with_columns(cols, -d, d, labels, name)
         lo, hi = pixel_range  # occluded pixels: lo + q, q in [0, hi - lo], whatever came before
