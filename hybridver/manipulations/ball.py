@@ -59,8 +59,8 @@ def _project_l1(v: np.ndarray, eps: float) -> np.ndarray:
 def project(spec: ManipulationSpec, p: np.ndarray) -> np.ndarray:
     """Rows of ``p`` ``(m, k)`` moved into the box and (slightly inside) every ball."""
     a = spec.amap
-    p = np.clip(np.asarray(p, dtype=np.float64).reshape(-1, a.n_params), a.lower, a.upper)
-    for g in a.norms:
+    p = np.array(p, dtype=np.float64).reshape(-1, a.n_params)
+    for g in a.norms:  # a ball of radius eps lies in its box [-eps, eps]^n
         cols = list(g.columns)
         radius = g.eps * (1.0 - BALL_SHRINK)
         v = p[:, cols]
@@ -70,7 +70,7 @@ def project(spec: ManipulationSpec, p: np.ndarray) -> np.ndarray:
         else:
             v = _project_l1(v, radius)
         p[:, cols] = v
-    return p
+    return np.clip(p, a.lower, a.upper)
 
 
 def ball_attack(spec: ManipulationSpec, graph, starts: np.ndarray, steps: int = 60,
