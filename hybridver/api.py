@@ -183,15 +183,17 @@ def verify_robust(model: LoadedModel | str | Path, point, label: int, families, 
     from hybridver.manipulations import (ParameterModel, RobustConfig, finish,
                                          manipulation_spec, parameter_graph)
 
+    robust_config = robust_config or RobustConfig()
     if not isinstance(model, LoadedModel):
         model = load_model(existing_file(model))
     spec = manipulation_spec(point, label, families, model.graph.input_node.shape,
-                             model.n_outputs, clip=clip, grid=grid, image_shape=image_shape)
+                             model.n_outputs, clip=clip, grid=grid, image_shape=image_shape,
+                             norm_cut=robust_config.norm_cut)
     pgraph = parameter_graph(model.graph, spec)
     real = ParameterModel(model.real_model, spec, model.input_dtype,
-                          model.graph.output_node.shape)
+                          pgraph.output_node.shape)
     pmodel = dataclasses.replace(model, graph=pgraph, real_model=real,
                                  input_dtype=np.dtype(np.float64),
                                  checked_by=f"{model.checked_by} (on the manipulated image)")
     engine = verify(pmodel, spec.parameter_spec(), config, progress, deadline)
-    return finish(spec, engine, pgraph, real, robust_config or RobustConfig())
+    return finish(spec, engine, pgraph, real, robust_config)

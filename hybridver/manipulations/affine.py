@@ -13,8 +13,13 @@ network, so every bound method, back end and branch-and-bound stage applies unch
 
 Norm balls (``l1=EPS``, ``l2=EPS``) are not boxes: their parameters get the box
 ``[-EPS, EPS]^n``, which CONTAINS the ball, and a :class:`NormGroup` remembers the ball.
-An ``unsat`` over the box is therefore an ``unsat`` over the ball; a counterexample over
-the box counts only when it lies in the ball (:mod:`hybridver.manipulations.ball`).
+The CUT ``sum |p_i| <= EPS`` (L1) or ``sum p_i^2 <= EPS^2`` (L2) is added as an extra
+output of the network over parameters and a row of every disjunct (``norm_cut``): a
+counterexample must then meet it, and every back end uses it (exactly for L1, whose
+absolute values are ReLUs; through the engine's sound relaxation of squares for L2).
+Without the cut the box alone is verified.  Either way an ``unsat`` over the box (and
+cut) is an ``unsat`` over the ball, and a counterexample counts only when its parameters
+lie in the ball (:mod:`hybridver.manipulations.ball`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,18 @@ class NormGroup:
     columns: tuple[int, ...]
     order: int
     eps: float
+    exact_eps: Fraction | None = None
+
+    def measure(self, p: np.ndarray) -> np.ndarray:
+        """What the cut bounds, per row of ``p`` ``(m, k)``: ``sum |p_i|`` (L1) or
+        ``sum p_i^2`` (L2), as the network over parameters computes it."""
+        v = np.asarray(p, dtype=np.float64)[:, list(self.columns)]
+        return np.sum(np.abs(v), axis=1) if self.order == 1 else np.sum(v * v, axis=1)
+
+    def cut_offset(self) -> Fraction:
+        """``-eps`` (L1) or ``-eps^2`` (L2), exactly: the cut is ``measure + offset <= 0``."""
+        q = Fraction(self.eps) if self.exact_eps is None else self.exact_eps
+        return -(q ** self.order)
 
     def norm(self, p: np.ndarray) -> np.ndarray:
         """The group's norm of each row of ``p`` ``(m, k)`` -> ``(m,)``, float64."""
@@ -82,7 +99,7 @@ class AffineMap:
         return int(self.columns.shape[1])
 
     def with_columns(self, cols: np.ndarray, lo: Fraction, hi: Fraction, labels, kind: str,
-                     norm: tuple[int, float] | None = None) -> "AffineMap":
+                     norm: tuple[int, Fraction] | None = None) -> "AffineMap":
         """This map with ``cols`` ``(n, m)`` appended, each parameter in ``[lo, hi]``
         (``norm``: ``(order, eps)`` of a ball over the new parameters)."""
         m = cols.shape[1]
@@ -90,7 +107,8 @@ class AffineMap:
         norms = self.norms
         if norm is not None:
             start = self.n_params
-            norms += (NormGroup(tuple(range(start, start + m)), norm[0], float(norm[1])),)
+            norms += (NormGroup(tuple(range(start, start + m)), norm[0], float(norm[1]),
+                                Fraction(norm[1])),)
         return dataclasses.replace(
             self, columns=np.concatenate([self.columns, cols], axis=1),
             lower=np.concatenate([self.lower, np.full(m, round_down(lo))]),
@@ -134,6 +152,17 @@ class ManipulationSpec:
     pixel_range: tuple[float, float] = (0.0, 1.0)
     grid: int | None = None
     families: tuple[str, ...] = ()
+    norm_cut: bool = True
+
+    @property
+    def cuts(self) -> tuple[NormGroup, ...]:
+        """The norm balls whose cut is an extra network output (``norm_cut``)."""
+        return self.amap.norms if self.norm_cut else ()
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs of the network over parameters: the classes, then one per cut."""
+        return self.n_classes + len(self.cuts)
 
     @property
     def n_params(self) -> int:
@@ -156,17 +185,27 @@ class ManipulationSpec:
 
     def parameter_spec(self) -> Spec:
         """The property over ``p``: one case (the parameter box), one disjunct per other
-        class ``j``: ``y_label - y_j <= 0``."""
+        class ``j``: ``y_label - y_j <= 0``, and with each cut ``measure - eps^order <= 0``
+        over the extra outputs (:mod:`hybridver.manipulations.graph`)."""
+        m = len(self.cuts)
+        d = np.zeros(1 + m)
+        exact_d = []
+        for g, group in enumerate(self.cuts):
+            q = group.cut_offset()
+            d[1 + g] = round_down(q)
+            if not is_float64(q):
+                exact_d.append((1 + g, q))
         disjuncts = []
         for j in range(self.n_classes):
             if j != self.label:
-                row = np.zeros((1, self.n_classes))
-                row[0, self.label], row[0, j] = 1.0, -1.0
-                disjuncts.append(OutputConstraints(row, np.zeros(1)))
+                rows = np.zeros((1 + m, self.n_outputs))
+                rows[0, self.label], rows[0, j] = 1.0, -1.0
+                rows[1:, self.n_classes:] = np.eye(m)
+                disjuncts.append(OutputConstraints(rows, d, tuple(exact_d)))
         a = self.amap
         box = InputBox(a.lower, a.upper,
                        tuple((i, q) for i, q in enumerate(a.exact_lower) if not is_float64(q)),
                        tuple((i, q) for i, q in enumerate(a.exact_upper) if not is_float64(q)))
         name = f"robust(label={self.label}, {', '.join(self.families)})"
-        return Spec((SpecCase(box, tuple(disjuncts)),), self.n_params, self.n_classes,
+        return Spec((SpecCase(box, tuple(disjuncts)),), self.n_params, self.n_outputs,
                     name=name)

@@ -28,7 +28,7 @@ def _point(point, n: int) -> np.ndarray:
 
 def manipulation_spec(point, label: int, families, input_shape, n_classes: int, *,
                       clip=None, grid: int | None = None, image_shape=None,
-                      pixel_range=None) -> ManipulationSpec:
+                      pixel_range=None, norm_cut: bool = True) -> ManipulationSpec:
     """Pointwise safety of ``label`` at ``point`` under the SUM of ``families``.
 
     ``point``: the input (any shape with the model's number of entries); ``families``:
@@ -37,7 +37,7 @@ def manipulation_spec(point, label: int, families, input_shape, n_classes: int, 
     manipulated image to, or None; ``pixel_range``: the valid pixel values (default: the
     clip range, else ``(0, 1)``); ``grid``: steps of the pixel grid (255 for 8-bit), the
     point must then be a grid image; ``image_shape``: ``(H, W)`` or ``(C, H, W)`` when the
-    input shape does not say it.
+    input shape does not say it; ``norm_cut``: add the L1/L2 cuts as network outputs.
     """
     input_shape = tuple(int(d) for d in input_shape)
     n = int(np.prod(input_shape, dtype=np.int64))
@@ -64,7 +64,7 @@ def manipulation_spec(point, label: int, families, input_shape, n_classes: int, 
     layout = image_layout(input_shape, image_shape) if (needs_layout or image_shape) else None
     amap = apply_families(x0, families, layout, tuple(Fraction(v) for v in rng))
     spec = ManipulationSpec(x0, input_shape, int(label), n_classes, amap, clip, rng,
-                            None if grid is None else int(grid), families)
+                            None if grid is None else int(grid), families, bool(norm_cut))
     if spec.grid is not None:
         grid_units(spec, x0)
     return spec

@@ -166,7 +166,7 @@ def _step(amap: AffineMap, name: str, arg: str, layout: ImageLayout,
     order = {"linf": None, "l1": 1, "l2": 2}[name]
     labels = [f"{name}[{i}]" for i in range(n)]
     return amap.with_columns(np.eye(n), -eps, eps, labels, name,
-                             norm=None if order is None else (order, float(eps)))
+                             norm=None if order is None else (order, eps))
 
 
 def apply_families(x0: np.ndarray, families, layout: ImageLayout | None,

@@ -5,6 +5,7 @@ is the parameter vector ``p`` (per-sample shape ``(1, k)``)::
 
     p --LINEAR(weight=A, bias=offset)--> (1, n) --RESHAPE--> input shape
       [--clip: lo + relu(x - lo) - relu(x - hi)-->]  the original network
+      [--CONCAT with the norm cuts' measures of p (spec.cuts)]
 
 The clip is written with ReLUs (as the ONNX importer writes ``Clip``), which every bound
 method and exact back end handles exactly, so no approximation enters.
@@ -56,12 +57,44 @@ def parameter_graph(graph: NetworkGraph, spec: ManipulationSpec) -> NetworkGraph
         b.emit(OpKind.SUB, (raised, high), inp.shape, name=inp.name)
     for node in rest:
         b.add(node)
-    return NetworkGraph(b.nodes(), (params,), graph.outputs, name=f"{graph.name}+manipulation")
+    outputs = graph.outputs
+    if spec.cuts:
+        outputs = (_with_cuts(b, params, graph.output_node, spec),)
+    return NetworkGraph(b.nodes(), (params,), outputs, name=f"{graph.name}+manipulation")
+
+
+def _with_cuts(b: GraphBuilder, params: str, out, spec: ManipulationSpec) -> str:
+    """The class scores ``(1, n_classes)`` followed by each cut's measure: ``sum |p_i|``
+    as ReLUs (``relu(v) + relu(-v)``) or ``sum p_i^2`` as POW 2; ``(1, n_outputs)``."""
+    k = spec.n_params
+    parts = [b.emit(OpKind.RESHAPE, (out.name,), (1, spec.n_classes), base="manipulation_scores")]
+    for g, group in enumerate(spec.cuts):
+        m = len(group.columns)
+        pick = np.zeros((m, k))
+        pick[np.arange(m), list(group.columns)] = 1.0
+        v = b.emit(OpKind.LINEAR, (params,), (1, m), base=f"manipulation_cut{g}",
+                   consts={"weight": pick})
+        if group.order == 1:
+            neg = b.emit(OpKind.NEG, (v,), (1, m), base=f"manipulation_cut{g}_neg")
+            terms = b.emit(OpKind.ADD, (b.emit(OpKind.RELU, (v,), (1, m),
+                                               base=f"manipulation_cut{g}_pos"),
+                                        b.emit(OpKind.RELU, (neg,), (1, m),
+                                               base=f"manipulation_cut{g}_negpart")),
+                           (1, m), base=f"manipulation_cut{g}_abs")
+        else:
+            two = b.constant(np.array(2.0), base=f"manipulation_cut{g}_two")
+            terms = b.emit(OpKind.POW, (v, two), (1, m), base=f"manipulation_cut{g}_square")
+        parts.append(b.emit(OpKind.LINEAR, (terms,), (1, 1), base=f"manipulation_cut{g}_sum",
+                            consts={"weight": np.ones((1, m))}))
+    return b.emit(OpKind.CONCAT, tuple(parts), (1, spec.n_outputs), base="manipulation_outputs",
+                  attrs={"axis": 1})
 
 
 class ParameterModel:
     """The real model over parameters: ``p`` ``(batch, 1, k)`` -> the original model's
-    output on the images ``spec.images(p)`` rounded to ``input_dtype``.
+    output on the images ``spec.images(p)`` rounded to ``input_dtype`` (with the cuts'
+    measures after it, as the network over parameters has them); ``output_shape``: that
+    network's output shape.
 
     ``images_fed`` keeps the last batch of images it ran (``(batch, *input_shape)``, in
     the input dtype), so the caller can report exactly what the real model saw.
@@ -86,6 +119,9 @@ class ParameterModel:
         return np.concatenate(out, axis=0) if out else np.zeros((0, self.spec.n_classes))
 
     def __call__(self, p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p, dtype=np.float64)
-        y = self.run_images(self.spec.images(p.reshape(p.shape[0], -1)))
+        """Scores of the images (then each cut's measure of ``p``, in float64)."""
+        p = np.asarray(p, dtype=np.float64).reshape(np.shape(p)[0], -1)
+        y = self.run_images(self.spec.images(p))
+        if self.spec.cuts:
+            y = np.concatenate([y] + [g.measure(p)[:, None] for g in self.spec.cuts], axis=1)
         return y.reshape(p.shape[0], *self.output_shape)

@@ -35,12 +35,14 @@ __all__ = ["RobustConfig", "RobustResult", "finish"]
 class RobustConfig:
     """Switches of ``hybridver robust`` beyond the verifier's own settings.
 
-    ``ball_search``: search inside L1/L2 balls when the box's counterexample is outside
-    them; ``grid_snap``: snap a continuous counterexample to the grid; ``grid_enumeration``:
+    ``norm_cut``: add each L1/L2 ball's cut as a network output and spec row (off: the
+    box alone); ``ball_search``: search inside L1/L2 balls when the box's counterexample
+    is outside them; ``grid_snap``: snap a continuous counterexample to the grid; ``grid_enumeration``:
     decide one-parameter families over the grid by enumeration; ``max_grid_images``: the
     largest grid enumerated.
     """
 
+    norm_cut: bool = True
     ball_search: bool = True
     grid_snap: bool = True
     grid_enumeration: bool = True

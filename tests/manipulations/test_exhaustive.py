@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from hybridver.api import verify_robust
-from hybridver.config import VerifyConfig
+from hybridver.config import AttackConfig, VerifyConfig
 from hybridver.manipulations import RobustConfig
 from hybridver.result import Verdict
 from tests.manipulations import search
 
-CONFIG = VerifyConfig(timeout_s=60)
+CONFIG = VerifyConfig(timeout_s=60, attack=AttackConfig(low_dim_restarts=128))
 UNIT = (0.0, 1.0)
 
 # (network, families, clip, grid steps per parameter, verdict of the exhaustive search)
@@ -44,8 +44,10 @@ CASES = [
     ("flat", ["linf=0.2"], None, 9, "unsat"),
     ("flat", ["linf=0.5"], UNIT, 9, "sat"),
     ("flat", ["l2=0.2"], None, 9, "unsat"),
+    ("flat", ["l2=0.5"], None, 9, "unsat"),  # the box has a counterexample, the ball none
     ("flat", ["l2=1"], None, 9, "sat"),
     ("flat", ["l1=0.2"], UNIT, 9, "unsat"),
+    ("flat", ["l1=0.5"], None, 9, "unsat"),
     ("flat", ["l1=1"], None, 9, "sat"),
     ("mlp", ["brightness=0.1>occlude=1x2@0,0"], UNIT, 21, "sat"),
     ("flat", ["brightness=0.1", "patch=1x2@1,0:0.1"], None, 11, "unsat"),
@@ -86,13 +88,18 @@ def test_verdict_agrees_with_exhaustive_search(tiny_models, net, families, clip,
 
 def test_box_counterexample_outside_the_ball_is_not_sat(tiny_models):
     """The box [-0.5, 0.5]^4 holds a counterexample (linf=0.5 is sat), the L2 ball of
-    radius 0.5 none on the search grid: without the search in the ball the answer is
-    unknown, never sat and never unsat."""
+    radius 0.5 none on the search grid.  With the box alone (no cut, no search in the
+    ball) the answer is unknown, never sat and never unsat; with the cut it is unsat."""
     model, x0, label = tiny_models["flat"]
     box = verify_robust(model, x0, label, ["linf=0.5"], config=CONFIG)
     assert box.verdict is Verdict.SAT
     assert np.linalg.norm(box.params) > 0.5
-    ball = verify_robust(model, x0, label, ["l2=0.5"], config=CONFIG,
-                         robust_config=RobustConfig(ball_search=False))
-    assert ball.verdict is Verdict.UNKNOWN and "none was found inside the ball" in ball.message
-    assert not search.grid_counterexample(model.real_model, ball.spec, 9)
+    bare = RobustConfig(norm_cut=False, ball_search=False)
+    for family in ("l2=0.5", "l1=0.5"):
+        ball = verify_robust(model, x0, label, [family], config=CONFIG, robust_config=bare)
+        assert ball.verdict is Verdict.UNKNOWN and "none was found inside" in ball.message
+        assert ball.spec.n_outputs == ball.spec.n_classes
+        assert not search.grid_counterexample(model.real_model, ball.spec, 9)
+        cut = verify_robust(model, x0, label, [family], config=CONFIG)
+        assert cut.spec.n_outputs == cut.spec.n_classes + 1
+        assert cut.verdict is Verdict.UNSAT, cut.message

@@ -39,3 +39,27 @@ def test_parameter_graph_matches_the_model_on_images(tmp_path, make, clip):
     assert y.shape == (20, *model.graph.output_node.shape)
     np.testing.assert_allclose(y.reshape(20, -1), direct, atol=1e-4)
     assert real.images_fed.dtype == np.float32 and real.images_fed.shape == (20, *shape)
+
+
+def test_norm_cuts_are_extra_outputs(tmp_path):
+    """With L1/L2 balls the network over parameters ends in the class scores and each
+    ball's measure (sum |p_i|, sum p_i^2); the real model over parameters gives the same."""
+    model = load_model(nets.mlp(tmp_path / "m.onnx"))
+    x0 = nets.grid_point(4, 8).reshape(1, 1, 4, 4)
+    spec = manipulation_spec(x0, 0, ["l1=0.5", "l2=0.3", "brightness=0.1"], (1, 1, 4, 4), 3)
+    assert spec.n_outputs == 5 and len(spec.cuts) == 2
+    g = parameter_graph(model.graph, spec)
+    assert g.output_node.shape == (1, 5)
+    rng = np.random.default_rng(1)
+    p = rng.uniform(-0.3, 0.3, size=(7, spec.n_params))
+    ours = evaluate(g, p.reshape(7, 1, -1)).numpy().reshape(7, -1)
+    np.testing.assert_allclose(ours[:, 3], np.abs(p[:, :16]).sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(ours[:, 4], (p[:, 16:32] ** 2).sum(axis=1), rtol=1e-12)
+    real = ParameterModel(model.real_model, spec, model.input_dtype, g.output_node.shape)
+    np.testing.assert_allclose(real(p.reshape(7, 1, -1)).reshape(7, -1), ours, atol=1e-4)
+    row = spec.parameter_spec().cases[0].disjuncts[0]
+    assert row.C.shape == (3, 5) and row.d[1] == -0.5
+    assert row.d[2] == np.nextafter(-0.09, -1)  # -9/100 rounded down
+    assert dict(row.exact_d)[2] * 100 == -9  # -0.3^2, exactly
+    bare = manipulation_spec(x0, 0, ["l2=0.3"], (1, 1, 4, 4), 3, norm_cut=False)
+    assert parameter_graph(model.graph, bare).output_node.shape == (1, 3)
