@@ -5,11 +5,12 @@ The grid verdict is about ``G``: the images of the manipulation region whose pix
 all grid values.  ``G`` is a subset of the continuous region, so:
 
 * ``unsat`` over the continuous region is ``unsat`` over ``G``;
-* a continuous counterexample is SNAPPED (:func:`snap`): every parameter is rounded
-  toward zero to a multiple of the grid step.  With ``x0`` on the grid and families whose
-  columns are 0/1 vectors (brightness, patch, occlude, linf/l1/l2), the snapped image is a
-  grid image, its parameters stay in the box and in every norm ball (each ``|p_i|`` only
-  shrinks).  It is then run on the real model: ``sat`` only if it is misclassified there;
+* a continuous counterexample is SNAPPED (:func:`snap`): every parameter is rounded to a
+  multiple of the grid step (toward zero, to the nearest, and at random), clamped into
+  the box.  With ``x0`` on the grid and families whose columns are 0/1 vectors
+  (brightness, patch, occlude, linf/l1/l2), the snapped image is a grid image of the
+  region (roundings that leave a norm ball are dropped; toward zero never does).  The
+  snapped images are run on the real model: ``sat`` only if one is misclassified there;
 * one-parameter families (brightness alone, contrast alone) have a finite ``G`` that
   :func:`enumerate_grid` lists completely, in exact integer arithmetic; running the real
   model on all of it decides the grid property exactly.
@@ -65,28 +66,42 @@ def _units_in_range(spec: ManipulationSpec, u: np.ndarray) -> np.ndarray | None:
     return None if (np.any(u < 0) or np.any(u > spec.grid)) else u
 
 
-def snap(spec: ManipulationSpec, p: np.ndarray):
-    """``(p_snapped, units)`` of the grid image nearest the continuous counterexample ``p``
-    toward ``x0``, or None when the families cannot be snapped (contrast) or the image
-    leaves the pixel range without ``--clip``.  ``p_snapped`` is in the exact box."""
+def snap(spec: ManipulationSpec, p: np.ndarray, tries: int = 64, seed: int = 0) -> list:
+    """Grid images near the continuous counterexample ``p``: ``[(p_snapped, units), ...]``
+    for every parameter rounded to a multiple of the step toward zero, to the nearest, and
+    ``tries`` random roundings (down or up with the odds of the fraction), each clamped into
+    the exact box and kept only if inside every norm ball (checked in exact arithmetic).
+    Empty when the families cannot be snapped (contrast moves pixels by a multiple of
+    ``x0``) or no rounding keeps the image in the pixel range without ``--clip``."""
     a = spec.amap
-    if "contrast" in a.kinds:
-        return None
     cols = a.columns
-    if not np.all((cols == 0) | (cols == 1)):
-        return None
+    if "contrast" in a.kinds or not np.all((cols == 0) | (cols == 1)):
+        return []
     step = _step(spec)
-    p = np.asarray(p, dtype=np.float64).reshape(-1)
-    m = np.trunc(p / float(step)).astype(np.int64)
-    for i, mi in enumerate(m.tolist()):  # exact: m * step inside [exact_lower, exact_upper]
-        while mi != 0 and not a.exact_lower[i] <= mi * step <= a.exact_upper[i]:
-            mi -= 1 if mi > 0 else -1
-        m[i] = mi
+    lo = np.array([math.ceil(q / step) for q in a.exact_lower], dtype=np.int64)
+    hi = np.array([math.floor(q / step) for q in a.exact_upper], dtype=np.int64)
+    u = np.asarray(p, dtype=np.float64).reshape(-1) / float(step)
+    rng = np.random.default_rng(seed)
+    rounded = [np.trunc(u), np.rint(u)]
+    rounded += [np.floor(u) + (rng.random(u.size) < u - np.floor(u)) for _ in range(tries)]
     base = grid_units(spec, a.offset, "the manipulation's base image")
-    units = _units_in_range(spec, base + cols.astype(np.int64) @ m)
-    if units is None:
-        return None
-    return np.array([float(mi * step) for mi in m.tolist()]), units
+    step_sq = step * step
+    found, seen = [], set()
+    for r in rounded:
+        m = np.clip(r.astype(np.int64), lo, hi)
+        if m.tobytes() in seen:
+            continue
+        seen.add(m.tobytes())
+        ok = True
+        for g in a.norms:
+            mg = [int(m[c]) for c in g.columns]
+            size = (sum(abs(v) for v in mg) * step if g.order == 1
+                    else sum(v * v for v in mg) * step_sq)
+            ok = ok and size <= -g.cut_offset()
+        units = _units_in_range(spec, base + cols.astype(np.int64) @ m) if ok else None
+        if units is not None:
+            found.append((np.array([float(mi * step) for mi in m.tolist()]), units))
+    return found
 
 
 def enumerable(spec: ManipulationSpec) -> bool:

@@ -142,10 +142,11 @@ def finish(spec: ManipulationSpec, engine: VerificationResult, pgraph, real: Par
                 return _sat(spec, method, found, engine)
             why = "the counterexample over parameters was not confirmed again"
         elif p is not None:
-            snapped = snap(spec, p[0]) if config.grid_snap else None
-            if snapped is not None:
-                q, units = snapped
-                found = _confirm(spec, real, q.reshape(1, -1), grid_images(spec, units[None]))
+            snapped = snap(spec, p[0]) if config.grid_snap else []
+            if snapped:
+                q = np.stack([s for s, _ in snapped])
+                units = np.stack([u for _, u in snapped])
+                found = _confirm(spec, real, q, grid_images(spec, units))
                 if found is not None:
                     return _sat(spec, "grid snap", found, engine)
             why = "the continuous counterexample does not survive snapping to the grid"

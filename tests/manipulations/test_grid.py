@@ -141,3 +141,25 @@ def test_a_counterexample_off_the_grid_is_not_sat(tmp_path):
     grid = verify_robust(model, x0, label, ["linf=0.45"], clip=(0, 1), grid=2,
                          config=CONFIG)
     assert grid.verdict is Verdict.UNKNOWN and "snapping to the grid" in grid.message
+
+
+def test_snapped_images_are_grid_images_of_the_region():
+    """Every snapped candidate: parameters that are multiples of the step inside the box
+    and the ball, and an image on the grid equal to the map of those parameters."""
+    from hybridver.manipulations import manipulation_spec
+    from hybridver.manipulations.ball import in_balls
+    from hybridver.manipulations.grid import snap
+
+    x0 = nets.grid_point(3, N, seed=4).reshape(-1)
+    spec = manipulation_spec(x0, 0, ["l1=0.5", "patch=2x2@1,1:0.3", "brightness=0.2"],
+                             (1, 9), 3, clip=(0.0, 1.0), grid=N)
+    rng = np.random.default_rng(0)
+    p = rng.uniform(spec.amap.lower, spec.amap.upper) * 0.4
+    found = snap(spec, p)
+    assert len(found) >= 2  # toward zero and nearest at least (random ones may leave the ball)
+    for q, units in found:
+        assert in_balls(spec, q)
+        np.testing.assert_allclose(q * N, np.rint(q * N), atol=1e-9)
+        np.testing.assert_allclose(spec.images(q)[0], units / N, atol=1e-12)
+    contrast = manipulation_spec(x0, 0, ["contrast=0.2"], (1, 9), 3, grid=N)
+    assert snap(contrast, np.array([0.1])) == []
