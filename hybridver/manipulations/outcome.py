@@ -82,7 +82,7 @@ class RobustResult:
 
         out = {"verdict": self.verdict.value, "method": self.method, "message": self.message,
                "label": s.label, "families": list(s.families), "n_params": s.n_params,
-               "param_labels": list(s.amap.labels) if s.n_params <= 64 else None,
+               "param_labels": list(s.amap.labels) if s.n_params <= 32 else None,
                "clip": None if s.clip is None else list(s.clip), "grid": s.grid,
                "grid_images_checked": self.grid_images_checked,
                "counterexample": None if self.image is None else {
