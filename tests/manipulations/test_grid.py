@@ -163,3 +163,15 @@ def test_snapped_images_are_grid_images_of_the_region():
         np.testing.assert_allclose(spec.images(q)[0], units / N, atol=1e-12)
     contrast = manipulation_spec(x0, 0, ["contrast=0.2"], (1, 9), 3, grid=N)
     assert snap(contrast, np.array([0.1])) == []
+
+
+def test_enumeration_finds_the_grid_counterexample(tiny_models):
+    """The enumeration path, which can answer unsat, answers sat where the grid holds a
+    counterexample (contrast cannot be snapped: enumeration decides)."""
+    model, x0, label = tiny_models["mlp"]
+    result = verify_robust(model, x0, label, ["contrast=1"], clip=(0.0, 1.0), grid=N,
+                           config=CONFIG)
+    assert result.verdict is Verdict.SAT and result.method == "grid enumeration"
+    assert result.predicted != label
+    units = np.rint(result.image.reshape(-1) * N)
+    np.testing.assert_allclose(result.image.reshape(-1), units / N, atol=1e-7)
