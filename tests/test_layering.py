@@ -40,6 +40,7 @@ RANKS: dict[str, int] = {
     "manipulations": 80,  # manipulation families as specs over parameters: ir, specs, result
     "pipeline": 75,
     "config_file": 74,  # TOML -> the config tree
+    "cluster": 73,  # Ray (optional): executor, distributed branch-and-bound, campaigns
     "config": 72,  # the config tree: imports the sub-configs of bab, bounds, schedule, backends
     "bab": 70,
     "schedule": 65,
