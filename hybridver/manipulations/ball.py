@@ -1,6 +1,6 @@
 """L1/L2 balls inside their boxes: membership, projection, and a search inside the ball.
 
-The verifier works on the box ``[-eps, eps]^n``, which contains the ball (box-and-cut):
+The verifier works on the box ``[-eps, eps]^n``, which contains the ball (box and cut):
 
 * an ``unsat`` over the box is an ``unsat`` over the ball (a subset has no counterexample
   either);
@@ -10,8 +10,9 @@ The verifier works on the box ``[-eps, eps]^n``, which contains the ball (box-an
   over parameters); whatever they find is confirmed by the real model like any
   counterexample.  If nothing is found the answer is ``unknown``, never ``sat``.
 
-The spec machinery has input BOXES only (no linear input constraints), so the L1 cut
-``sum |d_i| <= eps`` is not handed to the exact back ends: they decide the box.
+With ``norm_cut`` (the default) the cut is also an output of the network over parameters
+and a row of the spec (:mod:`hybridver.manipulations.affine`), so the verifier's
+counterexamples already meet it; the checks here still decide what counts.
 """
 
 from __future__ import annotations
