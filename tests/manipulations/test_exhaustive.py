@@ -105,3 +105,20 @@ def test_box_counterexample_outside_the_ball_is_not_sat(tiny_models):
         cut = verify_robust(model, x0, label, [family], config=CONFIG)
         assert cut.spec.n_outputs == cut.spec.n_classes + 1
         assert cut.verdict is Verdict.UNSAT, cut.message
+
+
+@pytest.mark.parametrize("net, families, clip, expected", [
+    ("flat", ["l1=0.5"], None, "unsat"), ("flat", ["l1=1"], None, "sat"),
+    ("mlp", ["patch=2x2@1,1:0.05"], UNIT, "unsat"), ("mlp", ["brightness=0.2"], UNIT, "sat"),
+])
+def test_exact_mode_decides_the_network_over_parameters(tiny_models, net, families, clip,
+                                                        expected):
+    """The exact back end (MILP) on the map, the clip's ReLUs and the L1 cut's ReLUs."""
+    from hybridver.config import Mode
+
+    model, x0, label = tiny_models[net]
+    result = verify_robust(model, x0, label, families, clip=clip,
+                           config=VerifyConfig(timeout_s=60, mode=Mode.EXACT))
+    assert result.verdict.value == expected, result.message
+    if result.verdict is Verdict.SAT:
+        check_counterexample(model, result)
