@@ -56,8 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-eps", type=float, default=None,
                    help="radius trained for (default 1.2 * eps)")
     p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--warmup", type=int, default=None, help="natural epochs first (default epochs/10)")
-    p.add_argument("--ramp", type=int, default=None, help="epochs of the eps ramp (default epochs/2)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="natural epochs first (default epochs/10)")
+    p.add_argument("--ramp", type=int, default=None,
+                   help="epochs of the eps ramp (default epochs/2)")
     p.add_argument("--kappa-end", type=float, default=0.0)
     p.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     p.add_argument("--lr", type=float, default=3e-3)

@@ -60,8 +60,8 @@ class TrainingBoundConfig:
     methods: twice the rows of the final pass); ``intersect_ibp``: the final CROWN rows
     are intersected with the IBP rows (the engine's choice, tighter; False: the CROWN rows
     alone, as CROWN-IBP training usually takes them); ``fold_spec``: the IBP rows come
-    from ``C W`` of a last Linear layer instead of the box of its output (tighter; not the
-    engine's IBP, so False where the two are compared).
+    from ``C W`` of a last Linear layer on ``(B, n)`` inputs instead of the box of its
+    output (tighter; not the engine's IBP, so False where the two are compared).
     """
 
     method: TrainingMethod = TrainingMethod.IBP
@@ -344,7 +344,7 @@ def for_training(module: nn.Module, x: Tensor, eps: float | Tensor,
     y_lo, y_hi = boxes[-1]
     n_out = y_lo[0].numel()
     Ct = _spec(C, b, n_out, y_lo)
-    if cfg.fold_spec and steps and steps[-1].kind == "linear":
+    if cfg.fold_spec and steps and steps[-1].kind == "linear" and boxes[-2][0].dim() == 2:
         ibp_lo, ibp_hi = _folded_rows(steps[-1], *boxes[-2], Ct)
     else:
         ibp_lo, ibp_hi = _ibp_rows(y_lo.reshape(b, -1), y_hi.reshape(b, -1), Ct)
