@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hidden", type=int, nargs="+", default=[32, 32])
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--n-verify", type=int, default=100, help="test images verified per network")
+    p.add_argument("--n-verify", type=int, default=50, help="test images verified per network")
     p.add_argument("--timeout", type=float, default=10.0, help="verifier time limit per image (s)")
     p.add_argument("--no-natural", action="store_true", help="skip the naturally trained network")
     p.add_argument("--out", type=Path, default=None, help="folder for the ONNX and VNN-LIB files")

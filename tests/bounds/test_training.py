@@ -136,12 +136,17 @@ def test_folding_the_spec_tightens_ibp():
 def test_gradients_equal_finite_differences(act, method):
     """gradcheck perturbs its inputs in place: the module's own parameters and ``x`` and
     ``eps`` are the inputs, so the bounds are checked as functions of all of them."""
-    net = conv_net(act, seed=5) if act is nn.ReLU else mlp(act, seed=5)
-    shape = (2, 1, 8, 8) if act is nn.ReLU else (2, 6)
+    torch.manual_seed(5)
+    if act is nn.ReLU:   # a convolution too: 2 x 3 x 3 channels, 155 parameters
+        net = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), act(), nn.Flatten(),
+                            nn.Linear(18, 6), act(), nn.Linear(6, 3)).double()
+        shape = (2, 1, 6, 6)
+    else:
+        net, shape = mlp(act, seed=5), (2, 6)
     torch.manual_seed(11)
     x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
-    eps = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
-    C = torch.randn(2, 3, 4 if act is nn.ReLU else 3, dtype=torch.float64)
+    eps = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    C = torch.randn(2, 3, 3, dtype=torch.float64)
     params = list(net.parameters())
 
     def bounds(*_inputs):
