@@ -25,7 +25,8 @@ from hybridver.backends.options import ExactConfig
 from hybridver.bounds.options import AlphaConfig
 from hybridver.schedule.scheduler import SchedulerConfig
 
-__all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "Escalation", "Event",
+__all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "ClusterConfig",
+           "Escalation", "Event",
            "ExactConfig", "InputSplitConfig", "Mode", "Schedule", "SchedulerConfig",
            "SelfCheckConfig", "StageName", "SubdomainHandoffConfig", "VerifyConfig",
            "WholeBoxConfig", "EXACT_SCHEDULE"]
@@ -52,6 +53,37 @@ class SelfCheckConfig:
     def __post_init__(self) -> None:
         if self.max_neurons < 0 or self.timeout_s <= 0:
             raise ValueError("self_check: max_neurons must be >= 0 and timeout_s > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    """Running on a Ray cluster (``--cluster``; the ``[ray]`` extra; :mod:`hybridver.cluster`).
+
+    ``address``: ``HOST:PORT`` of the head (``ray start --head`` prints it) or ``auto``;
+    None: no cluster, everything runs on this machine.  ``executor``: the scheduler's
+    back-end jobs run as Ray tasks; ``bab``: input splitting runs as a distributed
+    branch-and-bound (:mod:`hybridver.cluster.bab`); ``shards``: its shard workers (None:
+    one per CPU of the cluster); ``slice_s``: seconds a shard works between two reports
+    to the coordinator; ``checkpoint_s``: how often a shard sends its open domains, which
+    then replace its ledger entry (a lost shard's ledger goes back to the pool);
+    ``steal_min``: fewest domains a shard must hold to be stolen from (half of them
+    move); ``ship_code``: send the driver's ``hybridver`` package to the workers.
+    """
+
+    address: str | None = None
+    executor: bool = True
+    bab: bool = True
+    shards: int | None = None
+    slice_s: float = 0.5
+    checkpoint_s: float = 5.0
+    steal_min: int = 16
+    ship_code: bool = True
+
+    def __post_init__(self) -> None:
+        if self.slice_s <= 0 or self.checkpoint_s <= 0 or self.steal_min < 2 \
+                or (self.shards is not None and self.shards < 1):
+            raise ValueError("cluster: slice_s and checkpoint_s must be > 0, steal_min >= 2, "
+                             "shards >= 1")
 
 
 class Mode(str, enum.Enum):
@@ -213,7 +245,7 @@ class VerifyConfig:
     scheduler (when the schedule has DOMAIN_HANDOFF); ``decision_log``: the report's
     ``stats.scheduler`` carries the scheduler's decision log (its first 200 records), off
     by default; ``self_check``: each ``unsat`` re-decided by an independent exact back end
-    (``--crosscheck``).  The user-facing defaults come from :mod:`hybridver.defaults`.
+    (``--crosscheck``); ``cluster``: where jobs and shards run (:class:`ClusterConfig`).  The user-facing defaults come from :mod:`hybridver.defaults`.
     """
 
     timeout_s: float = defaults.TIMEOUT_S
@@ -238,6 +270,7 @@ class VerifyConfig:
     exact: ExactConfig = dataclasses.field(default_factory=ExactConfig)
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     self_check: SelfCheckConfig = dataclasses.field(default_factory=SelfCheckConfig)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
         if self.timeout_s < 0 or self.input_split_max_dim < 0 or self.load_check_points < 0:

@@ -47,6 +47,12 @@ class SolverUnavailableError(HybridverInputError):
     """A requested back end's solver package is not installed or cannot be loaded."""
 
 
+class ClusterError(HybridverInputError):
+    """The Ray cluster cannot be used: the ``[ray]`` extra is missing, the address cannot
+    be reached, or the head node was lost during a run.  A run that meets it ends with
+    this error, never with a verdict (the CLI: one line, exit code 2)."""
+
+
 class DeadlineExceeded(Exception):
     """A computation passed the run's deadline (a ``time.monotonic()`` value) and stopped;
     the run answers ``timeout``.  Not bad input: raised inside bound passes

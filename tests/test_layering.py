@@ -39,6 +39,7 @@ RANKS: dict[str, int] = {
     "properties": 80,  # robustness with the class count read from the model
     "pipeline": 75,
     "config_file": 74,  # TOML -> the config tree
+    "cluster": 73,  # Ray (optional): executor, distributed branch-and-bound, campaigns
     "config": 72,  # the config tree: imports the sub-configs of bab, bounds, schedule, backends
     "bab": 70,
     "schedule": 65,

@@ -76,6 +76,10 @@ def add_run_options(parser: argparse.ArgumentParser, backends: list[str],
     parser.add_argument("--crosscheck-timeout", type=positive_float, metavar="S",
                         help="time limit of that second decision, after the run's "
                              "(default: 60)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run on a Ray cluster: HOST:PORT of its head (`ray start "
+                             "--head` prints it) or auto; needs the [ray] extra "
+                             "(settings: [cluster] in --config; default: this machine)")
     parser.add_argument("--strict", action="store_true",
                         help="refuse a vacuous spec (empty input region, or a case without "
                              "output constraint) instead of warning (default: warn)")
@@ -107,6 +111,8 @@ def config_from_args(args: argparse.Namespace, timeout_s: float | None = None):
         if getattr(args, "crosscheck_timeout", None):
             check = dataclasses.replace(check, timeout_s=float(args.crosscheck_timeout))
         changes["self_check"] = check
+    if getattr(args, "cluster", None):
+        changes["cluster"] = dataclasses.replace(config.cluster, address=args.cluster)
     config = dataclasses.replace(config, **changes)
     if args.workers is not None:
         config = config.with_workers(args.workers)

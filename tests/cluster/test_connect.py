@@ -1,0 +1,44 @@
+"""Connecting to a real local Ray cluster, and the errors when that is impossible."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from hybridver.cluster.connect import cluster_info
+from hybridver.errors import ClusterError
+
+
+def test_connects_and_counts_the_cpus(ray_address):
+    info = cluster_info(ray_address)
+    assert info.nodes >= 1 and info.cpus >= 2
+    assert ray_address in info.describe()
+
+
+def test_an_address_nobody_listens_on_is_one_clear_error():
+    code = ("from hybridver.cluster.connect import connect\n"
+            "from hybridver.errors import ClusterError\n"
+            "try:\n    connect('127.0.0.1:1')\n"
+            "except ClusterError as exc:\n    print('ERR', exc)\n")
+    pytest.importorskip("ray")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.startswith("ERR cannot reach the Ray cluster at 127.0.0.1:1"), out
+
+
+def test_without_ray_the_error_says_how_to_install(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    from hybridver.cluster.connect import require_ray
+    with pytest.raises(ClusterError, match=r"pip install 'hybridver\[ray\]'"):
+        require_ray()
