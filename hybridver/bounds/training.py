@@ -325,6 +325,13 @@ def for_training(module: nn.Module, x: Tensor, eps: float | Tensor,
     ``"crown-ibp"`` or ``"crown"`` (overrides ``config.method``); ``C: (m, n_out)`` or
     ``(B, m, n_out)``, default the identity (bounds of every output).  The module's mode
     (train/eval) does not matter: only the listed layers are accepted.
+
+    Equal to :func:`~hybridver.bounds.engine.compute_bounds` with the matching method
+    (IBP; CROWN with IBP intermediate bounds; CROWN) up to rounding: in float64 the two
+    differ by the engine's rounding margins and summation order (about ``1e-13``; the
+    tests allow ``1e-9 (1 + |bound|)``); a float32 module's sums of ``n`` products carry
+    relative errors up to ``n * 2**-24`` of the terms (tests: ``1e-4 (1 + max |bound|)``).
+    Neither float32 nor float64 results are a proof (module docstring).
     """
     cfg = dataclasses.replace(config or TrainingBoundConfig(), method=TrainingMethod(method))
     steps = program(module)
