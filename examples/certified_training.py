@@ -163,7 +163,8 @@ def verify(net, name: str, Xte, yte, args, out: Path) -> dict:
         b = for_training(net, x, args.eps, "crown", margin_spec(y), clip=(0.0, 1.0),
                          config=TrainingBoundConfig(bound_upper=False))
         rows = b.lower.masked_fill(torch.eye(N_CLASSES, dtype=torch.bool)[y], np.inf)
-        bound_certified = (rows.min(1).values > 0) & predicted
+        worst = rows.min(1).values
+        bound_certified = (worst > 0) & predicted
     verdicts: list[str] = []
     t0 = time.perf_counter()
     config = VerifyConfig(timeout_s=args.timeout)
@@ -176,7 +177,7 @@ def verify(net, name: str, Xte, yte, args, out: Path) -> dict:
         verdicts.append(hybridver.verify_files(onnx_path, spec, config).verdict.value)
     verify_s = time.perf_counter() - t0
     for i, v in enumerate(verdicts):   # a sound bound and a confirmed counterexample clash
-        if v == "sat" and bool(bound_certified[i]):
+        if v == "sat" and bool(worst[i] > 1e-4):   # (beyond float32 rounding)
             raise AssertionError(f"{name}: image {i} is sat but the training bound proves it")
     unsat = sum(v == "unsat" for v in verdicts)
     return {"network": name, "clean_accuracy": clean, "n_verified": n,
