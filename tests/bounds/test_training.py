@@ -70,6 +70,21 @@ def test_bounds_equal_the_engines_in_float64(act, method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_strides_dilation_groups_and_mixed_activations_equal_the_engine(method):
+    """Transposed convolutions need ``output_padding`` where a stride skips input rows."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2), nn.Tanh(),
+                        nn.Conv2d(4, 3, 2, stride=2), nn.LeakyReLU(0.1), nn.Flatten(),
+                        nn.Linear(12, 7), nn.Sigmoid(), nn.Linear(7, 5)).double()
+    x = torch.rand(4, 2, 9, 9, dtype=torch.float64)
+    ours = for_training(net, x, 0.03, method)
+    e_lo, e_hi = engine_bounds(net, *input_box(x, 0.03), None, ENGINE[method])
+    assert torch.allclose(ours.lower.detach(), e_lo, rtol=0, atol=1e-9)
+    assert torch.allclose(ours.upper.detach(), e_hi, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
 def test_float32_bounds_equal_the_engines_float32_bounds(method):
     net = mlp(nn.ReLU, (64, 32, 32, 10), dtype=torch.float32)
     x = torch.rand(4, 64)
