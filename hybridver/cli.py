@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     crosscheck.add_parser(sub)
     from hybridver.commands import lipschitz as lipschitz_command  # issue 15, part 1
     lipschitz_command.add_parser(sub).set_defaults(run=lipschitz_command.run_lipschitz)
+    from hybridver.commands import robust as robust_command
+    robust_command.add_parser(sub, _backend_names()).set_defaults(run=robust_command.run_robust)
     return parser
 
 
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "crosscheck":
             from hybridver.commands.crosscheck import run_crosscheck_command
             return run_crosscheck_command(args)
-        if args.command == "lipschitz":
+        if getattr(args, "run", None) is not None:  # commands that name their own runner
             return args.run(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:

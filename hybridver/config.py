@@ -68,7 +68,10 @@ class ClusterConfig:
     to the coordinator; ``checkpoint_s``: how often a shard sends its open domains, which
     then replace its ledger entry (a lost shard's ledger goes back to the pool);
     ``steal_min``: fewest domains a shard must hold to be stolen from (half of them
-    move); ``ship_code``: send the driver's ``hybridver`` package to the workers.
+    move); ``start_s``: a shard that has not started this many seconds into a search
+    (the cluster has no free CPU for it) is given up, its piece going to the others (none
+    started: an error); ``ship_code``: send the driver's ``hybridver`` package to the
+    workers.
     """
 
     address: str | None = None
@@ -78,13 +81,15 @@ class ClusterConfig:
     slice_s: float = 0.5
     checkpoint_s: float = 5.0
     steal_min: int = 16
+    start_s: float = 30.0
     ship_code: bool = True
 
     def __post_init__(self) -> None:
         if self.slice_s <= 0 or self.checkpoint_s <= 0 or self.steal_min < 2 \
+                or self.start_s <= 0 \
                 or (self.shards is not None and self.shards < 1):
-            raise ValueError("cluster: slice_s and checkpoint_s must be > 0, steal_min >= 2, "
-                             "shards >= 1")
+            raise ValueError("cluster: slice_s, checkpoint_s and start_s must be > 0, "
+                             "steal_min >= 2, shards >= 1")
 
 
 class Mode(str, enum.Enum):
