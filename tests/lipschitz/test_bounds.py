@@ -25,7 +25,7 @@ def _box(n: int, seed: int, radius: float):
 def test_relu_upper_exact_lower_are_ordered(seed, norm):
     graph = mlp([3, 8, 8, 3], seed)
     lo, hi = _box(3, seed, 0.6)
-    small = dict(samples=128, ascent_steps=10)
+    small = dict(samples=128, ascent_steps=10, local_rounds=5)
     milp = local_lipschitz(graph, lo, hi, norm=norm, timeout_s=20,
                            config=LipschitzConfig(bab=False, vertex_max_varying=0, **small))
     bab = local_lipschitz(graph, lo, hi, norm=norm, timeout_s=20,
@@ -49,8 +49,8 @@ def test_sampled_gradients_never_exceed_upper(act, norm):
     graph = mlp([4, 10, 10, 10, 2], 7, act)
     lo, hi = _box(4, 7, 1.0)
     res = local_lipschitz(graph, lo, hi, norm=norm, timeout_s=10,
-                          config=LipschitzConfig(samples=64, ascent_steps=5, bab_max_boxes=32,
-                                                 milp=False))
+                          config=LipschitzConfig(samples=64, ascent_steps=5, local_rounds=5,
+                                                 bab_max_boxes=32, milp=False))
     points = lo + (hi - lo) * np.random.default_rng(1).random((4000, 4))
     norms = autograd_norms(graph, points, np.eye(2), Q[norm])
     assert res.lower <= norms.max() * (1 + 1e-9) or res.lower <= res.upper
