@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
                         config=LipschitzConfig(**fields))
         results[label] = res.to_json()
         t = res.times
+        source = f" ({res.exact_source})" if res.exact_source else ""
         rows.append(f"| {label} | {_fmt(res.upper)} | {_fmt(res.lower)} | {_fmt(res.naive)} | "
-                    f"{_fmt(res.exact)}{f' ({res.exact_source})' if res.exact_source else ''} | {res.boxes} | {t['upper_s']:.1f} | {t['lower_s']:.1f} "
-                    f"| {t['exact_s']:.1f} | {res.time_s:.1f} |")
+                    f"{_fmt(res.exact)}{source} | {res.boxes} | {t['upper_s']:.1f} | "
+                    f"{t['lower_s']:.1f} | {t['exact_s']:.1f} | {res.time_s:.1f} |")
         print(rows[-1], file=sys.stderr, flush=True)
     print("| network, box | upper | lower | naive | exact | boxes | upper (s) | lower (s) "
           "| exact (s) | total (s) |")

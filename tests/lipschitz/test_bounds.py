@@ -53,7 +53,6 @@ def test_sampled_gradients_never_exceed_upper(act, norm):
                                                  bab_max_boxes=32, milp=False))
     points = lo + (hi - lo) * np.random.default_rng(1).random((4000, 4))
     norms = autograd_norms(graph, points, np.eye(2), Q[norm])
-    assert res.lower <= norms.max() * (1 + 1e-9) or res.lower <= res.upper
     assert norms.max() <= res.upper
     assert res.lower <= res.upper
     assert np.all(np.asarray(res.witness) >= lo) and np.all(np.asarray(res.witness) <= hi)
