@@ -176,7 +176,9 @@ def lipschitz(model: LoadedModel | str | Path, spec: Spec | str | Path | tuple, 
     ``norm``: of input differences (``"inf"``, ``"2"``, ``"1"``); the default rows are
     every output (the max over outputs), else ``output=k`` or ``margin=(i, j)``;
     ``config``: a :class:`~hybridver.lipschitz.LipschitzConfig`; ``timeout_s``: the
-    computation's time limit (loading excluded).  docs/lipschitz.md."""
+    computation's time limit (loading excluded).  With a spec, the IR is first compared
+    with the real model on 8 points of its region, as ``verify`` does (a mismatch raises
+    :class:`~hybridver.frontends.model_check.ModelMismatchError`).  docs/lipschitz.md."""
     from hybridver.lipschitz import LipschitzConfig, local_lipschitz
 
     if not isinstance(model, LoadedModel):
@@ -187,6 +189,8 @@ def lipschitz(model: LoadedModel | str | Path, spec: Spec | str | Path | tuple, 
         if not isinstance(spec, Spec):
             spec = load_spec(existing_file(spec), model)
         spec.check_dimensions(model.n_inputs, model.n_outputs)
+        from hybridver.frontends.model_check import check_loaded_model
+        check_loaded_model(model, spec, 8)  # the IR bounded is the real model on the box
         box = spec.bounding_box()
         lower, upper = box.lower, box.upper
     return local_lipschitz(model.graph, lower, upper, norm=norm, output=output,
