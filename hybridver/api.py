@@ -214,10 +214,10 @@ def verify_robust(model: LoadedModel | str | Path, point, label: int, families, 
     ``(C, H, W)`` when the input shape does not say it.  The map from parameters to images
     is put in front of the network and ``verify`` runs over the parameters.
     """
-    from hybridver.manipulations import (ParameterModel, RobustConfig, finish,
+    from hybridver.manipulations import (ParameterModel, finish,
                                          manipulation_spec, parameter_graph)
 
-    robust_config = robust_config or RobustConfig()
+    robust_config = robust_config or config.robust
     if not isinstance(model, LoadedModel):
         model = load_model(existing_file(model))
     spec = manipulation_spec(point, label, families, model.graph.input_node.shape,

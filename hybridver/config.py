@@ -27,6 +27,7 @@ from hybridver.lipschitz.options import LipschitzConfig
 from hybridver.schedule.scheduler import SchedulerConfig
 
 __all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "ClusterConfig",
+           "RobustConfig",
            "Escalation", "Event",
            "ExactConfig", "InputSplitConfig", "Mode", "Schedule", "SchedulerConfig",
            "SelfCheckConfig", "StageName", "SubdomainHandoffConfig", "VerifyConfig",
@@ -90,6 +91,25 @@ class ClusterConfig:
                 or (self.shards is not None and self.shards < 1):
             raise ValueError("cluster: slice_s, checkpoint_s and start_s must be > 0, "
                              "steal_min >= 2, shards >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustConfig:
+    """Switches of ``hybridver robust`` beyond the verifier's own settings (``[robust]`` in
+    the config file; :mod:`hybridver.manipulations`).
+
+    ``norm_cut``: add each L1/L2 ball's cut as a network output and spec row (off: the
+    box alone); ``ball_search``: search inside L1/L2 balls when the box's counterexample
+    is outside them; ``grid_snap``: snap a continuous counterexample to the grid; ``grid_enumeration``:
+    decide one-parameter families over the grid by enumeration; ``max_grid_images``: the
+    largest grid enumerated.
+    """
+
+    norm_cut: bool = True
+    ball_search: bool = True
+    grid_snap: bool = True
+    grid_enumeration: bool = True
+    max_grid_images: int = 100_000
 
 
 class Mode(str, enum.Enum):
@@ -252,6 +272,7 @@ class VerifyConfig:
     ``stats.scheduler`` carries the scheduler's decision log (its first 200 records), off
     by default; ``self_check``: each ``unsat`` re-decided by an independent exact back end
     (``--crosscheck``); ``cluster``: where jobs and shards run (:class:`ClusterConfig`);
+    ``robust``: the switches of ``hybridver robust`` (:class:`RobustConfig`);
     ``lipschitz``: the settings of ``hybridver lipschitz`` (read from a ``[lipschitz]``
     table).  The user-facing defaults come from :mod:`hybridver.defaults`.
     """
@@ -279,6 +300,7 @@ class VerifyConfig:
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     self_check: SelfCheckConfig = dataclasses.field(default_factory=SelfCheckConfig)
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
+    robust: RobustConfig = dataclasses.field(default_factory=RobustConfig)
     lipschitz: LipschitzConfig = dataclasses.field(default_factory=LipschitzConfig)
 
     def __post_init__(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from hybridver.config import RobustConfig  # the switches live in the settings tree
 from hybridver.manipulations.affine import ManipulationSpec
 from hybridver.manipulations.ball import ball_attack, in_balls, project
 from hybridver.manipulations.graph import ParameterModel
@@ -29,24 +30,6 @@ from hybridver.manipulations.grid import enumerable, enumerate_grid, grid_images
 from hybridver.result import Verdict, VerificationResult
 
 __all__ = ["RobustConfig", "RobustResult", "finish"]
-
-
-@dataclasses.dataclass(frozen=True)
-class RobustConfig:
-    """Switches of ``hybridver robust`` beyond the verifier's own settings.
-
-    ``norm_cut``: add each L1/L2 ball's cut as a network output and spec row (off: the
-    box alone); ``ball_search``: search inside L1/L2 balls when the box's counterexample
-    is outside them; ``grid_snap``: snap a continuous counterexample to the grid; ``grid_enumeration``:
-    decide one-parameter families over the grid by enumeration; ``max_grid_images``: the
-    largest grid enumerated.
-    """
-
-    norm_cut: bool = True
-    ball_search: bool = True
-    grid_snap: bool = True
-    grid_enumeration: bool = True
-    max_grid_images: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True)

@@ -75,16 +75,21 @@ def test_one_parameter_grid_verdict_is_exact(tiny_models, family, net, delta, cl
         np.testing.assert_allclose(result.image.reshape(-1), np.array(units) / N, atol=1e-7)
 
 
-def test_coarse_grid_holds_where_the_continuous_region_fails(tmp_path):
-    """On the grid of halves, brightness 0.4 leaves only the point itself: the continuous
-    region has a counterexample, the grid none (enumeration decides it)."""
+def _sat_continuously_then_on_halves(tmp_path, family: str):
+    """``family`` around a point of the grid of halves: ``sat`` over the continuous
+    region (checked), then the result on the grid."""
     model = load_model(nets.mlp(tmp_path / "m.onnx"))
     x0 = nets.grid_point(4, 2, seed=0).reshape(1, 1, 4, 4)
     label = int(np.argmax(model.real_model(x0[None].astype(np.float32))))
-    cont = verify_robust(model, x0, label, ["brightness=0.4"], clip=(0, 1), config=CONFIG)
+    cont = verify_robust(model, x0, label, [family], clip=(0, 1), config=CONFIG)
     assert cont.verdict is Verdict.SAT
-    grid = verify_robust(model, x0, label, ["brightness=0.4"], clip=(0, 1), grid=2,
-                         config=CONFIG)
+    return verify_robust(model, x0, label, [family], clip=(0, 1), grid=2, config=CONFIG)
+
+
+def test_coarse_grid_holds_where_the_continuous_region_fails(tmp_path):
+    """On the grid of halves, brightness 0.4 leaves only the point itself: the continuous
+    region has a counterexample, the grid none (enumeration decides it)."""
+    grid = _sat_continuously_then_on_halves(tmp_path, "brightness=0.4")
     assert grid.verdict is Verdict.UNSAT and grid.method == "grid enumeration"
     assert grid.grid_images_checked == 1
 
@@ -133,13 +138,7 @@ def test_the_one_parameter_cases_include_both_verdicts(tiny_models):
 def test_a_counterexample_off_the_grid_is_not_sat(tmp_path):
     """Patch changes of up to 0.45 on the grid of halves snap to the point itself, which
     the model classifies right: the continuous counterexample does not count (unknown)."""
-    model = load_model(nets.mlp(tmp_path / "m.onnx"))
-    x0 = nets.grid_point(4, 2, seed=0).reshape(1, 1, 4, 4)
-    label = int(np.argmax(model.real_model(x0[None].astype(np.float32))))
-    cont = verify_robust(model, x0, label, ["linf=0.45"], clip=(0, 1), config=CONFIG)
-    assert cont.verdict is Verdict.SAT
-    grid = verify_robust(model, x0, label, ["linf=0.45"], clip=(0, 1), grid=2,
-                         config=CONFIG)
+    grid = _sat_continuously_then_on_halves(tmp_path, "linf=0.45")
     assert grid.verdict is Verdict.UNKNOWN and "snapping to the grid" in grid.message
 
 
