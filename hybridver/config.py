@@ -65,7 +65,8 @@ class ClusterConfig:
     None: no cluster, everything runs on this machine.  ``executor``: the scheduler's
     back-end jobs run as Ray tasks; ``bab``: input splitting runs as a distributed
     branch-and-bound (:mod:`hybridver.cluster.bab`); ``shards``: its shard workers (None:
-    one per CPU of the cluster); ``slice_s``: seconds a shard works between two reports
+    one per CPU of the cluster, less the region race's workers when the schedule races
+    beside branch-and-bound); ``slice_s``: seconds a shard works between two reports
     to the coordinator; ``checkpoint_s``: how often a shard sends its open domains, which
     then replace its ledger entry (a lost shard's ledger goes back to the pool);
     ``steal_min``: fewest domains a shard must hold to be stolen from (half of them

@@ -49,6 +49,13 @@ def shard_actors(count: int) -> list[Any]:
     return _actors[:count]
 
 
+def warm_up(count: int) -> None:
+    """Start ``count`` shard actors now, without waiting: a new actor imports torch
+    (seconds), which then overlaps the run's first stages."""
+    for actor in shard_actors(count):
+        actor.pid.remote()
+
+
 def forget_actor(actor: Any) -> None:
     """Drop a dead actor from the pool (a fresh one replaces it next time)."""
     if actor in _actors:

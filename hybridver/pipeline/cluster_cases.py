@@ -15,6 +15,7 @@ import time
 from hybridver.bab.input_split import InputSplitConfig
 from hybridver.bab_core import SearchOutcome
 from hybridver.bounds.options import BoundConfig
+from hybridver.config import Event
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.whole_box import StackedCase
 from hybridver.schedule.transport import graph_key
@@ -30,6 +31,37 @@ def _problem(ctx: RunContext, stacked: StackedCase, config: BoundConfig,
                         tuple((g.start, g.stop) for g in stacked.groups),
                         dataclasses.replace(config, deadline=None), split,
                         time.time() + ctx.remaining(), ctx.config.device, **extra)
+
+
+def _settings(ctx: RunContext):
+    """The run's cluster settings with the shard count fixed: as configured, or one per
+    cluster CPU less the CPUs the races beside branch-and-bound take (the region race's
+    and case race's workers, when the schedule has them): the same split of CPUs as a
+    local run, where the search has one core and the races their workers."""
+    from hybridver.cluster.connect import cluster_info
+
+    settings = ctx.config.cluster
+    if settings.shards:
+        return settings
+    schedule = ctx.config.schedule
+    races = any(schedule.after(e) is not None
+                for e in (Event.REGION_RACE, Event.CASE_RACE, Event.HANDOFF,
+                          Event.DOMAIN_HANDOFF))
+    reserved = schedule.region_race_workers if races else 0
+    return dataclasses.replace(settings, shards=max(1, cluster_info().cpus - reserved))
+
+
+def start_shards(ctx: RunContext) -> None:
+    """When the run may branch on the cluster, connect and start the shard actors at
+    once, so that their start-up overlaps sampling and the whole-box bounds."""
+    from hybridver.cluster.bab import warm_up
+    from hybridver.cluster.connect import connect
+
+    settings = ctx.config.cluster
+    if not (settings.address and settings.bab):
+        return
+    connect(settings.address, settings.ship_code)
+    warm_up(_settings(ctx).shards)
 
 
 def _reporter(ctx: RunContext, progress):
@@ -48,8 +80,7 @@ def distributed_boxes(ctx: RunContext, case, stacked: StackedCase, config: Bound
     problem = _problem(ctx, stacked, config, split_config)
     outcome, cluster = distributed_input_split(ctx.model.graph, problem, case.region.lower,
                                                case.region.upper, ctx.deadline, probe,
-                                               ctx.config.cluster, stop,
-                                               _reporter(ctx, progress))
+                                               _settings(ctx), stop, _reporter(ctx, progress))
     ctx.stats.input_split.add_cluster(cluster.as_dict())
     return outcome
 
@@ -69,7 +100,7 @@ def distributed_neurons(ctx: RunContext, case, stacked: StackedCase, probe, stop
     problem = _problem(ctx, stacked, BoundConfig(), InputSplitConfig(), activation=settings,
                        lower=case.region.lower, upper=case.region.upper)
     outcome, cluster = distributed_activation_split(graph, strategy, problem, ctx.deadline,
-                                                    probe, ctx.config.cluster, stop,
+                                                    probe, _settings(ctx), stop,
                                                     _reporter(ctx, progress))
     if cluster is not None:
         cluster_stats.add_cluster(cluster.as_dict())

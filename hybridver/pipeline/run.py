@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hybridver.config import StageName, VerifyConfig
 from hybridver.pipeline.activation_split import ActivationSplitStage
+from hybridver.pipeline.cluster_cases import start_shards
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.exact import ExactStage
 from hybridver.pipeline.falsify import PgdStage, SamplingStage
@@ -37,4 +38,7 @@ def run_pipeline(model, spec, config: VerifyConfig, progress: Progress | None = 
     (default: ``config.timeout_s`` from now); ``start``: when the run started, for its
     reported time."""
     ctx = RunContext(model, spec, config, progress, deadline=deadline, start=start)
-    return run_stages(ctx, build_stages(config))
+    stages = build_stages(config)
+    if any(isinstance(stage, (InputSplitStage, ActivationSplitStage)) for stage in stages):
+        start_shards(ctx)   # a no-op without a cluster
+    return run_stages(ctx, stages)
