@@ -158,7 +158,8 @@ class RayExecutor(Executor):
         running = self._running.get(handle.job_id)
         if running is None:
             return False
-        self._collect([running.ref])        # it may have just finished
+        if _finished(running.ref):          # it may have just finished
+            self._collect([running.ref])
         if handle.job_id not in self._running:
             return False
         self._stop(running, cancelled_outcome("cancelled while running", self._ran(running)))
@@ -270,8 +271,6 @@ class HeadWatch:
     to it, tried at most every ``period_s``, raises :class:`ClusterError` at once."""
 
     def __init__(self, period_s: float = 1.0) -> None:
-        host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
-        self._where = (host, int(port))
         self._period_s, self._next = period_s, 0.0
 
     def check(self) -> None:
@@ -279,18 +278,28 @@ class HeadWatch:
         if now < self._next:
             return
         self._next = now + self._period_s
-        try:
-            socket.create_connection(self._where, timeout=5.0).close()
-        except OSError as exc:
-            raise _lost(ConnectionError(f"head {self._where[0]}:{self._where[1]} "
-                                            f"does not answer: {exc.strerror or exc}")) from exc
+        trouble = _head_trouble()
+        if trouble:
+            raise _lost(ConnectionError(trouble))
+
+
+def _head_trouble() -> str:
+    """Why the head's control service does not answer, or "" when it does."""
+    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5.0).close()
+    except OSError as exc:
+        return f"head {host}:{port} does not answer: {exc.strerror or exc}"
+    return ""
 
 
 def _lost(exc: BaseException):
-    """The :class:`ClusterError` of a lost head.  Ray's own exit handler would then wait
-    for the head and end the process with a crash, so at exit this process leaves at once
-    instead, with the exit status of a :class:`ClusterError` (2)."""
-    atexit.register(_leave)
+    """The :class:`ClusterError` of a failing cluster.  When the head does not answer,
+    Ray's own exit handler would wait for it and end the process with a crash, so at exit
+    this process then leaves at once instead, with the exit status of a
+    :class:`ClusterError` (2)."""
+    if _head_trouble():
+        atexit.register(_leave)
     return lost_head(exc)
 
 
