@@ -196,7 +196,7 @@ class RayExecutor(Executor):
             ray.cancel(running.ref, force=True)
         except Exception as exc:  # noqa: BLE001 - a finished task cannot be cancelled
             if not _finished(running.ref):
-                raise _lost(exc) from exc
+                raise lost_cluster(exc) from exc
         self._finish(running, outcome, cancelled=True)
 
     def _collect(self, refs: list) -> None:
@@ -222,7 +222,7 @@ class RayExecutor(Executor):
                 outcome = Outcome(Status.ERROR, self._ran(running), solver_status="exception",
                                   message=f"Ray task failed: {str(exc).splitlines()[0]}")
             except Exception as exc:  # noqa: BLE001 - the cluster stopped answering
-                raise _lost(exc) from exc
+                raise lost_cluster(exc) from exc
             self._finish(running, outcome)
 
     def _pump(self, timeout: float) -> None:
@@ -236,7 +236,7 @@ class RayExecutor(Executor):
                 if not ready and timeout > 0:
                     ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
             except Exception as exc:  # noqa: BLE001 - the cluster stopped answering
-                raise _lost(exc) from exc
+                raise lost_cluster(exc) from exc
             self._collect(ready)
         now = time.monotonic()
         for running in list(self._running.values()):
@@ -260,7 +260,7 @@ class RayExecutor(Executor):
                                        pack_subproblem(job.subproblem), job.backend,
                                        job.limits, job.options, self._pid_dir)
         except Exception as exc:  # noqa: BLE001 - the cluster stopped answering
-            raise _lost(exc) from exc
+            raise lost_cluster(exc) from exc
         self.stats["tasks"] += 1
         self._running[handle.job_id] = _Running(handle, job, submitted, time.monotonic(), ref)
 
@@ -280,7 +280,7 @@ class HeadWatch:
         self._next = now + self._period_s
         trouble = _head_trouble()
         if trouble:
-            raise _lost(ConnectionError(trouble))
+            raise lost_cluster(ConnectionError(trouble))
 
 
 def _head_trouble() -> str:
@@ -293,7 +293,7 @@ def _head_trouble() -> str:
     return ""
 
 
-def _lost(exc: BaseException):
+def lost_cluster(exc: BaseException):
     """The :class:`ClusterError` of a failing cluster.  When the head does not answer,
     Ray's own exit handler would wait for it and end the process with a crash, so at exit
     this process then leaves at once instead, with the exit status of a
