@@ -56,8 +56,13 @@ class FarmLoad:
 
     def describe(self) -> str:
         """E.g. ``1 node 2 CPUs, 2 busy``."""
-        return (f"{self.nodes} node{'s' * (self.nodes != 1)} {self.cpus} "
-                f"CPU{'s' * (self.cpus != 1)}, {self.busy} busy")
+        return workers_line(self.nodes, self.cpus, self.busy)
+
+
+def workers_line(nodes: int, cpus: int, busy: int | None = None) -> str:
+    """The cluster's workers for a progress line: ``1 node 2 CPUs[, 2 busy]``."""
+    line = f"{nodes} node{'s' * (nodes != 1)} {cpus} CPU{'s' * (cpus != 1)}"
+    return line if busy is None else f"{line}, {busy} busy"
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:

@@ -144,8 +144,10 @@ class RunContext:
             return None
         from hybridver.cluster.connect import connect
         from hybridver.cluster.executor import RayExecutor
+        from hybridver.cluster.farm import workers_line
 
-        connect(cluster.address, cluster.ship_code)
+        info = connect(cluster.address, cluster.ship_code)
+        self.progress.update(cluster=workers_line(info.nodes, info.cpus))
         return RayExecutor()
 
     @property

@@ -33,6 +33,15 @@ def test_results_come_back_with_their_items(ray_address):
     assert FarmLoad(1, 2, 2, 0, 0).describe() == "1 node 2 CPUs, 2 busy"
 
 
+def test_the_progress_line_shows_the_cluster_workers():
+    from hybridver.progress import format_fields
+
+    line = format_fields("on 127.0.0.1:6379", {"cluster": "1 node 2 CPUs, 2 busy",
+                                               "instances": "3/10"}, 4.0, "run-instances")
+    assert line == ("run-instances | on 127.0.0.1:6379 | cluster 1 node 2 CPUs, 2 busy | "
+                    "instances=3/10 | 4.0s")
+
+
 def test_an_item_past_its_time_limit_is_killed(ray_address):
     from hybridver.cluster.farm import farm
 
