@@ -122,6 +122,9 @@ class SearchOutcome:
     stats: SearchStats = dataclasses.field(default_factory=SearchStats)
 
 
+#: points whose margin on the IR is at most this are confirmed on the real model (a
+#: screen, not a soundness constant: confirmation alone decides a counterexample)
+PROBE_MARGIN = 1e-6
 #: ``probe(points (K, n_in)) -> index of a confirmed counterexample among them, or None``:
 #: the caller checks candidates on the real model.
 ProbeFn = Callable[[np.ndarray], "int | None"]

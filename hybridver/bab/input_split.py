@@ -232,7 +232,7 @@ class _PoolHandOff:
         self.delegate.wait(deadline)
 
 
-class _InputSplitting:
+class InputSplitting:
     """The strategy (:class:`hybridver.bab_core.Strategy`): pop the lowest-margin parents,
     split each along its best dimension (with lookahead: the best of several), bound the
     children, probe the centres of the hardest open ones, push the open ones with their
@@ -364,7 +364,7 @@ def input_split_bab(bound_fn: BoundFn, lower: np.ndarray, upper: np.ndarray,
     ``time.monotonic()`` value; ``stop``: asked before every batch.  The status is a
     :class:`~hybridver.bab_core.SearchStatus` (EXHAUSTED: ``config.max_domains`` reached).
     """
-    strategy = _InputSplitting(bound_fn, lower, upper, groups, config, torch.device(device),
+    strategy = InputSplitting(bound_fn, lower, upper, groups, config, torch.device(device),
                                delegate)
     return run_search(strategy, SearchLimits(deadline, config.max_domains, stop), probe,
                       progress)

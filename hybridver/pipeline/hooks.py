@@ -6,12 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from hybridver.bab_core import PROBE_MARGIN
 from hybridver.ir.evaluate import evaluate
 from hybridver.pipeline.context import RunContext
 from hybridver.result import CandidateCounterexample, ConfirmedCounterexample
-
-#: a point whose IR margin is at most this is worth a real-model run (the model decides)
-PROBE_MARGIN = 1e-6
 
 
 def make_probe(ctx: RunContext, case, found: list[ConfirmedCounterexample]):

@@ -3,14 +3,15 @@ of the schedule: hand-off of hard domains, face sampling, region splitting racin
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
 
 from hybridver.bab.handoff import SchedulerDelegate
-from hybridver.bab.input_split import Bounded, input_split_bab
-from hybridver.bab_core import SearchStatus
-from hybridver.bounds.engine import compute_bounds
+from hybridver.bab.box_bound import box_bound_fn
+from hybridver.bab.input_split import input_split_bab
+from hybridver.bab_core import SearchOutcome, SearchStatus
 from hybridver.bounds.options import BoundConfig, BoundMethod
 from hybridver.bounds.plan import get_plan
 from hybridver.config import Event
@@ -22,6 +23,7 @@ from hybridver.pipeline.stage import CaseResult, CaseStatus
 from hybridver.pipeline.whole_box import StackedCase
 from hybridver.relaxations.base import piecewise_linear_ops
 from hybridver.result import ConfirmedCounterexample
+from hybridver.schedule.transport import graph_key
 
 _RELU_LIKE = piecewise_linear_ops()
 
@@ -36,6 +38,33 @@ def case_result(status: SearchStatus, found: list[ConfirmedCounterexample]) -> C
     if status is SearchStatus.TIMEOUT:
         return CaseResult(CaseStatus.TIMEOUT, message="time limit reached in branch-and-bound")
     return CaseResult(CaseStatus.UNKNOWN, message=f"branch-and-bound stopped: {status.value}")
+
+
+def distributed_case(ctx: RunContext, case, stacked: StackedCase, config: BoundConfig,
+                     split_config, probe, stop, progress) -> SearchOutcome:
+    """One case's input splitting on the cluster's shards (:mod:`hybridver.cluster.bab`);
+    the cluster's counters are added to ``ctx.stats.input_split.cluster``."""
+    from hybridver.cluster.bab import distributed_input_split
+    from hybridver.cluster.connect import connect
+    from hybridver.cluster.shard import ShardProblem
+
+    settings = ctx.config.cluster
+    connect(settings.address, settings.ship_code)
+    graph = ctx.model.graph
+    problem = ShardProblem(graph_key(graph), stacked.C, stacked.d,
+                           tuple((g.start, g.stop) for g in stacked.groups),
+                           dataclasses.replace(config, deadline=None), split_config,
+                           time.time() + ctx.remaining(), ctx.config.device)
+
+    def report(stats, cluster) -> None:
+        progress(stats)
+        ctx.progress.update(shards=cluster.live, steals=cluster.steals)
+
+    outcome, cluster = distributed_input_split(graph, problem, case.region.lower,
+                                               case.region.upper, ctx.deadline, probe,
+                                               settings, stop, report)
+    ctx.stats.input_split.add_cluster(cluster.as_dict())
+    return outcome
 
 
 class InputSplitStage:
@@ -57,7 +86,6 @@ class InputSplitStage:
                              quadratic_forms=quadratic)
         plan = get_plan(graph, config.torch_dtype, torch.device(ctx.config.device),
                         quadratic_forms=quadratic)
-        reused = sorted(plan.pre_activations)
         # names of the plan's (decomposed) graph: max-pool and softmax become several nodes
         relu_inputs = plan.unary_inputs(_RELU_LIKE)
         smooth = any(kind.nonlinear and plan.graph.node(name).op not in _RELU_LIKE
@@ -68,24 +96,18 @@ class InputSplitStage:
             ReluChain.of(graph) is not None
         results: dict[int, CaseResult] = {}
         stats = ctx.stats.input_split
+        distributed = bool(ctx.config.cluster.address and ctx.config.cluster.bab)
         with ctx.phase(self.name):
             for done, index in enumerate(cases):
                 case = ctx.spec.cases[index]
                 stacked = StackedCase.of(case)
                 found: list[ConfirmedCounterexample] = []
 
-                def bound_fn(lo, hi, restrictions, stacked=stacked) -> Bounded:
-                    result = compute_bounds(graph, lo, hi, stacked.C, stacked.d, config=config,
-                                            restrictions=restrictions, bound_upper=False,
-                                            device=ctx.config.device, input_coefficients=True)
-                    nodes = {name: (result.intervals[name].lower, result.intervals[name].upper)
-                             for name in reused}
-                    return Bounded(result.lower, result.input_coef, nodes, result.input_offset)
-
+                bound_fn = box_bound_fn(graph, stacked.C, stacked.d, config, ctx.config.device)
                 stats.cases += 1
                 delegate = None
                 handoff_after = schedule.after(Event.HANDOFF)
-                if handoff_after is not None:
+                if handoff_after is not None and not distributed:
                     delegate = SchedulerDelegate(ctx.scheduler, graph, case.disjuncts,
                                                  relu_inputs,
                                                  ctx.solver_confirm(found, "handoff"),
@@ -98,12 +120,17 @@ class InputSplitStage:
                     return faces.decided() or (race is not None and (race.decided()
                                                                       or race.takes_over()))
 
-                outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
-                                          stacked.groups, ctx.deadline,
-                                          make_probe(ctx, case, found), split_config,
-                                          ctx.config.device, delegate=delegate,
-                                          progress=make_progress(ctx, done, len(cases)),
-                                          stop=stop)
+                if distributed:
+                    outcome = distributed_case(ctx, case, stacked, config, split_config,
+                                               make_probe(ctx, case, found), stop,
+                                               make_progress(ctx, done, len(cases)))
+                else:
+                    outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
+                                              stacked.groups, ctx.deadline,
+                                              make_probe(ctx, case, found), split_config,
+                                              ctx.config.device, delegate=delegate,
+                                              progress=make_progress(ctx, done, len(cases)),
+                                              stop=stop)
                 if delegate is not None and delegate.disabled:
                     stats.handoff_error = delegate.disabled
                 for key in ("delegated", "delegated_proven", "delegated_returned",

@@ -70,11 +70,28 @@ class InputSplitStats:
     handoff_error: str | None = None
     region_races: dict[str, int] = dataclasses.field(default_factory=dict)
     region_race_disagreement: bool = False
+    cluster: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def add_cluster(self, counters: dict[str, Any]) -> None:
+        """Add one distributed search's counters (:class:`ClusterSearchStats` as a dict):
+        numbers are summed, per-shard tables merged, ``shards``/``live`` kept the largest."""
+        for key, value in counters.items():
+            if isinstance(value, dict):
+                merged = self.cluster.setdefault(key, {})
+                for shard, amount in value.items():
+                    merged[shard] = amount if key == "pids" else merged.get(shard, 0) + amount
+            elif isinstance(value, list):
+                self.cluster.setdefault(key, []).extend(value)
+            elif key in ("shards", "live"):
+                self.cluster[key] = max(self.cluster.get(key, 0), value)
+            else:
+                self.cluster[key] = self.cluster.get(key, 0) + value
+        self.cluster["searches"] = self.cluster.get("searches", 0) + 1
 
     def to_report(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key, empty in (("handoff_error", None), ("region_races", {}),
-                           ("region_race_disagreement", False)):
+                           ("region_race_disagreement", False), ("cluster", {})):
             if out[key] == empty:
                 del out[key]
         return out
