@@ -284,7 +284,10 @@ class HeadWatch:
 
 
 def _head_trouble() -> str:
-    """Why the head's control service does not answer, or "" when it does."""
+    """Why the head's control service does not answer, or "" when it does (or when this
+    process is not connected: asking Ray for its context would start a local one)."""
+    if not ray.is_initialized():
+        return ""
     host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=5.0).close()
