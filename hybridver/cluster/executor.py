@@ -8,28 +8,26 @@ subproblem rebuilt from plain data (:mod:`hybridver.schedule.transport`); ``poll
 
 Each graph is put into Ray's object store once (``ray.put``, keyed by
 :func:`graph_key`) and its reference reused; a worker process rebuilds a graph once and
-keeps it.  At most ``capacity`` tasks are handed to Ray at a time, the rest wait here, so a
-task starts about when it is dispatched: a task still running ``limits.time_s + grace_s +
-start_s`` after its dispatch is cancelled like a job the process pool kills past its
-deadline (TIMEOUT, cancelled).  A task whose worker dies is run again once by Ray
+keeps it.  At most ``capacity`` tasks are handed to Ray at a time, the rest wait here.  A
+task reports its start (:mod:`hybridver.cluster.tasks`), and one still running
+``limits.time_s + grace_s`` after it started is cancelled like a job the process pool kills
+past its deadline (TIMEOUT, cancelled).  A task whose worker dies is run again once by Ray
 (``max_retries``); a second death is an ERROR outcome, never an answer.  A cluster that
 stops answering raises :class:`~hybridver.errors.ClusterError` (no verdict).
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import dataclasses
 import itertools
 import os
-import socket
-import sys
 import time
 from typing import Any
 
 from hybridver.backends.base import Outcome, Status
-from hybridver.cluster.connect import cluster_info, lost_head, require_ray
+from hybridver.cluster.connect import cluster_info, require_ray
+from hybridver.cluster.tasks import HeadWatch, Tasks, TaskEnd, lost_cluster
 from hybridver.schedule.executor import Executor
 from hybridver.schedule.jobs import Job, JobHandle, JobResult, cancelled_outcome
 from hybridver.schedule.transport import graph_key, pack_graph, pack_subproblem
@@ -69,36 +67,32 @@ def _solve_task(key: str, graph_ref: list, problem_data: dict, backend: str, lim
     return run_job(problem, backend, limits, options)
 
 
-_remote_solve = ray.remote(num_cpus=1, max_retries=1, retry_exceptions=False)(_solve_task)
-
-
 @dataclasses.dataclass
 class _Running:
     handle: JobHandle
     job: Job
     submitted: float
-    dispatched: float
-    ref: Any
 
 
 class RayExecutor(Executor):
     """Jobs as Ray tasks on the connected cluster (:func:`hybridver.cluster.connect.connect`
     first).  ``capacity``: tasks handed to Ray at once (default: the cluster's CPUs);
-    ``grace_s``: how long past its time limit a job may run; ``start_s``: allowance for a
-    worker to start and import the back ends; ``pid_dir``: see :func:`_solve_task`."""
+    ``grace_s``: how long past its time limit a started job may run; ``pid_dir``: see
+    :func:`_solve_task`."""
 
     def __init__(self, capacity: int | None = None, grace_s: float = 2.0,
-                 start_s: float = 20.0, pid_dir: str | None = None) -> None:
+                 pid_dir: str | None = None) -> None:
         if not ray.is_initialized():
             raise RuntimeError("RayExecutor needs a connected cluster (cluster.connect)")
         self._capacity = capacity if capacity is not None else max(1, cluster_info().cpus)
         if self._capacity < 1:
             raise ValueError("capacity must be >= 1")
-        self._grace_s, self._start_s, self._pid_dir = grace_s, start_s, pid_dir
+        self._grace_s, self._pid_dir = grace_s, pid_dir
         self._ids = itertools.count(1)
         self._pending: collections.OrderedDict[int, tuple[JobHandle, Job, float]] = \
             collections.OrderedDict()
         self._running: dict[int, _Running] = {}
+        self._tasks = Tasks()
         self._graph_refs: dict[str, Any] = {}
         self._done: list[JobResult] = []
         self._closed = False
@@ -142,8 +136,7 @@ class RayExecutor(Executor):
             now = time.monotonic()
             if end is not None and now >= end:
                 return []
-            nap = min([self._deadline(r) for r in self._running.values()],
-                      default=now + 1.0) - now
+            nap = min([self._deadline(k) for k in self._running], default=now + 1.0) - now
             if end is not None:
                 nap = min(nap, end - now)
             self._pump(max(0.0, min(nap, 1.0)))
@@ -155,96 +148,78 @@ class RayExecutor(Executor):
                                                                   0.0),
                                         time.monotonic() - entry[2], cancelled=True))
             return True
-        running = self._running.get(handle.job_id)
-        if running is None:
-            return False
-        if _finished(running.ref):          # it may have just finished
-            self._collect([running.ref])
         if handle.job_id not in self._running:
             return False
-        self._stop(running, cancelled_outcome("cancelled while running", self._ran(running)))
+        self._collect(self._tasks.wait(0.0))     # it may have just finished
+        if handle.job_id not in self._running:
+            return False
+        self._stop(handle.job_id, "cancelled while running")
         self.stats["cancelled"] += 1
         self._pump(0.0)
         return True
+
+    def running_started(self) -> dict[int, float | None]:
+        """``job_id -> time.monotonic()`` when a worker started it (None: queued in Ray)."""
+        return {k: self._tasks.started.get(k) for k in self._running}
 
     def shutdown(self) -> None:
         if self._closed:
             return
         for job_id in list(self._pending):
             self.cancel(self._pending[job_id][0])
-        for running in list(self._running.values()):
-            self._stop(running, cancelled_outcome("executor shut down", self._ran(running)))
+        for job_id in list(self._running):
+            self._stop(job_id, "executor shut down")
         self._graph_refs.clear()
         self._closed = True
 
     # ------------------------------------------------------------------ internals
-    @staticmethod
-    def _ran(running: _Running) -> float:
-        return time.monotonic() - running.dispatched
+    def _ran(self, job_id: int) -> float:
+        started = self._tasks.started.get(job_id)
+        return 0.0 if started is None else time.monotonic() - started
 
-    def _deadline(self, running: _Running) -> float:
-        return running.dispatched + running.job.limits.time_s + self._grace_s + self._start_s
+    def _deadline(self, job_id: int) -> float:
+        """When the job's task is stopped: its time limit plus grace after its start (a
+        task waiting in Ray's queue for a CPU has none)."""
+        started = self._tasks.started.get(job_id)
+        if started is None:
+            return time.monotonic() + 1.0
+        return started + self._running[job_id].job.limits.time_s + self._grace_s
 
-    def _finish(self, running: _Running, outcome: Outcome, cancelled: bool = False) -> None:
-        del self._running[running.handle.job_id]
+    def _finish(self, job_id: int, outcome: Outcome, cancelled: bool = False) -> None:
+        running = self._running.pop(job_id)
         self._done.append(JobResult(running.handle, outcome,
                                     time.monotonic() - running.submitted, cancelled))
 
-    def _stop(self, running: _Running, outcome: Outcome) -> None:
-        """Kill the task's worker for real (``force``: no retry) and report ``outcome``."""
-        try:
-            ray.cancel(running.ref, force=True)
-        except Exception as exc:  # noqa: BLE001 - a finished task cannot be cancelled
-            if not _finished(running.ref):
-                raise lost_cluster(exc) from exc
-        self._finish(running, outcome, cancelled=True)
+    def _stop(self, job_id: int, why: str, timeout: bool = False) -> None:
+        """Kill the job's task for real and report it cancelled."""
+        outcome = cancelled_outcome(why, self._ran(job_id), timeout=timeout)
+        self._tasks.cancel(job_id)
+        self._finish(job_id, outcome, cancelled=True)
 
-    def _collect(self, refs: list) -> None:
-        """Turn the finished tasks among ``refs`` into results."""
-        by_ref = {r.ref: r for r in self._running.values()}
-        for ref in refs:
-            running = by_ref.get(ref)
-            if running is None:
+    def _collect(self, ends: list[TaskEnd]) -> None:
+        for end in ends:
+            if end.key not in self._running:
                 continue
-            try:
-                outcome = ray.get(ref, timeout=60)
-            except ray.exceptions.TaskCancelledError:
-                self._finish(running, cancelled_outcome("cancelled by the cluster",
-                                                        self._ran(running)), cancelled=True)
-                continue
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                    ray.exceptions.OutOfMemoryError, ray.exceptions.ObjectLostError) as exc:
-                self.stats["died"] += 1
-                outcome = Outcome(Status.ERROR, self._ran(running), solver_status="died",
-                                  message="Ray worker died (retried once): "
-                                          f"{type(exc).__name__}")
-            except ray.exceptions.RayTaskError as exc:
-                outcome = Outcome(Status.ERROR, self._ran(running), solver_status="exception",
-                                  message=f"Ray task failed: {str(exc).splitlines()[0]}")
-            except Exception as exc:  # noqa: BLE001 - the cluster stopped answering
-                raise lost_cluster(exc) from exc
-            self._finish(running, outcome)
+            if end.error is None:
+                self._finish(end.key, end.value)
+            elif end.error == "cancelled":
+                self._finish(end.key, cancelled_outcome(end.message, self._ran(end.key)),
+                             cancelled=True)
+            else:
+                self.stats["died"] += end.error == "died"
+                self._finish(end.key, Outcome(Status.ERROR, self._ran(end.key),
+                                              solver_status=end.error, message=end.message))
 
     def _pump(self, timeout: float) -> None:
-        """Collect finished tasks (waiting up to ``timeout`` s for one), stop those past
-        their deadline, dispatch queued jobs to free slots."""
+        """Collect starts and finished tasks (waiting up to ``timeout`` s for news), stop
+        those past their deadline, dispatch queued jobs to free slots."""
         self._head.check()
-        refs = [r.ref for r in self._running.values()]
-        if refs:
-            try:
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                if not ready and timeout > 0:
-                    ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-            except Exception as exc:  # noqa: BLE001 - the cluster stopped answering
-                raise lost_cluster(exc) from exc
-            self._collect(ready)
+        self._collect(self._tasks.wait(timeout))
         now = time.monotonic()
-        for running in list(self._running.values()):
-            if now > self._deadline(running):
-                self.stats["deadline_kills"] += 1
-                self._stop(running, cancelled_outcome(
-                    f"cancelled {self._grace_s:g} s past its time limit", self._ran(running),
-                    timeout=True))
+        for job_id in [k for k in self._running if now > self._deadline(k)]:
+            self.stats["deadline_kills"] += 1
+            self._stop(job_id, f"cancelled {self._grace_s:g} s past its time limit",
+                       timeout=True)
         while self._pending and len(self._running) < self._capacity:
             _, (handle, job, submitted) = self._pending.popitem(last=False)
             self._dispatch(handle, job, submitted)
@@ -256,65 +231,10 @@ class RayExecutor(Executor):
             if key not in self._graph_refs:
                 self._graph_refs[key] = ray.put(pack_graph(graph))
                 self.stats["graphs_shipped"] += 1
-            ref = _remote_solve.remote(key, [self._graph_refs[key]],
-                                       pack_subproblem(job.subproblem), job.backend,
-                                       job.limits, job.options, self._pid_dir)
         except Exception as exc:  # noqa: BLE001 - the cluster stopped answering
             raise lost_cluster(exc) from exc
+        self._tasks.submit(handle.job_id, _solve_task, key, [self._graph_refs[key]],
+                           pack_subproblem(job.subproblem), job.backend, job.limits,
+                           job.options, self._pid_dir)
         self.stats["tasks"] += 1
-        self._running[handle.job_id] = _Running(handle, job, submitted, time.monotonic(), ref)
-
-
-class HeadWatch:
-    """Notices a lost head before Ray does: Ray's driver keeps retrying the head's control
-    service (GCS) for a minute and then ends the whole process; a refused TCP connection
-    to it, tried at most every ``period_s``, raises :class:`ClusterError` at once."""
-
-    def __init__(self, period_s: float = 1.0) -> None:
-        self._period_s, self._next = period_s, 0.0
-
-    def check(self) -> None:
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self._period_s
-        trouble = _head_trouble()
-        if trouble:
-            raise lost_cluster(ConnectionError(trouble))
-
-
-def _head_trouble() -> str:
-    """Why the head's control service does not answer, or "" when it does (or when this
-    process is not connected: asking Ray for its context would start a local one)."""
-    if not ray.is_initialized():
-        return ""
-    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5.0).close()
-    except OSError as exc:
-        return f"head {host}:{port} does not answer: {exc.strerror or exc}"
-    return ""
-
-
-def lost_cluster(exc: BaseException):
-    """The :class:`ClusterError` of a failing cluster.  When the head does not answer,
-    Ray's own exit handler would wait for it and end the process with a crash, so at exit
-    this process then leaves at once instead, with the exit status of a
-    :class:`ClusterError` (2)."""
-    if _head_trouble():
-        atexit.register(_leave)
-    return lost_head(exc)
-
-
-def _leave() -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(2)
-
-
-def _finished(ref) -> bool:
-    try:
-        ready, _ = ray.wait([ref], timeout=0)
-    except Exception:  # noqa: BLE001
-        return False
-    return bool(ready)
+        self._running[handle.job_id] = _Running(handle, job, submitted)

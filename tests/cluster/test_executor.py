@@ -106,11 +106,11 @@ def test_cancel_kills_a_long_job(ray_ex, digits_sat, tiny, tmp_path):
 
 
 def test_a_job_past_its_deadline_is_stopped(ray_address, digits_sat, tmp_path):
-    """A stopped (SIGSTOP) worker cannot answer: the job is cancelled at time + grace +
-    start allowance and reported as a timeout."""
+    """A stopped (SIGSTOP) worker cannot answer: the job is cancelled at time + grace
+    after its start and reported as a timeout."""
     from hybridver.cluster.executor import RayExecutor
 
-    with RayExecutor(capacity=1, grace_s=0.5, start_s=1.0, pid_dir=str(tmp_path)) as ex:
+    with RayExecutor(capacity=1, grace_s=0.5, pid_dir=str(tmp_path)) as ex:
         handle = ex.submit(Job(digits_sat.problems[0], "highs", Limits(time_s=1.0)))
         [pid] = pids(tmp_path)
         os.kill(pid, signal.SIGSTOP)

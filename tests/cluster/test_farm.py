@@ -54,6 +54,19 @@ def test_an_item_past_its_time_limit_is_killed(ray_address):
     assert results[1].status == "done" and results[1].value == b"quick\n"
 
 
+def test_a_time_limit_counts_from_the_start_not_from_the_queue(ray_address):
+    """Three tasks on two CPUs: the third waits for a CPU longer than its own limit, and
+    still runs to its end."""
+    from hybridver.cluster.farm import farm
+
+    items = [["sleep", "4"], ["sleep", "4"], ["echo", "late"]]
+    results = {r.index: r for r in farm(subprocess.check_output, items,
+                                        lambda item: 10.0 if item[0] == "sleep" else 0.5,
+                                        grace_s=0.5, capacity=3)}
+    assert [results[k].status for k in range(3)] == ["done"] * 3
+    assert results[2].value == b"late\n"
+
+
 def test_an_item_whose_worker_is_killed_is_run_again(ray_address, tmp_path):
     from hybridver.cluster.farm import farm
 
