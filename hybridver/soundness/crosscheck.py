@@ -2,8 +2,8 @@
 
 Each (instance, tool) pair runs once (:func:`tools_run.run_tool`, ``settings.workers``
 pairs at a time, or one Ray task per pair on ``settings.cluster``: the working folders
-must then be on a file system every node sees); every ``sat`` counterexample is re-checked on onnxruntime
-(:mod:`crosscheck_check`), and each finished pair is appended at once as one JSON line to
+must then be on a file system every node sees); every ``sat`` counterexample is
+re-checked on onnxruntime (:mod:`crosscheck_check`), and each finished pair is appended at once as one JSON line to
 ``REPORT_DIR/rows.jsonl``, so a killed run keeps what it finished and ``resume`` runs only
 the rest.  At the end every row is judged against all the others, the planted witnesses
 and the expected answers (:mod:`crosscheck_judge`), and ``report.json`` and

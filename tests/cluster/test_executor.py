@@ -14,6 +14,7 @@ import pytest
 
 from hybridver.backends import Limits, Status
 from hybridver.schedule import Job, LocalProcessExecutor
+from tests.cluster.cpus import free_cpu  # noqa: F401 - a fixture
 from tests.schedule.conftest import load, violates
 
 pytest.importorskip("highspy")
@@ -31,7 +32,7 @@ def digits_sat():
 
 
 @pytest.fixture
-def ray_ex(ray_address, tmp_path):
+def ray_ex(free_cpu, ray_address, tmp_path):
     from hybridver.cluster.executor import RayExecutor
 
     executor = RayExecutor(capacity=2, grace_s=0.5, pid_dir=str(tmp_path))
@@ -105,7 +106,7 @@ def test_cancel_kills_a_long_job(ray_ex, digits_sat, tiny, tmp_path):
     assert results[0].outcome.status is Status.INFEASIBLE
 
 
-def test_a_job_past_its_deadline_is_stopped(ray_address, digits_sat, tmp_path):
+def test_a_job_past_its_deadline_is_stopped(free_cpu, ray_address, digits_sat, tmp_path):
     """A stopped (SIGSTOP) worker cannot answer: the job is cancelled at time + grace
     after its start and reported as a timeout."""
     from hybridver.cluster.executor import RayExecutor

@@ -12,6 +12,7 @@ import pytest
 
 from hybridver.config import ClusterConfig, VerifyConfig
 from tests.conftest import EXAMPLES
+from tests.cluster.cpus import free_cpu  # noqa: F401 - a fixture
 
 REPO = Path(__file__).resolve().parents[2]
 _CHECK = """
@@ -51,7 +52,7 @@ def _context(config: VerifyConfig):
     return RunContext(model, load_spec(EXAMPLES / "tiny_relu.vnnlib", model), config)
 
 
-def test_a_run_on_a_cluster_schedules_ray_tasks(ray_address):
+def test_a_run_on_a_cluster_schedules_ray_tasks(free_cpu, ray_address):
     from hybridver.backends import Limits, Status
     from hybridver.cluster.executor import RayExecutor
     from hybridver.schedule import Job, LocalProcessExecutor

@@ -12,11 +12,12 @@ import threading
 import time
 
 import pytest
+from tests.cluster.cpus import free_cpu  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
 
-def test_results_come_back_with_their_items(ray_address):
+def test_results_come_back_with_their_items(free_cpu, ray_address):
     from hybridver.cluster.farm import FarmLoad, farm
 
     loads = []
@@ -42,7 +43,7 @@ def test_the_progress_line_shows_the_cluster_workers():
                     "instances=3/10 | 4.0s")
 
 
-def test_an_item_past_its_time_limit_is_killed(ray_address):
+def test_an_item_past_its_time_limit_is_killed(free_cpu, ray_address):
     from hybridver.cluster.farm import farm
 
     items = [["sleep", "60"], ["echo", "quick"]]
@@ -54,7 +55,7 @@ def test_an_item_past_its_time_limit_is_killed(ray_address):
     assert results[1].status == "done" and results[1].value == b"quick\n"
 
 
-def test_a_time_limit_counts_from_the_start_not_from_the_queue(ray_address):
+def test_a_time_limit_counts_from_the_start_not_from_the_queue(free_cpu, ray_address):
     """Three tasks on two CPUs: the third waits for a CPU longer than its own limit, and
     still runs to its end."""
     from hybridver.cluster.farm import farm
@@ -67,7 +68,7 @@ def test_a_time_limit_counts_from_the_start_not_from_the_queue(ray_address):
     assert results[2].value == b"late\n"
 
 
-def test_an_item_whose_worker_is_killed_is_run_again(ray_address, tmp_path):
+def test_an_item_whose_worker_is_killed_is_run_again(free_cpu, ray_address, tmp_path):
     from hybridver.cluster.farm import farm
 
     pids = tmp_path / "pids"

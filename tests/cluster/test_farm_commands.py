@@ -17,6 +17,7 @@ import pytest
 from hybridver.cli import main
 from hybridver.commands.run_instances import read_rows
 from tests.conftest import EXAMPLES
+from tests.cluster.cpus import free_cpu  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def verdicts(path: Path) -> dict:
             for r in csv.DictReader(path.open())}
 
 
-def test_cluster_gives_the_local_verdicts(ray_address, tmp_path, capsys):
+def test_cluster_gives_the_local_verdicts(free_cpu, ray_address, tmp_path, capsys):
     instances = campaign(tmp_path, ["tiny_relu.onnx,tiny_relu.vnnlib,60",
                                     "digits_relu.onnx,digits_relu_eps_small_0.vnnlib,60",
                                     "digits_relu.onnx,digits_relu_eps_large_2.vnnlib,60",
@@ -51,7 +52,7 @@ def test_cluster_gives_the_local_verdicts(ray_address, tmp_path, capsys):
     assert all(check == "ok" for _, check in found["cluster"].values())
 
 
-def test_resume_after_the_driver_was_killed(ray_address, tmp_path, capsys):
+def test_resume_after_the_driver_was_killed(free_cpu, ray_address, tmp_path, capsys):
     lines = (EXAMPLES / "instances.csv").read_text().split()
     instances = campaign(tmp_path, lines)
     output = tmp_path / "out.csv"

@@ -8,11 +8,12 @@ import pytest
 from tests.soundness.crosscheck_fixtures import (fake_tool, write_benchmark,
                                                  write_witnesses)
 from tests.soundness.test_crosscheck import crosscheck, row
+from tests.cluster.cpus import free_cpu  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 
 
-def test_the_cluster_gives_the_local_rows(ray_address, tmp_path):
+def test_the_cluster_gives_the_local_rows(free_cpu, ray_address, tmp_path):
     csv = write_benchmark(tmp_path / "bench")
     witnesses = write_witnesses(tmp_path / "witnesses.json")
     tools = [fake_tool(tmp_path, name) for name in ("always_unsat", "wrong_cex", "correct")]
@@ -28,7 +29,7 @@ def test_the_cluster_gives_the_local_rows(ray_address, tmp_path):
     assert row(report, "wrong_cex", "sat")["flags"] == ["INVALID_SAT"]
 
 
-def test_a_tool_past_its_limit_is_a_timeout(ray_address, tmp_path):
+def test_a_tool_past_its_limit_is_a_timeout(free_cpu, ray_address, tmp_path):
     csv = write_benchmark(tmp_path / "bench")
     sleeper = fake_tool(tmp_path, "sleeper", "time.sleep(60)\nanswer = 'unsat'")
     code, report = crosscheck(tmp_path, csv, [sleeper], "--timeout-cap", "1", "--grace", "1",
