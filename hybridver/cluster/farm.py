@@ -85,10 +85,18 @@ def farm(fn: Callable[[Any], Any], items: Iterable[Any], timeout_s: Callable[[An
             return time.monotonic() + 1.0
         return started + float(timeout_s(items_of[index])) + grace_s
 
+    seen = {"info": info, "at": time.monotonic()}
+
     def report() -> None:
-        if on_load is not None:
-            now = cluster_info()
-            on_load(FarmLoad(now.nodes, now.cpus, len(tasks), len(queue), done))
+        """``on_load``, with the cluster's size asked again at most every 5 s (right after
+        the head answered: Ray's query would wait for a lost head)."""
+        if on_load is None:
+            return
+        if time.monotonic() - seen["at"] > 5.0:
+            head.check()
+            seen["info"], seen["at"] = cluster_info(), time.monotonic()
+        now = seen["info"]
+        on_load(FarmLoad(now.nodes, now.cpus, len(tasks), len(queue), done))
 
     try:
         while queue or len(tasks):
@@ -96,8 +104,8 @@ def farm(fn: Callable[[Any], Any], items: Iterable[Any], timeout_s: Callable[[An
                 index, item = queue.pop()
                 items_of[index] = item
                 tasks.submit(index, fn, item)
-            report()
             head.check()
+            report()
             now = time.monotonic()
             nap = max(0.0, min(1.0, min(deadline(k) for k in items_of) - now))
             finished = [_result(end, items_of.pop(end.key)) for end in tasks.wait(nap)]
@@ -111,6 +119,7 @@ def farm(fn: Callable[[Any], Any], items: Iterable[Any], timeout_s: Callable[[An
             for result in finished:
                 done += 1
                 yield result
+        head.check()
         report()
     finally:
         tasks.cancel_all()

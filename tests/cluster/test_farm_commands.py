@@ -79,3 +79,30 @@ def test_resume_after_the_driver_was_killed(free_cpu, ray_address, tmp_path, cap
     assert sorted((r["onnx"], r["vnnlib"]) for r in rows) == \
         sorted(tuple(line.split(",")[:2]) for line in lines)
     assert all(r["check"] == "ok" for r in rows) and "solved 10/10, wrong 0" in out
+
+
+def test_a_lost_head_ends_the_campaign_with_one_clear_error(tmp_path):
+    from tests.cluster.conftest import start_head, stop_head
+
+    lines = (EXAMPLES / "instances.csv").read_text().split()
+    instances = campaign(tmp_path, lines)
+    output = tmp_path / "out.csv"
+    state = start_head(cpus=1)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(REPO),
+               "RAY_gcs_rpc_server_reconnect_timeout_s": "30"}
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "hybridver", "run-instances", str(instances), "--output",
+             str(output), "--progress", "off", "--cluster", state["address"]],
+            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        end = time.monotonic() + 240
+        while not read_rows(output) and driver.poll() is None and time.monotonic() < end:
+            time.sleep(0.02)
+    finally:
+        stop_head(state)
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 2, (out, err)
+    errors = [line for line in err.splitlines() if line.startswith("hybridver: error:")]
+    assert len(errors) == 1 and "lost the Ray cluster" in errors[0], err
+    assert "solved" not in out                           # no summary, no verdict for the rest
+    assert 1 <= len(read_rows(output)) < len(lines)      # the rows before the loss stand
