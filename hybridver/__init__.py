@@ -9,10 +9,10 @@ from hybridver.version import __version__  # noqa: E402
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    **dict.fromkeys(["verify", "verify_files", "load_model", "load_spec", "from_module",
-                     "LoadedModel"], "hybridver.api"),
+    **dict.fromkeys(["verify", "verify_files", "verify_robust", "load_model", "load_spec",
+                     "from_module", "LoadedModel"], "hybridver.api"),
     "robustness": "hybridver.properties",
-    **dict.fromkeys(["compute_bounds", "BoundConfig"], "hybridver.bounds"),
+    **dict.fromkeys(["compute_bounds", "BoundConfig", "for_training"], "hybridver.bounds"),
     **dict.fromkeys(["AttackConfig", "Mode", "VerifyConfig", "Schedule"], "hybridver.config"),
     "load_config": "hybridver.config_file",
     **dict.fromkeys(["ConfirmedCounterexample", "CandidateCounterexample",

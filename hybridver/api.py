@@ -162,3 +162,38 @@ def verify_files(model_path: str | Path, spec_path: str | Path,
     res = verify(model, spec, config, progress, deadline=deadline)
     return dataclasses.replace(res, time_s=res.time_s + load_time,
                                phase_times={"load": load_time, **res.phase_times})
+
+
+def verify_robust(model: LoadedModel | str | Path, point, label: int, families, *,
+                  clip=None, grid: int | None = None, image_shape=None,
+                  config: VerifyConfig = VerifyConfig(), robust_config=None,
+                  progress: Progress | None = None, deadline: float | None = None):
+    """Pointwise safety of ``label`` at ``point`` under manipulation families
+    (``hybridver robust``; docs/manipulations.md).  Returns a
+    :class:`~hybridver.manipulations.RobustResult`: ``sat`` carries the manipulated image
+    the real model misclassified.
+
+    ``model``: a :class:`LoadedModel` or an ONNX path; ``families``: texts such as
+    ``"brightness=0.1"`` or ``"patch=4x4@10,12:0.3"`` (summed); ``clip``: ``(lo, hi)``
+    pixel range to clip the manipulated image to; ``grid``: decide over the grid of images
+    with pixel steps ``(hi - lo) / grid`` (255: 8-bit); ``image_shape``: ``(H, W)`` or
+    ``(C, H, W)`` when the input shape does not say it.  The map from parameters to images
+    is put in front of the network and ``verify`` runs over the parameters.
+    """
+    from hybridver.manipulations import (ParameterModel, finish,
+                                         manipulation_spec, parameter_graph)
+
+    robust_config = robust_config or config.robust
+    if not isinstance(model, LoadedModel):
+        model = load_model(existing_file(model))
+    spec = manipulation_spec(point, label, families, model.graph.input_node.shape,
+                             model.n_outputs, clip=clip, grid=grid, image_shape=image_shape,
+                             norm_cut=robust_config.norm_cut)
+    pgraph = parameter_graph(model.graph, spec)
+    real = ParameterModel(model.real_model, spec, model.input_dtype,
+                          pgraph.output_node.shape)
+    pmodel = dataclasses.replace(model, graph=pgraph, real_model=real,
+                                 input_dtype=np.dtype(np.float64),
+                                 checked_by=f"{model.checked_by} (on the manipulated image)")
+    engine = verify(pmodel, spec.parameter_spec(), config, progress, deadline)
+    return finish(spec, engine, pgraph, real, robust_config)

@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "terminal), on, off")
     from hybridver.commands import crosscheck
     crosscheck.add_parser(sub)
+    from hybridver.commands import robust as robust_command
+    robust_command.add_parser(sub, _backend_names()).set_defaults(run=robust_command.run_robust)
     return parser
 
 
@@ -133,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "crosscheck":
             from hybridver.commands.crosscheck import run_crosscheck_command
             return run_crosscheck_command(args)
+        if getattr(args, "run", None) is not None:  # commands that name their own runner
+            return args.run(args)
         raise HybridverInputError(f"unknown command {args.command}")
     except HybridverInputError as exc:
         print(f"hybridver: error: {exc}", file=sys.stderr)

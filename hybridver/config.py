@@ -26,6 +26,7 @@ from hybridver.bounds.options import AlphaConfig
 from hybridver.schedule.scheduler import SchedulerConfig
 
 __all__ = ["ActivationSplitConfig", "AlphaConfig", "AttackConfig", "ClusterConfig",
+           "RobustConfig",
            "Escalation", "Event",
            "ExactConfig", "InputSplitConfig", "Mode", "Schedule", "SchedulerConfig",
            "SelfCheckConfig", "StageName", "SubdomainHandoffConfig", "VerifyConfig",
@@ -67,7 +68,10 @@ class ClusterConfig:
     to the coordinator; ``checkpoint_s``: how often a shard sends its open domains, which
     then replace its ledger entry (a lost shard's ledger goes back to the pool);
     ``steal_min``: fewest domains a shard must hold to be stolen from (half of them
-    move); ``ship_code``: send the driver's ``hybridver`` package to the workers.
+    move); ``start_s``: a shard that has not started this many seconds into a search
+    (the cluster has no free CPU for it) is given up, its piece going to the others (none
+    started: an error); ``ship_code``: send the driver's ``hybridver`` package to the
+    workers.
     """
 
     address: str | None = None
@@ -77,13 +81,34 @@ class ClusterConfig:
     slice_s: float = 0.5
     checkpoint_s: float = 5.0
     steal_min: int = 16
+    start_s: float = 30.0
     ship_code: bool = True
 
     def __post_init__(self) -> None:
         if self.slice_s <= 0 or self.checkpoint_s <= 0 or self.steal_min < 2 \
+                or self.start_s <= 0 \
                 or (self.shards is not None and self.shards < 1):
-            raise ValueError("cluster: slice_s and checkpoint_s must be > 0, steal_min >= 2, "
-                             "shards >= 1")
+            raise ValueError("cluster: slice_s, checkpoint_s and start_s must be > 0, "
+                             "steal_min >= 2, shards >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustConfig:
+    """Switches of ``hybridver robust`` beyond the verifier's own settings (``[robust]`` in
+    the config file; :mod:`hybridver.manipulations`).
+
+    ``norm_cut``: add each L1/L2 ball's cut as a network output and spec row (off: the
+    box alone); ``ball_search``: search inside L1/L2 balls when the box's counterexample
+    is outside them; ``grid_snap``: snap a continuous counterexample to the grid; ``grid_enumeration``:
+    decide one-parameter families over the grid by enumeration; ``max_grid_images``: the
+    largest grid enumerated.
+    """
+
+    norm_cut: bool = True
+    ball_search: bool = True
+    grid_snap: bool = True
+    grid_enumeration: bool = True
+    max_grid_images: int = 100_000
 
 
 class Mode(str, enum.Enum):
@@ -245,7 +270,8 @@ class VerifyConfig:
     scheduler (when the schedule has DOMAIN_HANDOFF); ``decision_log``: the report's
     ``stats.scheduler`` carries the scheduler's decision log (its first 200 records), off
     by default; ``self_check``: each ``unsat`` re-decided by an independent exact back end
-    (``--crosscheck``); ``cluster``: where jobs and shards run (:class:`ClusterConfig`).  The user-facing defaults come from :mod:`hybridver.defaults`.
+    (``--crosscheck``); ``cluster``: where jobs and shards run (:class:`ClusterConfig`);
+    ``robust``: the switches of ``hybridver robust`` (:class:`RobustConfig`).  The user-facing defaults come from :mod:`hybridver.defaults`.
     """
 
     timeout_s: float = defaults.TIMEOUT_S
@@ -271,6 +297,7 @@ class VerifyConfig:
     schedule: Schedule = dataclasses.field(default_factory=Schedule)
     self_check: SelfCheckConfig = dataclasses.field(default_factory=SelfCheckConfig)
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
+    robust: RobustConfig = dataclasses.field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:
         if self.timeout_s < 0 or self.input_split_max_dim < 0 or self.load_check_points < 0:

@@ -37,6 +37,7 @@ RANKS: dict[str, int] = {
     "api": 85,
     "soundness": 83,  # planted benchmarks, cross-checking: reads frontends, specs, result
     "properties": 80,  # robustness with the class count read from the model
+    "manipulations": 80,  # manipulation families as specs over parameters: ir, specs, result
     "pipeline": 75,
     "config_file": 74,  # TOML -> the config tree
     "cluster": 73,  # Ray (optional): executor, distributed branch-and-bound, campaigns

@@ -172,7 +172,7 @@ class _Bounded:
     warm: dict = dataclasses.field(default_factory=dict)   # open index -> WarmRef
 
 
-class _ActivationSplitting:
+class ActivationSplitting:
     """The strategy (:class:`hybridver.bab_core.Strategy`): pop the lowest-margin domains,
     bound them, attack the hardest open ones every ``probe_every`` batches, split each open
     one on its best neuron (or, with none left, on its input box) unless the hand-off
@@ -393,7 +393,7 @@ def activation_split_bab(graph, lower: np.ndarray, upper: np.ndarray, C: np.ndar
     ``hand_off``: a :class:`~hybridver.bab.subdomain_handoff.SubdomainHandOff` (or None):
     open domains it takes go to exact back ends instead of being split.
     """
-    strategy = _ActivationSplitting(graph, lower, upper, C, d, groups, deadline, config, device,
+    strategy = ActivationSplitting(graph, lower, upper, C, d, groups, deadline, config, device,
                                     hand_off)
     return run_search(strategy, SearchLimits(deadline, config.max_domains, stop), probe,
                       progress)

@@ -81,6 +81,20 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                            " (start one with `ray start --head`)") from exc
 
 
+def head_alive(timeout_s: float = 2.0) -> bool:
+    """Whether the connected cluster's head (its GCS) still accepts connections: a cheap
+    check for a run whose calls have stopped answering (a driver whose head is gone
+    would otherwise wait for minutes)."""
+    ray = require_ray()
+    address = ray.get_runtime_context().gcs_address
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
+
+
 def cluster_info(address: str = "") -> ClusterInfo:
     """CPUs and nodes of the connected cluster (alive nodes only)."""
     ray = require_ray()

@@ -47,8 +47,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from hybridver.bab_core import ProbeFn, SearchOutcome, SearchStats, SearchStatus, StopFn
-from hybridver.cluster.shard import (Domains, ShardProblem, concat_domains, domain_count,
-                                     domains_nbytes)
+from hybridver.cluster.domain_sets import (Domains, concat_domains, domain_count,
+                                          domains_nbytes)
+from hybridver.cluster.shard import ShardProblem
 from hybridver.errors import ClusterError
 
 
@@ -73,6 +74,9 @@ class ShardCalls(Protocol):
         """The finished call's result; :class:`ShardLost` when the shard died,
         :class:`ClusterError` when the cluster is gone."""
 
+    def drop(self, shard: int) -> None:
+        """Give a shard up (stop its process if it has one)."""
+
 
 @dataclasses.dataclass
 class ClusterSearchStats:
@@ -80,7 +84,8 @@ class ClusterSearchStats:
     bounding (``busy_s``); the coordinator's round trips (``reports``), steals (count,
     domains moved, bytes, and the seconds from a shard going idle to its stolen domains
     arriving: ``steal_wait_s``), snapshots (count, bytes), lost shards and the domains
-    resent from their ledgers."""
+    resent from their ledgers; ``wall_s``: the search, ``wait_s``: of it, the
+    coordinator's waiting for results (the rest is its own work per report)."""
 
     shards: int = 0
     reports: int = 0
@@ -97,6 +102,8 @@ class ClusterSearchStats:
     bounded: dict[int, int] = dataclasses.field(default_factory=dict)
     pids: dict[int, int] = dataclasses.field(default_factory=dict)
     live: int = 0
+    wall_s: float = 0.0
+    wait_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -153,9 +160,10 @@ class Coordinator:
     """Runs one case over the shards of ``calls`` (module docstring)."""
 
     def __init__(self, calls: ShardCalls, problem: ShardProblem, graph_data: Any,
-                 slice_s: float, checkpoint_s: float, steal_min: int):
+                 slice_s: float, checkpoint_s: float, steal_min: int, start_s: float = 30.0):
         self.calls, self.problem, self.graph_data = calls, problem, graph_data
         self.slice_s, self.checkpoint_s, self.steal_min = slice_s, checkpoint_s, steal_min
+        self.start_s = start_s
         self.state = {s: _ShardState() for s in calls.shards()}
         self.orphans: list[Domains] = []
         self.stats = SearchStats()
@@ -187,8 +195,10 @@ class Coordinator:
             if call.kind == "give" and call.receiver in self.state:
                 self.state[call.receiver].awaiting_steal = False
         if not self.state:
+            started = "" if self.cluster.pids else \
+                f" (none started within {self.start_s:g} s: does the cluster have a free CPU?)"
             raise ClusterError("every shard worker of the distributed branch-and-bound was "
-                               "lost; no verdict")
+                               f"lost{started}; no verdict")
 
     def _resend_orphans(self) -> None:
         """Send the orphans to the live shard with the fewest open domains."""
@@ -206,19 +216,24 @@ class Coordinator:
             self._work(target, domains)
 
     # -- the run -------------------------------------------------------------------------
-    def run(self, lower: np.ndarray, upper: np.ndarray, deadline: float, probe: ProbeFn | None,
+    def run(self, pieces: list[Domains], deadline: float, probe: ProbeFn | None,
             stop: StopFn | None = None, progress: ClusterProgressFn | None = None,
             max_domains: int | None = None) -> SearchOutcome:
-        """Search the case's box ``[lower, upper]`` (``deadline``: ``time.monotonic()``)."""
+        """Search the case, whose open domains are ``pieces`` (together they cover every
+        point not yet proven; at most one piece per shard, the other shards start idle
+        and steal); ``deadline``: ``time.monotonic()``."""
         start = time.monotonic()
         shards = sorted(self.state)
-        pieces = cut_box(lower, upper, len(shards), len(self.problem.groups))
-        for shard, piece in zip(shards, pieces):
+        for shard in shards:
             self._call(shard, "load", self.problem, self.graph_data)
+        for shard, piece in zip(shards, pieces):
             self._work(shard, piece)
+        for shard in shards[len(pieces):]:
+            self.state[shard].open = 0
+            self.state[shard].idle_since = time.monotonic()
 
         def finish(status: SearchStatus, point: np.ndarray | None = None) -> SearchOutcome:
-            self.stats.time_s = time.monotonic() - start
+            self.stats.time_s = self.cluster.wall_s = time.monotonic() - start
             self.stats.open = sum(s.open for s in self.state.values()) + \
                 sum(domain_count(d) for d in self.orphans)
             return SearchOutcome(status, point, self.stats)
@@ -237,13 +252,21 @@ class Coordinator:
                     raise RuntimeError("distributed search: open domains with no call")
                 return finish(SearchStatus.PROVEN)
             wait = max(0.0, min(0.25, deadline - time.monotonic()))
-            for ticket in self.calls.ready(list(fronts), wait):
+            waited = time.monotonic()
+            finished = self.calls.ready(list(fronts), wait)
+            self.cluster.wait_s += time.monotonic() - waited
+            for ticket in finished:
                 shard = fronts[ticket]
                 if shard not in self.state:
                     continue
                 outcome = self._handle(shard, probe)
                 if outcome is not None:
                     return finish(*outcome)
+            if not finished and time.monotonic() - start > self.start_s \
+                    and len(self.cluster.pids) < len(self.state):
+                for shard in [s for s in self.state if s not in self.cluster.pids]:
+                    self.calls.drop(shard)    # never started: no CPU for it
+                    self._lose(shard)
             if progress is not None:
                 self.stats.open = sum(s.open for s in self.state.values())
                 self.stats.best_margin = min((s.best_margin for s in self.state.values()
@@ -302,7 +325,7 @@ class Coordinator:
             self.cluster.snapshot_bytes += domains_nbytes(report["snapshot"])
         elif call.sent is not None:
             state.covered.append(call.sent)
-        points = report["candidates"]
+        points = np.array(report["candidates"])   # a writable copy (Ray's is read-only)
         if probe is not None and len(points):
             stats.probes += len(points)
             hit = probe(points)
@@ -338,7 +361,7 @@ class Coordinator:
 
 
 def run_distributed(calls: ShardCalls, problem: ShardProblem, graph_data: Any,
-                    lower: np.ndarray, upper: np.ndarray, deadline: float,
+                    pieces: list[Domains], deadline: float,
                     probe: ProbeFn | None, settings: Any, stop: StopFn | None = None,
                     progress: ClusterProgressFn | None = None,
                     on_stats: Callable[[ClusterSearchStats], None] | None = None
@@ -346,10 +369,11 @@ def run_distributed(calls: ShardCalls, problem: ShardProblem, graph_data: Any,
     """One case's distributed search; ``settings``: a :class:`ClusterConfig` (slice_s,
     checkpoint_s, steal_min); ``on_stats`` receives the cluster counters at the end."""
     coordinator = Coordinator(calls, problem, graph_data, settings.slice_s,
-                              settings.checkpoint_s, settings.steal_min)
+                              settings.checkpoint_s, settings.steal_min, settings.start_s)
     try:
-        return coordinator.run(lower, upper, deadline, probe, stop, progress,
-                               problem.split.max_domains)
+        limit = problem.split.max_domains if problem.activation is None \
+            else problem.activation.max_domains
+        return coordinator.run(pieces, deadline, probe, stop, progress, limit)
     finally:
         coordinator.cluster.live = len(coordinator.state)
         if on_stats is not None:

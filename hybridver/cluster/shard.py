@@ -1,14 +1,12 @@
-"""One shard of a distributed input-splitting branch-and-bound (plain Python: a Ray actor
-wraps :class:`Shard` in :mod:`hybridver.cluster.bab`; tests run it in-process).
+"""One shard of a distributed branch-and-bound (plain Python: a Ray actor wraps
+:class:`Shard` in :mod:`hybridver.cluster.bab`; tests run it in-process).
 
-A shard holds some open domains of one case (sub-boxes of its input box) in its own
-:class:`~hybridver.bab.input_domains.DomainPool` and works on them with the same strategy
-as the local search (:class:`~hybridver.bab.input_split.InputSplitting`): pop the
-lowest-margin domains, split, bound, drop the proven, push the open children.  Between two
-slices of work the coordinator may hand it domains (``work(domains=...)``), take half of
-its domains away (:meth:`Shard.give`) or ask for all of them (``snapshot``), always as
-plain data (:data:`Domains`: boxes, margins, depths; the parents' node bounds stay behind:
-they only tighten, and a box is bounded soundly without them).
+A shard holds some open domains of one case (:mod:`hybridver.cluster.domain_sets`:
+sub-boxes of input splitting, or split decisions of activation splitting) and works on
+them with the same strategy as the local search: pop the lowest-margin domains, bound,
+drop the proven, split the open ones back into its pool.  Between two slices of work the
+coordinator may hand it domains (``work(domains=...)``), take half of its domains away
+(:meth:`Shard.give`) or ask for all of them (``snapshot``), always as plain data.
 
 What a shard proves is only what its bound function proves: a domain leaves the shard
 either proven (every disjunct refuted by a sound bound, or clipped away) or handed out by
@@ -28,18 +26,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from hybridver.bab.activation_split import ActivationSplitConfig, ActivationSplitting
 from hybridver.bab.box_bound import box_bound_fn
-from hybridver.bab.input_domains import DomainBatch
 from hybridver.bab.input_split import InputSplitConfig, InputSplitting
 from hybridver.bab_core import PROBE_MARGIN
 from hybridver.bounds.options import BoundConfig
+from hybridver.cluster.domain_sets import BoxSet, Domains, NeuronSet
 from hybridver.errors import DeadlineExceeded
 from hybridver.ir.evaluate import evaluate
 from hybridver.schedule.transport import unpack_graph
-
-#: open domains as plain data: ``lower``/``upper`` ``(K, n_in)`` float64, ``margin``
-#: ``(K, g)`` (per disjunct, the best lower bound proven so far), ``depth`` ``(K,)``
-Domains = dict[str, np.ndarray]
 
 _MAX_CACHED_GRAPHS = 4
 
@@ -47,10 +42,15 @@ _MAX_CACHED_GRAPHS = 4
 @dataclasses.dataclass(frozen=True)
 class ShardProblem:
     """What every shard of one case needs: the graph (by ``graph_key``; its data travels
-    separately, once per shard), the stacked rows ``C (m, n_out)``, ``d (m,)`` with each
-    disjunct's rows ``groups[k] = (start, stop)``, the bound and split settings, the run's
-    deadline as a wall-clock time (``time.time()``: monotonic clocks differ between
-    machines) and the torch device."""
+    separately), the stacked rows ``C (m, n_out)``, ``d (m,)`` with each disjunct's rows
+    ``groups[k] = (start, stop)``, the run's deadline as a wall-clock time
+    (``time.time()``: monotonic clocks differ between machines), the torch device and
+    the search: input splitting (``split``, with the bound settings ``bound``) or, when
+    ``activation`` is set, activation splitting on the case's box ``lower``/``upper``
+    with the root's tightened intervals ``root_intervals`` (node -> ``(lower, upper)``
+    arrays ``(1, *shape)``, sound on the whole box; computed once by the driver) and the
+    driver's split candidates (``candidates``: their names in order; a decision names a
+    candidate by position, so a shard whose list differs refuses the case)."""
 
     graph_key: str
     C: np.ndarray
@@ -60,27 +60,11 @@ class ShardProblem:
     split: InputSplitConfig
     deadline_wall: float
     device: str = "cpu"
-
-
-def domains_of(batch: DomainBatch) -> Domains:
-    """A batch of domains as plain numpy data (node bounds left out)."""
-    return {"lower": batch.lower.cpu().numpy(), "upper": batch.upper.cpu().numpy(),
-            "margin": batch.margin.cpu().numpy(), "depth": batch.depth.cpu().numpy()}
-
-
-def domain_count(domains: Domains | None) -> int:
-    return 0 if domains is None else int(domains["lower"].shape[0])
-
-
-def concat_domains(parts: list[Domains]) -> Domains | None:
-    parts = [p for p in parts if domain_count(p)]
-    if not parts:
-        return None
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-
-
-def domains_nbytes(domains: Domains | None) -> int:
-    return 0 if domains is None else sum(int(v.nbytes) for v in domains.values())
+    activation: ActivationSplitConfig | None = None
+    lower: np.ndarray | None = None
+    upper: np.ndarray | None = None
+    root_intervals: dict | None = None
+    candidates: tuple[str, ...] | None = None
 
 
 class Shard:
@@ -90,8 +74,8 @@ class Shard:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
         torch.set_num_threads(1)
         self._graphs: collections.OrderedDict[str, Any] = collections.OrderedDict()
-        self._strategy: InputSplitting | None = None
-        self._pending: list[DomainBatch] = []
+        self._strategy = None
+        self._domains: BoxSet | NeuronSet | None = None
         self._spoiled = False
 
     def pid(self) -> int:
@@ -105,55 +89,47 @@ class Shard:
             while len(self._graphs) > _MAX_CACHED_GRAPHS:
                 self._graphs.popitem(last=False)
         self._graph = self._graphs[problem.graph_key]
+        # arrays from Ray's object store are read-only views: own copies for torch
+        problem = dataclasses.replace(problem, C=np.array(problem.C), d=np.array(problem.d))
         self._problem = problem
         deadline = time.monotonic() + (problem.deadline_wall - time.time())
-        config = dataclasses.replace(problem.bound, deadline=deadline)
         self._deadline = deadline
-        bound_fn = box_bound_fn(self._graph, problem.C, problem.d, config, problem.device)
         groups = [slice(a, b) for a, b in problem.groups]
-        n_in = self._graph.input_node.size
-        zeros = np.zeros(n_in)
-        self._strategy = InputSplitting(bound_fn, zeros, zeros, groups, problem.split,
-                                        torch.device(problem.device), None)
-        self._pending, self._spoiled = [], False
+        device = torch.device(problem.device)
+        if problem.activation is None:
+            config = dataclasses.replace(problem.bound, deadline=deadline)
+            bound_fn = box_bound_fn(self._graph, problem.C, problem.d, config, problem.device)
+            zeros = np.zeros(self._graph.input_node.size)
+            self._strategy = InputSplitting(bound_fn, zeros, zeros, groups, problem.split,
+                                            device, None)
+            self._domains = BoxSet(self._strategy, device, problem.split.batch_size)
+        else:
+            # the root was bounded and refined by the driver: no shard refines again
+            config = dataclasses.replace(problem.activation, refine=dataclasses.replace(
+                problem.activation.refine, enabled=False))
+            self._strategy = ActivationSplitting(self._graph, problem.lower, problem.upper,
+                                                 problem.C, problem.d, groups, deadline,
+                                                 config, device)
+            names = tuple(c.pre for c in self._strategy.cands)
+            if problem.candidates is not None and names != problem.candidates:
+                raise RuntimeError("the shard's split candidates differ from the driver's")
+            self._strategy.root_restr = {
+                name: (torch.as_tensor(np.array(lo), device=device),
+                       torch.as_tensor(np.array(hi), device=device))
+                for name, (lo, hi) in (problem.root_intervals or {}).items()}
+            self._domains = NeuronSet(self._strategy)
+        self._spoiled = False
         return os.getpid()
-
-    # -- the domains -------------------------------------------------------------------
-    def _open(self) -> int:
-        return len(self._strategy.pool) + sum(len(b) for b in self._pending)
-
-    def _take(self, domains: Domains) -> None:
-        """Queue received domains, in batches of the split batch size."""
-        device = torch.device(self._problem.device)
-        step = max(1, self._problem.split.batch_size)
-        for start in range(0, domain_count(domains), step):
-            part = {k: torch.as_tensor(v[start:start + step], device=device)
-                    for k, v in domains.items()}
-            self._pending.append(DomainBatch(part["lower"], part["upper"], part["margin"],
-                                             part["depth"], {}))
 
     def give(self, count: int) -> Domains | None:
         """Remove about ``count`` open domains and return them: every other domain in
         margin order, so that both sides keep a mix of hard and easy ones."""
-        if self._pending:  # received and not yet bounded: handed on first
-            batch = self._pending.pop()
-            return domains_of(batch)
-        pool = self._strategy.pool
-        count = min(count, len(pool))
-        if count <= 0:
-            return None
-        order = torch.argsort(pool.margin.min(dim=1).values)
-        rows = order[1::2][:count] if len(pool) > 1 else order[:count]
-        return domains_of(pool.take(rows))
+        return self._domains.give(count)
 
     def snapshot(self) -> Domains | None:
         """Copies of every open domain (the pool and the received ones)."""
-        pool = self._strategy.pool
-        parts = [domains_of(pool.rows_of(torch.arange(len(pool), device=pool.device)))]
-        parts += [domains_of(b) for b in self._pending]
-        return concat_domains(parts)
+        return self._domains.snapshot()
 
-    # -- the work ------------------------------------------------------------------------
     def work(self, seconds: float, domains: Domains | None = None, snapshot: bool = False,
              max_batches: int | None = None) -> dict[str, Any]:
         """Take ``domains``, then bound and split for about ``seconds`` (one batch at
@@ -161,33 +137,34 @@ class Shard:
         slice), ``busy_s``, ``candidates (K, n_in)``, ``stuck``, ``timed_out``,
         ``snapshot`` (all open domains, when asked), ``max_depth``, ``pid``."""
         start = time.monotonic()
-        strategy = self._strategy
+        strategy, held = self._strategy, self._domains
         if domains is not None:
-            self._take(domains)
+            held.take(domains)
         bounded_before, batches_before = strategy.stats.domains_bounded, strategy.stats.batches
         candidates: list[np.ndarray] = []
         timed_out = False
         end = start + seconds
         try:
-            while (self._pending or len(strategy.pool)) and not strategy.stats.stuck:
+            while len(held) and not strategy.stats.stuck:
                 if time.monotonic() > self._deadline:
                     timed_out = True
                     break
-                batch = self._pending.pop() if self._pending else strategy.select()
+                if max_batches is not None and \
+                        strategy.stats.batches - batches_before >= max_batches:
+                    break
+                batch = held.next_batch()
                 found = strategy.bound(batch)
                 if found is not None:
                     points = strategy.candidates(found)
                     if points is not None and len(points):
                         candidates.extend(self._screen(points))
                     strategy.branch(found)
-                if time.monotonic() > end or (max_batches is not None and
-                                               strategy.stats.batches - batches_before
-                                               >= max_batches):
+                if time.monotonic() > end:
                     break
         except DeadlineExceeded:
             timed_out = True
         self._spoiled |= timed_out   # a batch may have been dropped mid-bound
-        return {"open": self._open(), "best_margin": strategy.pool.best_margin(),
+        return {"open": len(held), "best_margin": held.best_margin(),
                 "bounded": strategy.stats.domains_bounded - bounded_before,
                 "batches": strategy.stats.batches - batches_before,
                 "busy_s": time.monotonic() - start,

@@ -10,6 +10,7 @@ from hybridver.bab.activation_split import activation_split_bab
 from hybridver.bab.subdomain_handoff import SubdomainHandOff
 from hybridver.bab_core import SearchStatus
 from hybridver.config import Event
+from hybridver.pipeline.cluster_cases import distributed_neurons
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.hooks import make_probe, make_progress
 from hybridver.pipeline.input_split import case_result
@@ -50,20 +51,26 @@ class ActivationSplitStage:
                         stats.race_error = f"{type(exc).__name__}: {exc}"
                 hand_off = None
                 handoff_after = ctx.config.schedule.after(Event.DOMAIN_HANDOFF)
-                if handoff_after is not None:
+                distributed = bool(ctx.config.cluster.address and ctx.config.cluster.bab)
+                if handoff_after is not None and not distributed:
                     hand_off = SubdomainHandOff(ctx.scheduler, ctx.model.graph, case.disjuncts,
                                                 ctx.solver_confirm(found, "handoff"),
                                                 ctx.deadline, ctx.config.domain_handoff,
                                                 label=f"case {index}",
                                                 start_at=time.monotonic() + handoff_after)
-                outcome = activation_split_bab(
-                    ctx.model.graph, case.region.lower, case.region.upper, stacked.C,
-                    stacked.d, stacked.groups, ctx.deadline, probe=make_probe(ctx, case, found),
-                    config=ctx.config.activation_split, device=ctx.config.device,
-                    progress=make_progress(ctx, done, len(cases)),
-                    stop=None if race is None else
-                    lambda race=race: race.poll() in ("proven", "counterexample"),
-                    hand_off=hand_off)
+                stop = None if race is None else \
+                    lambda race=race: race.poll() in ("proven", "counterexample")
+                if distributed:
+                    outcome = distributed_neurons(ctx, case, stacked,
+                                                  make_probe(ctx, case, found), stop,
+                                                  make_progress(ctx, done, len(cases)), stats)
+                else:
+                    outcome = activation_split_bab(
+                        ctx.model.graph, case.region.lower, case.region.upper, stacked.C,
+                        stacked.d, stacked.groups, ctx.deadline,
+                        probe=make_probe(ctx, case, found), config=ctx.config.activation_split,
+                        device=ctx.config.device, progress=make_progress(ctx, done, len(cases)),
+                        stop=stop, hand_off=hand_off)
                 if hand_off is not None:
                     hand_off.close()
                     stats.handoff_error = hand_off.disabled or stats.handoff_error

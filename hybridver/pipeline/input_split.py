@@ -3,7 +3,6 @@ of the schedule: hand-off of hard domains, face sampling, region splitting racin
 
 from __future__ import annotations
 
-import dataclasses
 import time
 
 import torch
@@ -11,11 +10,12 @@ import torch
 from hybridver.bab.handoff import SchedulerDelegate
 from hybridver.bab.box_bound import box_bound_fn
 from hybridver.bab.input_split import input_split_bab
-from hybridver.bab_core import SearchOutcome, SearchStatus
+from hybridver.bab_core import SearchStatus
 from hybridver.bounds.options import BoundConfig, BoundMethod
 from hybridver.bounds.plan import get_plan
 from hybridver.config import Event
 from hybridver.ir.relu_chain import ReluChain
+from hybridver.pipeline.cluster_cases import distributed_boxes
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.hooks import make_probe, make_progress
 from hybridver.pipeline.races import FaceAttack, RegionRace
@@ -23,7 +23,6 @@ from hybridver.pipeline.stage import CaseResult, CaseStatus
 from hybridver.pipeline.whole_box import StackedCase
 from hybridver.relaxations.base import piecewise_linear_ops
 from hybridver.result import ConfirmedCounterexample
-from hybridver.schedule.transport import graph_key
 
 _RELU_LIKE = piecewise_linear_ops()
 
@@ -38,33 +37,6 @@ def case_result(status: SearchStatus, found: list[ConfirmedCounterexample]) -> C
     if status is SearchStatus.TIMEOUT:
         return CaseResult(CaseStatus.TIMEOUT, message="time limit reached in branch-and-bound")
     return CaseResult(CaseStatus.UNKNOWN, message=f"branch-and-bound stopped: {status.value}")
-
-
-def distributed_case(ctx: RunContext, case, stacked: StackedCase, config: BoundConfig,
-                     split_config, probe, stop, progress) -> SearchOutcome:
-    """One case's input splitting on the cluster's shards (:mod:`hybridver.cluster.bab`);
-    the cluster's counters are added to ``ctx.stats.input_split.cluster``."""
-    from hybridver.cluster.bab import distributed_input_split
-    from hybridver.cluster.connect import connect
-    from hybridver.cluster.shard import ShardProblem
-
-    settings = ctx.config.cluster
-    connect(settings.address, settings.ship_code)
-    graph = ctx.model.graph
-    problem = ShardProblem(graph_key(graph), stacked.C, stacked.d,
-                           tuple((g.start, g.stop) for g in stacked.groups),
-                           dataclasses.replace(config, deadline=None), split_config,
-                           time.time() + ctx.remaining(), ctx.config.device)
-
-    def report(stats, cluster) -> None:
-        progress(stats)
-        ctx.progress.update(shards=cluster.live, steals=cluster.steals)
-
-    outcome, cluster = distributed_input_split(graph, problem, case.region.lower,
-                                               case.region.upper, ctx.deadline, probe,
-                                               settings, stop, report)
-    ctx.stats.input_split.add_cluster(cluster.as_dict())
-    return outcome
 
 
 class InputSplitStage:
@@ -121,9 +93,9 @@ class InputSplitStage:
                                                                       or race.takes_over()))
 
                 if distributed:
-                    outcome = distributed_case(ctx, case, stacked, config, split_config,
-                                               make_probe(ctx, case, found), stop,
-                                               make_progress(ctx, done, len(cases)))
+                    outcome = distributed_boxes(ctx, case, stacked, config, split_config,
+                                                make_probe(ctx, case, found), stop,
+                                                make_progress(ctx, done, len(cases)))
                 else:
                     outcome = input_split_bab(bound_fn, case.region.lower, case.region.upper,
                                               stacked.groups, ctx.deadline,

@@ -57,6 +57,23 @@ class WholeBoxStats:
         _count(self.methods, method)
 
 
+def merge_cluster(into: dict[str, Any], counters: dict[str, Any]) -> None:
+    """Add one distributed search's counters (``ClusterSearchStats`` as a dict) to
+    ``into``: numbers summed, per-shard tables merged, ``shards``/``live`` the largest."""
+    for key, value in counters.items():
+        if isinstance(value, dict):
+            merged = into.setdefault(key, {})
+            for shard, amount in value.items():
+                merged[shard] = amount if key == "pids" else merged.get(shard, 0) + amount
+        elif isinstance(value, list):
+            into.setdefault(key, []).extend(value)
+        elif key in ("shards", "live"):
+            into[key] = max(into.get(key, 0), value)
+        else:
+            into[key] = into.get(key, 0) + value
+    into["searches"] = into.get("searches", 0) + 1
+
+
 @dataclasses.dataclass
 class InputSplitStats:
     """Input splitting: cases, domains, probes, hand-offs and region races (by end)."""
@@ -73,20 +90,7 @@ class InputSplitStats:
     cluster: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def add_cluster(self, counters: dict[str, Any]) -> None:
-        """Add one distributed search's counters (:class:`ClusterSearchStats` as a dict):
-        numbers are summed, per-shard tables merged, ``shards``/``live`` kept the largest."""
-        for key, value in counters.items():
-            if isinstance(value, dict):
-                merged = self.cluster.setdefault(key, {})
-                for shard, amount in value.items():
-                    merged[shard] = amount if key == "pids" else merged.get(shard, 0) + amount
-            elif isinstance(value, list):
-                self.cluster.setdefault(key, []).extend(value)
-            elif key in ("shards", "live"):
-                self.cluster[key] = max(self.cluster.get(key, 0), value)
-            else:
-                self.cluster[key] = self.cluster.get(key, 0) + value
-        self.cluster["searches"] = self.cluster.get("searches", 0) + 1
+        merge_cluster(self.cluster, counters)
 
     def to_report(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -115,14 +119,19 @@ class ActivationSplitStats:
     delegated_returned: int = 0
     handoff_error: str | None = None
     refine: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    cluster: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def add_cluster(self, counters: dict[str, Any]) -> None:
+        merge_cluster(self.cluster, counters)
 
     def to_report(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for key in ("race_error", "handoff_error"):
             if out[key] is None:
                 del out[key]
-        if not out["refine"]:
-            del out["refine"]
+        for key in ("refine", "cluster"):
+            if not out[key]:
+                del out[key]
         return out
 
 

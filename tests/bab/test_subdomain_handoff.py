@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybridver.bab.activation_split import (ActivationSplitConfig, _ActivationSplitting,
+from hybridver.bab.activation_split import (ActivationSplitConfig, ActivationSplitting,
                                             activation_split_bab)
 from hybridver.bab.neuron_domains import NeuronBatch
 from hybridver.bab.subdomain_handoff import (SubdomainHandOff, SubdomainHandoffConfig,
@@ -91,7 +91,7 @@ def test_subproblem_of_a_domain_contains_every_input_of_the_domain():
     and inside its node bounds; the ReLU decisions appear as relu_splits."""
     graph, lower, upper, pts, diff = _case(0)
     t = float(diff.max()) + 1.0     # violated everywhere: no domain is proven
-    strategy = _ActivationSplitting(graph, lower, upper, C, np.array([-t]), [slice(0, 1)],
+    strategy = ActivationSplitting(graph, lower, upper, C, np.array([-t]), [slice(0, 1)],
                                     time.monotonic() + 30, ActivationSplitConfig(), "cpu")
     pre = {c.pre: c for c in strategy.cands}
     with torch.no_grad():

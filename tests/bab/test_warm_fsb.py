@@ -124,8 +124,8 @@ def test_fsb_picks_a_valid_neuron_among_the_top_candidates():
     lower, upper = -np.ones((1, 6)) * 0.8, np.ones((1, 6)) * 0.8
     C, d = np.array([[1.0, -1.0, 0.0]]), np.array([0.0])
     config = ActivationSplitConfig(branching="fsb", fsb_candidates=4, probe_every=0)
-    from hybridver.bab.activation_split import _ActivationSplitting
-    strat = _ActivationSplitting(graph, lower[0], upper[0], C, d, [slice(0, 1)],
+    from hybridver.bab.activation_split import ActivationSplitting
+    strat = ActivationSplitting(graph, lower[0], upper[0], C, d, [slice(0, 1)],
                                  time.monotonic() + 60, config, "cpu")
     b = strat.bound(NeuronBatch([(), ((0, 0, True, 0.0),)], [None, None], [-np.inf] * 2))
     assert b is not None and b.open_idx.numel() > 0

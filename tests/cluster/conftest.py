@@ -1,6 +1,8 @@
-"""A real local Ray cluster for the cluster tests (``ray start --head``, 2 CPUs).
+"""A real local Ray cluster for the cluster tests (``ray start --head``).
 
-One cluster per test session, shared by the xdist workers: the first worker that needs it
+One cluster per test session, shared by the xdist workers (it declares 6 CPUs on this
+2-core machine, so that each xdist worker can hold its 2 shard actors and still run
+tasks: a full cluster would make a second driver's shards wait): the first worker that needs it
 starts it under a file lock and writes its address; the session's controller stops it at
 the end (every process of the head's session is killed).  Tests that use it skip cleanly
 where the ``[ray]`` extra is not installed.
@@ -87,7 +89,7 @@ def ray_address(request) -> str:
         if path.exists():
             state = json.loads(path.read_text())
         else:
-            state = start_head()
+            state = start_head(cpus=6)
             path.write_text(json.dumps(state))
     connect(state["address"])
     return state["address"]

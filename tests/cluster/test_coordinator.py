@@ -23,7 +23,7 @@ from tests.bab.test_activation_split import mlp, outputs
 
 CROWN = BoundConfig(method=BoundMethod.CROWN)
 SPLIT = InputSplitConfig(batch_size=8)
-SETTINGS = ClusterConfig(slice_s=0.02, checkpoint_s=0.05, steal_min=4)
+SETTINGS = ClusterConfig(slice_s=0.02, checkpoint_s=0.05, steal_min=4, start_s=1.0)
 
 
 class LocalShards:
@@ -31,9 +31,10 @@ class LocalShards:
     depend on timing); ``die`` maps a shard to the call number (counting from 1 over all
     its calls) at which its process "dies": that call and every later one fail."""
 
-    def __init__(self, count: int, die: dict[int, int] | None = None):
+    def __init__(self, count: int, die: dict[int, int] | None = None, never=()):
         self.shards_ = {i: Shard() for i in range(count)}
         self.die = die or {}
+        self.never = set(never)   # shards whose calls never finish (no CPU to start on)
         self.counts = {i: 0 for i in range(count)}
         self.results: dict[int, tuple[int, object]] = {}
         self.next = 0
@@ -52,7 +53,13 @@ class LocalShards:
         return self.next
 
     def ready(self, tickets, timeout):
-        return list(tickets)
+        done = [t for t in tickets if self.results[t][0] not in self.never]
+        if not done:
+            time.sleep(timeout)
+        return done
+
+    def drop(self, shard):
+        self.die[shard] = 0
 
     def result(self, ticket):
         _, result = self.results.pop(ticket)
@@ -110,8 +117,10 @@ def _probe(graph, C, d, hits: list):
 def _run(graph, lower, upper, C, d, shards, settings=SETTINGS):
     hits: list = []
     coordinator = Coordinator(shards, _problem(graph, C, d), pack_graph(graph),
-                              settings.slice_s, settings.checkpoint_s, settings.steal_min)
-    outcome = coordinator.run(lower, upper, time.monotonic() + 60, _probe(graph, C, d, hits))
+                              settings.slice_s, settings.checkpoint_s, settings.steal_min,
+                              settings.start_s)
+    pieces = cut_box(lower, upper, len(shards.shards()), 1)
+    outcome = coordinator.run(pieces, time.monotonic() + 60, _probe(graph, C, d, hits))
     return outcome, coordinator.cluster, hits
 
 
@@ -176,3 +185,18 @@ def test_losing_every_shard_is_an_error_not_a_verdict():
     graph, lower, upper, C, d = _property(2, True)
     with pytest.raises(ClusterError, match="every shard worker"):
         _run(graph, lower, upper, C, d, LocalShards(2, {0: 3, 1: 3}))
+
+
+def test_a_shard_that_never_starts_is_given_up_and_its_piece_searched_by_others():
+    graph, lower, upper, C, d = _property(1, True)
+    outcome, cluster, _ = _run(graph, lower, upper, C, d, LocalShards(3, never={2}))
+    assert outcome.status is SearchStatus.PROVEN
+    assert cluster.lost == [2] and cluster.resent_domains >= 1
+
+
+def test_no_shard_starting_is_an_error_that_says_why():
+    from hybridver.errors import ClusterError
+
+    graph, lower, upper, C, d = _property(1, False)
+    with pytest.raises(ClusterError, match="none started within 1 s"):
+        _run(graph, lower, upper, C, d, LocalShards(2, never={0, 1}))

@@ -4,7 +4,6 @@ the same verdicts as the local search, through the library and through ``verify
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
@@ -34,6 +33,44 @@ def _distributed(graph, lower, upper, C, d, progress=None):
     return distributed_input_split(graph, _problem(graph, C, d), lower, upper,
                                    time.monotonic() + 120, _probe(graph, C, d, []),
                                    SETTINGS, progress=progress)
+
+
+def write_onnx(graph, path) -> None:
+    """An MLP graph (linear and relu nodes) as an ONNX file of Gemm and Relu nodes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits, prev = [], [], "x"
+    for node in graph.nodes():
+        if node.op.value == "linear":
+            w, b = node.consts["weight"], node.consts["bias"]
+            inits += [numpy_helper.from_array(w.T.astype(np.float32), f"{node.name}_w"),
+                      numpy_helper.from_array(b.astype(np.float32), f"{node.name}_b")]
+            nodes.append(helper.make_node("Gemm", [prev, f"{node.name}_w", f"{node.name}_b"],
+                                          [node.name]))
+            prev = node.name
+        elif node.op.value == "relu":
+            nodes.append(helper.make_node("Relu", [prev], [node.name]))
+            prev = node.name
+    n_in, n_out = graph.input_node.size, graph.output_node.size
+    model = helper.make_model(helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n_in])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, n_out])], inits),
+        opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+
+
+def write_vnnlib(path, n_in: int, c: float, lower=None, upper=None, relation: str = ">=",
+                 n_out: int = 2) -> None:
+    """Inputs in ``[lower, upper]`` (default [-1, 1]); a counterexample has
+    ``Y_0 - Y_1 >= c`` (or ``<=``, with ``relation``)."""
+    lower = -np.ones(n_in) if lower is None else lower
+    upper = np.ones(n_in) if upper is None else upper
+    box = "\n".join(f"(assert (>= X_{i} {lower[i]:.9f}))\n(assert (<= X_{i} {upper[i]:.9f}))"
+                    for i in range(n_in))
+    path.write_text("".join(f"(declare-const X_{i} Real)\n" for i in range(n_in))
+                    + "".join(f"(declare-const Y_{j} Real)\n" for j in range(n_out)) + box
+                    + f"\n(assert ({relation} (- Y_0 Y_1) {c:.6f}))\n")
 
 
 @pytest.mark.parametrize("holds", [True, False])
@@ -68,36 +105,13 @@ def test_verify_cluster_gives_the_local_verdicts(ray_address, tmp_path):
     counterexample, each as the local run answers; the report counts the shards."""
     import json
 
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     from hybridver.cli import main
 
     graph, lower, upper, C, d_hold = _property(1, True)
     _, _, _, _, d_bad = _property(1, False)
-    nodes, inits, prev = [], [], "x"
-    for node in graph.nodes():
-        if node.op.value == "linear":
-            w, b = node.consts["weight"], node.consts["bias"]
-            inits += [numpy_helper.from_array(w.T.astype(np.float32), f"{node.name}_w"),
-                      numpy_helper.from_array(b.astype(np.float32), f"{node.name}_b")]
-            nodes.append(helper.make_node("Gemm", [prev, f"{node.name}_w", f"{node.name}_b"],
-                                          [node.name]))
-            prev = node.name
-        elif node.op.value == "relu":
-            nodes.append(helper.make_node("Relu", [prev], [node.name]))
-            prev = node.name
-    model = helper.make_model(helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 2])], inits),
-        opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, tmp_path / "mlp.onnx")
-    for name, c in (("hold", d_hold[0]), ("bad", d_bad[0])):
-        box = "\n".join(f"(assert (>= X_{i} -1.0))\n(assert (<= X_{i} 1.0))" for i in range(3))
-        (tmp_path / f"{name}.vnnlib").write_text(
-            "".join(f"(declare-const X_{i} Real)\n" for i in range(3))
-            + "(declare-const Y_0 Real)\n(declare-const Y_1 Real)\n" + box
-            + f"\n(assert (>= (- Y_0 Y_1) {c + 0.002 if name == 'hold' else c:.6f}))\n")
+    write_onnx(graph, tmp_path / "mlp.onnx")
+    write_vnnlib(tmp_path / "hold.vnnlib", 3, d_hold[0] + 0.002)
+    write_vnnlib(tmp_path / "bad.vnnlib", 3, d_bad[0])
     verdicts = {}
     for name in ("hold", "bad"):
         for where in ("local", "cluster"):
@@ -142,3 +156,74 @@ def test_a_run_without_cluster_never_imports_ray(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=300)
     assert out.stdout.splitlines()[-1].split() == ["0", "False", "False"], out.stderr
+
+
+@pytest.mark.slow
+def test_a_lost_head_ends_the_run_with_an_error_not_a_verdict(ray_address, tmp_path):
+    """``verify --cluster`` on a search that takes minutes; the head of its (own) cluster
+    is killed mid-run: exit code 2, one line naming the lost cluster, no verdict."""
+    import subprocess
+    import sys
+
+    from scipy.optimize import minimize
+
+    from tests.bab.test_activation_split import mlp, outputs
+    from tests.cluster.conftest import start_head, stop_head
+
+    graph = mlp([6, 40, 40, 2], 0)
+    points = np.random.default_rng(0).uniform(-1, 1, size=(20_000, 6))
+    value = np.diff(outputs(graph, points)[:, ::-1], axis=1)[:, 0]
+
+    def minus(x):
+        return -float(np.diff(outputs(graph, np.asarray(x)[None])[0, ::-1])[0])
+    top = max(-minimize(minus, points[i], bounds=[(-1, 1)] * 6, method="Powell").fun
+              for i in np.argsort(-value)[:5])
+    write_onnx(graph, tmp_path / "mlp.onnx")
+    write_vnnlib(tmp_path / "p.vnnlib", 6, top + 0.01)
+    head = start_head()
+    try:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "hybridver", "verify", str(tmp_path / "mlp.onnx"),
+             str(tmp_path / "p.vnnlib"), "--timeout", "120", "--progress", "off",
+             "--config", str(_config(tmp_path)), "--cluster", head["address"]],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(12)
+        assert run.poll() is None, run.communicate()
+        stop_head(head)
+        out, err = run.communicate(timeout=90)
+    finally:
+        stop_head(head)
+    assert run.returncode == 2, (out, err)
+    assert "lost the Ray cluster" in err and "no verdict" in err
+    assert not any(v in out.split() for v in ("sat", "unsat", "timeout"))
+
+
+def test_verify_cluster_splits_activations_on_the_shards(ray_address, tmp_path):
+    """A 10-input ReLU network (activation splitting) whose property needs branching:
+    ``verify --cluster`` proves it as the local run does, with the shards' reports."""
+    import json
+
+    from hybridver.cli import main
+    from tests.cluster.test_neuron_shards import _case
+
+    graph, lower, upper, C, d = _case(0.5)
+    write_onnx(graph, tmp_path / "mlp.onnx")
+    # the violation is y0 - y1 <= -d (C = [1, -1, 0]); 1e-4 more margin for the printing
+    write_vnnlib(tmp_path / "p.vnnlib", 10, -d[0] - 1e-4, lower, upper, "<=", n_out=3)
+    config = tmp_path / "act.toml"
+    config.write_text('[schedule]\nstages = ["activation_split"]\nescalations = []\n'
+                      '[activation_split]\nbatch_size = 4\n[cluster]\nshards = 2\n'
+                      'slice_s = 0.1\n')
+    verdicts = {}
+    for where in ("local", "cluster"):
+        report = tmp_path / f"{where}.json"
+        argv = ["verify", str(tmp_path / "mlp.onnx"), str(tmp_path / "p.vnnlib"), "--timeout",
+                "120", "--json", str(report), "--progress", "off", "--config", str(config)]
+        assert main(argv + (["--cluster", ray_address] if where == "cluster" else [])) == 0
+        data = json.loads(report.read_text())
+        verdicts[where] = data["verdict"]
+        stats = data["stats"]["activation_split"]
+        assert stats["domains_bounded"] > 4
+        if where == "cluster":
+            assert stats["cluster"]["reports"] >= 2 and stats["cluster"]["shards"] == 2
+    assert verdicts == {"local": "unsat", "cluster": "unsat"}
