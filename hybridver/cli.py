@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout-cap", type=positive_float, metavar="S",
                      help="cap each instance's timeout at S seconds")
     run.add_argument("--limit", type=positive_int, metavar="N", help="run the first N only")
+    run.add_argument("--resume", action="store_true", help="keep the finished rows of --output "
+                     "(after a crash) and run only the other instances")
     add_run_options(run, _backend_names(), timeout=False)
     run.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
                      help="live line per running instance on stderr: auto (when stderr is a "

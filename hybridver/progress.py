@@ -6,7 +6,8 @@ The loop calls four methods on a :class:`Progress` and never asks what is behind
 * ``update(**fields)`` as often as it likes (thousands of times per second is fine): the
   fields are remembered, and a display redraws at most every ``interval_s`` seconds.
   Known fields: ``domains_left``, ``domains_bounded``, ``best_bound`` (float),
-  ``cases_done`` / ``cases_total``, ``backend_jobs``; any other is shown as ``key=value``;
+  ``cases_done`` / ``cases_total``, ``backend_jobs``, ``cluster`` (the Ray cluster's
+  workers, e.g. ``1 node 2 CPUs, 2 busy``); any other is shown as ``key=value``;
 * ``log(message)`` for a line worth keeping (printed above the live line);
 * ``close()`` once at the end (also done by ``with``).
 
@@ -70,8 +71,8 @@ def format_fields(phase: str, fields: dict[str, Any], elapsed_s: float, label: s
         parts.append(f"cases {done if done is not None else 0}/{total}")
     elif done is not None:
         parts.append(f"cases {done}")
-    for key, title in (("domains_left", "domains left"), ("domains_bounded", "bounded"),
-                       ("backend_jobs", "backend jobs")):
+    for key, title in (("cluster", "cluster"), ("domains_left", "domains left"),
+                       ("domains_bounded", "bounded"), ("backend_jobs", "backend jobs")):
         if key in rest:
             parts.append(f"{title} {_count(rest.pop(key))}")
     if "best_bound" in rest:

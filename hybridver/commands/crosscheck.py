@@ -55,6 +55,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="folder the CSV's paths are relative to (default: its own)")
     parser.add_argument("--workers", type=positive_int, default=1, metavar="N",
                         help="(instance, tool) pairs run at once (default: 1)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run the pairs as Ray tasks on a cluster: HOST:PORT of its head "
+                             "or auto (needs the [ray] extra; --report on a file system "
+                             "every node sees)")
     parser.add_argument("--timeout-cap", type=positive_float, metavar="S",
                         help="cap each instance's time limit at S seconds")
     parser.add_argument("--grace", type=positive_float, default=10.0, metavar="S",
@@ -102,7 +106,7 @@ def run_crosscheck_command(args: argparse.Namespace) -> int:
     settings = CrosscheckSettings(workers=args.workers, grace_s=args.grace,
                                   timeout_cap_s=args.timeout_cap, category=args.category or "",
                                   resume=args.resume, plots=not args.no_plots,
-                                  scatter=scatter)
+                                  scatter=scatter, cluster=args.cluster)
     report_dir = Path(args.report)
     with make_progress(args.progress, label="crosscheck") as progress:
         report = run_crosscheck(Path(args.csv), tools, report_dir, settings,

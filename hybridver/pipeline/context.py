@@ -124,13 +124,31 @@ class RunContext:
         ``max(schedule.handoff_workers, workers)`` worker processes."""
         if self._scheduler is None:
             count = max(self.config.schedule.handoff_workers, workers or 0)
+            executor = self._cluster_executor()
+            if executor is not None:
+                count = executor.capacity
             # one queued job per worker keeps the workers busy between batches
             settings = self.config.scheduler
             if settings.max_queued < count:
                 settings = dataclasses.replace(settings, max_queued=count)
-            self._scheduler = Scheduler(LocalProcessExecutor(count), config=settings,
-                                        deadline=self.deadline)
+            self._scheduler = Scheduler(executor or LocalProcessExecutor(count),
+                                        config=settings, deadline=self.deadline)
         return self._scheduler
+
+    def _cluster_executor(self):
+        """A :class:`~hybridver.cluster.executor.RayExecutor` on the cluster of
+        ``config.cluster`` when it names one and ``executor`` is on, else None (Ray is
+        imported only then)."""
+        cluster = self.config.cluster
+        if not (cluster.address and cluster.executor):
+            return None
+        from hybridver.cluster.connect import connect
+        from hybridver.cluster.executor import RayExecutor
+        from hybridver.cluster.farm import workers_line
+
+        info = connect(cluster.address, cluster.ship_code)
+        self.progress.update(cluster=workers_line(info.nodes, info.cpus))
+        return RayExecutor()
 
     @property
     def jobs_in_flight(self) -> int:

@@ -1,8 +1,9 @@
 """``hybridver crosscheck``: run verifiers on VNN-COMP instances and catch false claims.
 
 Each (instance, tool) pair runs once (:func:`tools_run.run_tool`, ``settings.workers``
-pairs at a time); every ``sat`` counterexample is re-checked on onnxruntime
-(:mod:`crosscheck_check`), and each finished pair is appended at once as one JSON line to
+pairs at a time, or one Ray task per pair on ``settings.cluster``: the working folders
+must then be on a file system every node sees); every ``sat`` counterexample is
+re-checked on onnxruntime (:mod:`crosscheck_check`), and each finished pair is appended at once as one JSON line to
 ``REPORT_DIR/rows.jsonl``, so a killed run keeps what it finished and ``resume`` runs only
 the rest.  At the end every row is judged against all the others, the planted witnesses
 and the expected answers (:mod:`crosscheck_judge`), and ``report.json`` and
@@ -27,7 +28,7 @@ from hybridver.soundness.crosscheck_check import (CexCheck, InstanceChecker, ins
                                                   read_witnesses)
 from hybridver.soundness.crosscheck_judge import VIOLATIONS, judge, summarize
 from hybridver.soundness.tools import Tool
-from hybridver.soundness.tools_run import allow_runs, kill_running, run_tool
+from hybridver.soundness.tools_run import ToolAnswer, allow_runs, kill_running, run_tool
 from hybridver.specs.instances import existing_file, read_expected, read_instances, strip_gz
 
 __all__ = ["CrosscheckSettings", "run_crosscheck", "read_rows", "EXIT_VIOLATION",
@@ -46,7 +47,9 @@ class CrosscheckSettings:
     each instance's limit; ``category``: the benchmark name passed to VNN-COMP scripts
     (default: the CSV's folder name); ``resume``: keep the rows of ``rows.jsonl`` and run
     only the missing pairs; ``plots``: draw the cactus and scatter plots (needs
-    matplotlib); ``scatter``: the two tools of the scatter plot (default: the first two)."""
+    matplotlib); ``scatter``: the two tools of the scatter plot (default: the first two);
+    ``cluster``: a Ray cluster's address (or ``auto``) to run the pairs on, one task per
+    pair (``workers`` is then the cluster's CPUs)."""
 
     workers: int = 1
     grace_s: float = 10.0
@@ -55,6 +58,7 @@ class CrosscheckSettings:
     resume: bool = False
     plots: bool = True
     scatter: tuple[str, str] | None = None
+    cluster: str | None = None
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -155,7 +159,8 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
     counter = {"done": 0}
     stopping = threading.Event()  # interrupted: runs cut short are not rows
 
-    def one(inst: dict, tool: Tool) -> None:
+    def prepare(inst: dict, tool: Tool) -> tuple:
+        """The arguments of :func:`run_tool` for one pair (its folder made empty)."""
         k = inst["index"]
         work = report_dir / "runs" / f"{k}_{tool.name}"
         shutil.rmtree(work, ignore_errors=True)
@@ -163,8 +168,11 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
         onnx, vnnlib = files[k]
         if tool.kind != "results":
             onnx, vnnlib = inputs.plain(onnx, k), inputs.plain(vnnlib, k)
-        answer = run_tool(tool, onnx, vnnlib, inst["timeout_s"], settings.grace_s, work,
-                          category, (inst["onnx"], inst["vnnlib"]))
+        return (tool, onnx, vnnlib, inst["timeout_s"], settings.grace_s, work, category,
+                (inst["onnx"], inst["vnnlib"]))
+
+    def record(inst: dict, tool: Tool, answer) -> None:
+        k = inst["index"]
         cex = None
         if answer.verdict == "sat":
             cex = (CexCheck("unchecked", "recorded answer: no counterexample to check")
@@ -190,20 +198,17 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
             if on_row is not None:
                 on_row(row)
 
+    def one(inst: dict, tool: Tool) -> None:
+        record(inst, tool, run_tool(*prepare(inst, tool)))
+
     allow_runs()
     progress.phase("running tools")
     progress.update(runs=f"0/{total}")
-    with concurrent.futures.ThreadPoolExecutor(max(1, settings.workers)) as pool:
-        futures = [pool.submit(one, inst, tool) for inst, tool in pending]
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                future.result()
-        except BaseException:
-            stopping.set()
-            for future in futures:
-                future.cancel()
-            kill_running()
-            raise
+    if settings.cluster:
+        _farm_pairs(settings, [(inst, tool, prepare(inst, tool)) for inst, tool in pending],
+                    record, progress)
+    else:
+        _run_pairs(settings, pending, one, stopping)
     progress.phase("writing the report")
     order = {(i["onnx"], i["vnnlib"]): i["index"] for i in instances}
     rows.sort(key=lambda r: (order[(r["onnx"], r["vnnlib"])], names.index(r["tool"])))
@@ -216,3 +221,45 @@ def run_crosscheck(csv_path: Path, tools: list[Tool], report_dir: Path,
                           exit_code, witnesses_path)
     write_report(report, report_dir, settings)
     return report
+
+
+def _run_pairs(settings: CrosscheckSettings, pending: list, one, stopping) -> None:
+    """The pairs on ``settings.workers`` threads of this process."""
+    with concurrent.futures.ThreadPoolExecutor(max(1, settings.workers)) as pool:
+        futures = [pool.submit(one, inst, tool) for inst, tool in pending]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+        except BaseException:
+            stopping.set()
+            for future in futures:
+                future.cancel()
+            kill_running()
+            raise
+
+
+def run_pair(arguments: tuple) -> ToolAnswer:
+    """:func:`run_tool` on a cluster worker (module level: Ray sends it by reference)."""
+    return run_tool(*arguments)
+
+
+#: seconds past a tool's own kill (limit + grace) before its cluster task is killed
+CLUSTER_GRACE_S = 30.0
+
+
+def _farm_pairs(settings: CrosscheckSettings, jobs: list, record, progress: Progress) -> None:
+    """One Ray task per pair on ``settings.cluster``; each answer is recorded here, as it
+    comes (counterexamples are checked by this process)."""
+    from hybridver.cluster.connect import connect
+    from hybridver.cluster.farm import farm
+
+    connect(settings.cluster)
+    results = farm(run_pair, [arguments for *_, arguments in jobs],
+                   lambda arguments: arguments[3] + arguments[4], grace_s=CLUSTER_GRACE_S,
+                   on_load=lambda load: progress.update(cluster=load.describe()))
+    for result in results:
+        inst, tool, _ = jobs[result.index]
+        answer = result.value if result.status == "done" else ToolAnswer(
+            "timeout" if result.status == "timeout" else "error", result.wall_s,
+            killed=result.status == "timeout", message=f"cluster: {result.message}")
+        record(inst, tool, answer)
