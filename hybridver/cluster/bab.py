@@ -2,12 +2,13 @@
 
 :func:`distributed_input_split` runs one case: it makes (or reuses) one shard actor per
 cluster CPU (``ClusterConfig.shards``), ships the graph once per actor, and lets the
-:class:`~hybridver.cluster.coordinator.Coordinator` drive them.  The actors live as long
-as this driver process and are reused by the next case and the next instance (a torch
-import costs seconds); a case's leftover calls finish within a slice, before the next
-case's ``load``, which Ray runs after them (an actor runs its calls in order).
+:class:`~hybridver.cluster.coordinator.Coordinator` drive them.  The actors are started
+with the run (:func:`warm_up`, so that their torch import overlaps the first stages) and
+reused by every case of the run; a case's leftover calls finish within a slice, before the
+next case's ``load``, which Ray runs after them (an actor runs its calls in order).
 
-An actor whose process dies raises ``RayActorError`` on its calls: the coordinator drops
+The actors end with the run (:func:`release`), giving their CPUs back.  An actor whose
+process dies raises ``RayActorError`` on its calls: the coordinator drops
 it and resends its ledger (:class:`ShardLost`), and the pool makes a fresh actor for the
 next case.  Any other failure to reach the cluster is a
 :class:`~hybridver.errors.ClusterError`.
@@ -24,7 +25,8 @@ import ray
 import ray.exceptions
 
 from hybridver.bab_core import ProbeFn, SearchOutcome, StopFn
-from hybridver.cluster.connect import cluster_info, head_alive, lost_head
+from hybridver.cluster.connect import cluster_info, head_trouble
+from hybridver.cluster.tasks import lost_cluster
 from hybridver.cluster.coordinator import (ClusterProgressFn, ClusterSearchStats, ShardLost,
                                            cut_box, run_distributed)
 from hybridver.cluster.seeding import candidate_names, neuron_pieces, root_intervals, seed
@@ -56,6 +58,19 @@ def warm_up(count: int) -> None:
         actor.pid.remote()
 
 
+def release() -> None:
+    """End every shard actor of this process and drop the graphs put in the object
+    store: a run gives its CPUs back when it ends (an actor holds one CPU for as long
+    as it lives, and other drivers' tasks would wait for it)."""
+    for actor in _actors:
+        try:
+            ray.kill(actor, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead, or the cluster is gone
+            pass
+    _actors.clear()
+    _graph_refs.clear()
+
+
 def forget_actor(actor: Any) -> None:
     """Drop a dead actor from the pool (a fresh one replaces it next time)."""
     if actor in _actors:
@@ -85,13 +100,14 @@ class RayShardCalls:
                 more, _ = ray.wait(tickets, num_returns=len(tickets), timeout=0)
                 done = list({*done, *more})
         except ray.exceptions.RaySystemError as exc:
-            raise lost_head(exc) from exc
+            raise lost_cluster(exc) from exc
         now = time.monotonic()
         if done:
             self._last_answer = now
         elif now - self._last_answer > self.STALL_CHECK_S:
-            if not head_alive():
-                raise lost_head(ConnectionError("the head node does not answer"))
+            trouble = head_trouble()
+            if trouble:
+                raise lost_cluster(ConnectionError(trouble))
             self._last_answer = now
         return done
 
@@ -99,12 +115,12 @@ class RayShardCalls:
         try:
             return ray.get(ticket)
         except ray.exceptions.RayActorError as exc:
-            if not head_alive():
-                raise lost_head(exc) from exc
+            if head_trouble():
+                raise lost_cluster(exc) from exc
             raise ShardLost(str(exc).splitlines()[0] if str(exc) else "actor died") from exc
         except (ray.exceptions.RaySystemError, ray.exceptions.ObjectLostError,
                 ConnectionError) as exc:
-            raise lost_head(exc) from exc
+            raise lost_cluster(exc) from exc
 
     def drop(self, shard: int) -> None:
         actor = self.actors[shard]

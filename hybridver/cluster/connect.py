@@ -81,18 +81,20 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                            " (start one with `ray start --head`)") from exc
 
 
-def head_alive(timeout_s: float = 2.0) -> bool:
-    """Whether the connected cluster's head (its GCS) still accepts connections: a cheap
-    check for a run whose calls have stopped answering (a driver whose head is gone
-    would otherwise wait for minutes)."""
+def head_trouble(timeout_s: float = 5.0) -> str:
+    """Why the connected cluster's head (its control service, GCS) does not accept
+    connections, or "" when it does (or when this process is not connected: asking Ray
+    for its context would start a local cluster).  A cheap check for a run whose calls
+    stopped answering: a driver whose head is gone would otherwise wait for minutes."""
     ray = require_ray()
-    address = ray.get_runtime_context().gcs_address
-    host, _, port = address.rpartition(":")
+    if not ray.is_initialized():
+        return ""
+    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        return f"head {host}:{port} does not answer: {exc.strerror or exc}"
+    return ""
 
 
 def cluster_info(address: str = "") -> ClusterInfo:

@@ -16,13 +16,12 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from hybridver.cluster.connect import lost_head, require_ray
+from hybridver.cluster.connect import head_trouble, lost_head, require_ray
 
 ray = require_ray()
 
@@ -155,22 +154,9 @@ class HeadWatch:
         if now < self._next:
             return
         self._next = now + self._period_s
-        trouble = _head_trouble()
+        trouble = head_trouble()
         if trouble:
             raise lost_cluster(ConnectionError(trouble))
-
-
-def _head_trouble() -> str:
-    """Why the head's control service does not answer, or "" when it does (or when this
-    process is not connected: asking Ray for its context would start a local one)."""
-    if not ray.is_initialized():
-        return ""
-    host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5.0).close()
-    except OSError as exc:
-        return f"head {host}:{port} does not answer: {exc.strerror or exc}"
-    return ""
 
 
 def lost_cluster(exc: BaseException):
@@ -178,7 +164,7 @@ def lost_cluster(exc: BaseException):
     Ray's own exit handler would wait for it and end the process with a crash, so at exit
     this process then leaves at once instead, with the exit status of a
     :class:`ClusterError` (2)."""
-    if _head_trouble():
+    if head_trouble():
         atexit.register(_leave)
     return lost_head(exc)
 

@@ -54,14 +54,23 @@ def _settings(ctx: RunContext):
 def start_shards(ctx: RunContext) -> None:
     """When the run may branch on the cluster, connect and start the shard actors at
     once, so that their start-up overlaps sampling and the whole-box bounds."""
-    from hybridver.cluster.bab import warm_up
-    from hybridver.cluster.connect import connect
-
     settings = ctx.config.cluster
     if not (settings.address and settings.bab):
         return
+    from hybridver.cluster.bab import warm_up
+    from hybridver.cluster.connect import connect
+
     connect(settings.address, settings.ship_code)
     warm_up(_settings(ctx).shards)
+
+
+def stop_shards(ctx: RunContext) -> None:
+    """End the run's shard actors (a no-op when it started none)."""
+    settings = ctx.config.cluster
+    if not (settings.address and settings.bab):
+        return
+    from hybridver.cluster.bab import release
+    release()
 
 
 def _reporter(ctx: RunContext, progress):

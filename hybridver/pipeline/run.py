@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hybridver.config import StageName, VerifyConfig
 from hybridver.pipeline.activation_split import ActivationSplitStage
-from hybridver.pipeline.cluster_cases import start_shards
+from hybridver.pipeline.cluster_cases import start_shards, stop_shards
 from hybridver.pipeline.context import RunContext
 from hybridver.pipeline.exact import ExactStage
 from hybridver.pipeline.falsify import PgdStage, SamplingStage
@@ -39,6 +39,11 @@ def run_pipeline(model, spec, config: VerifyConfig, progress: Progress | None = 
     reported time."""
     ctx = RunContext(model, spec, config, progress, deadline=deadline, start=start)
     stages = build_stages(config)
-    if any(isinstance(stage, (InputSplitStage, ActivationSplitStage)) for stage in stages):
-        start_shards(ctx)   # a no-op without a cluster
-    return run_stages(ctx, stages)
+    shards = any(isinstance(stage, (InputSplitStage, ActivationSplitStage)) for stage in stages)
+    if shards:
+        start_shards(ctx)   # no-ops without a cluster
+    try:
+        return run_stages(ctx, stages)
+    finally:
+        if shards:
+            stop_shards(ctx)
