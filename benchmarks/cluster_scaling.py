@@ -13,8 +13,9 @@ the time, the input-splitting phase, domains bounded and per second, the shards'
 fraction, the coordinator's round trips and its own time per round trip, the steals
 (count, domains, bytes, the seconds idle shards waited) and the snapshot bytes.  Then
 the model (docs/benchmarks.md, "Issue 14").  A warm-up run on the first instance with the
-most workers starts the shard actors first (they stay for the later runs), so no timed
-run pays for a worker's start.  The model:
+most workers starts the shard actors first (``keep_shards``: they stay for the later
+runs), so no timed run pays for a worker's start (a ``verify --cluster`` from the command
+line does: its actors start with the run, overlapping its first stages).  The model:
 
 * ``r``: domains per second of one shard while it works (the 1-worker run);
 * ``c``: coordinator seconds per report; with slices of ``s`` seconds, ``n`` shards send
@@ -145,13 +146,15 @@ def main() -> int:
     rows: dict[str, dict[int, dict]] = {}
     # warm-up, not counted: the shard actors start (a torch import each) and stay
     _run(*instances[0], min(args.timeout, 30.0),
-         ClusterConfig(address=args.cluster, shards=max(args.workers), slice_s=args.slice))
+         ClusterConfig(address=args.cluster, shards=max(args.workers), slice_s=args.slice,
+                       keep_shards=True))
     for onnx, spec in instances:
         name = f"{onnx.name.split('_batch')[0][7:]} {spec.name.split('.')[0]}"
         if not args.no_local:
             print(_fmt(name, "local", _run(onnx, spec, args.timeout, None)), flush=True)
         for n in args.workers:
-            cluster = ClusterConfig(address=args.cluster, shards=n, slice_s=args.slice)
+            cluster = ClusterConfig(address=args.cluster, shards=n, slice_s=args.slice,
+                                    keep_shards=True)
             row = _run(onnx, spec, args.timeout, cluster)
             rows.setdefault(name, {})[n] = row
             print(_fmt(name, f"ray x{n}", row), flush=True)

@@ -72,8 +72,10 @@ class ClusterConfig:
     ``steal_min``: fewest domains a shard must hold to be stolen from (half of them
     move); ``start_s``: a shard that has not started this many seconds into a search
     (the cluster has no free CPU for it) is given up, its piece going to the others (none
-    started: an error); ``ship_code``: send the driver's ``hybridver`` package to the
-    workers.
+    started: an error); ``keep_shards``: keep the shard actors after the run for the next
+    run of this process (a library campaign; they hold their CPUs until the process
+    ends; default: a run ends them); ``ship_code``: send the driver's ``hybridver``
+    package to the workers.
     """
 
     address: str | None = None
@@ -84,6 +86,7 @@ class ClusterConfig:
     checkpoint_s: float = 5.0
     steal_min: int = 16
     start_s: float = 30.0
+    keep_shards: bool = False
     ship_code: bool = True
 
     def __post_init__(self) -> None:

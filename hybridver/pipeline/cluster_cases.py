@@ -65,9 +65,10 @@ def start_shards(ctx: RunContext) -> None:
 
 
 def stop_shards(ctx: RunContext) -> None:
-    """End the run's shard actors (a no-op when it started none)."""
+    """End the run's shard actors (a no-op when it started none, or with
+    ``[cluster] keep_shards``)."""
     settings = ctx.config.cluster
-    if not (settings.address and settings.bab):
+    if not (settings.address and settings.bab) or settings.keep_shards:
         return
     from hybridver.cluster.bab import release
     release()
