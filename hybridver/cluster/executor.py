@@ -29,7 +29,8 @@ from hybridver.backends.base import Outcome, Status
 from hybridver.cluster.connect import cluster_info, require_ray
 from hybridver.cluster.tasks import HeadWatch, Tasks, TaskEnd, lost_cluster
 from hybridver.schedule.executor import Executor
-from hybridver.schedule.jobs import Job, JobHandle, JobResult, cancelled_outcome
+from hybridver.schedule.jobs import (Job, JobHandle, JobResult, cancelled_before_start,
+                                     cancelled_outcome)
 from hybridver.schedule.transport import graph_key, pack_graph, pack_subproblem
 
 ray = require_ray()
@@ -144,9 +145,7 @@ class RayExecutor(Executor):
     def cancel(self, handle: JobHandle) -> bool:
         entry = self._pending.pop(handle.job_id, None)
         if entry is not None:
-            self._done.append(JobResult(handle, cancelled_outcome("cancelled before it ran",
-                                                                  0.0),
-                                        time.monotonic() - entry[2], cancelled=True))
+            self._done.append(cancelled_before_start(handle, entry[2]))
             return True
         if handle.job_id not in self._running:
             return False

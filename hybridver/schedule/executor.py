@@ -18,7 +18,7 @@ import collections
 import itertools
 import time
 
-from hybridver.schedule.jobs import Job, JobHandle, JobResult, cancelled_outcome, run_job
+from hybridver.schedule.jobs import Job, JobHandle, JobResult, cancelled_before_start, run_job
 
 
 class Executor(abc.ABC):
@@ -106,9 +106,7 @@ class InlineExecutor(Executor):
         entry = self._queue.pop(handle.job_id, None)
         if entry is None:
             return False
-        elapsed = time.monotonic() - entry[2]
-        self._done.append(JobResult(handle, cancelled_outcome("cancelled before it ran", 0.0),
-                                    elapsed, cancelled=True))
+        self._done.append(cancelled_before_start(handle, entry[2]))
         return True
 
     def shutdown(self) -> None:

@@ -61,6 +61,12 @@ def cancelled_outcome(message: str, elapsed: float, timeout: bool = False) -> Ou
                    solver_status="cancelled", message=message)
 
 
+def cancelled_before_start(handle: JobHandle, submitted: float) -> JobResult:
+    """The result of a job cancelled while it still waited for a worker."""
+    return JobResult(handle, cancelled_outcome("cancelled before it ran", 0.0),
+                     time.monotonic() - submitted, cancelled=True)
+
+
 def run_job(problem: Subproblem, backend_name: str, limits: Limits, options: Any = None
             ) -> Outcome:
     """Solve ``problem`` with the named back end; never raises."""

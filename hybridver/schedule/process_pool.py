@@ -25,7 +25,8 @@ from typing import Any
 
 from hybridver.backends.base import Outcome, Status
 from hybridver.schedule.executor import Executor
-from hybridver.schedule.jobs import Job, JobHandle, JobResult, cancelled_outcome
+from hybridver.schedule.jobs import (Job, JobHandle, JobResult, cancelled_before_start,
+                                     cancelled_outcome)
 from hybridver.schedule.transport import graph_key, pack_graph, pack_subproblem
 
 _MAX_CACHED_GRAPHS = 4
@@ -159,9 +160,7 @@ class LocalProcessExecutor(Executor):
     def cancel(self, handle: JobHandle) -> bool:
         entry = self._pending.pop(handle.job_id, None)
         if entry is not None:
-            self._done.append(JobResult(handle, cancelled_outcome("cancelled before it ran",
-                                                                  0.0),
-                                        time.monotonic() - entry[2], cancelled=True))
+            self._done.append(cancelled_before_start(handle, entry[2]))
             return True
         for worker in self._workers:
             if worker.handle is not None and worker.handle.job_id == handle.job_id:

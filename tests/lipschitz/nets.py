@@ -8,24 +8,9 @@ import torch
 
 from hybridver.ir.evaluate import evaluate
 from hybridver.ir.graph import NetworkGraph
-from hybridver.ir.node import Node
-from hybridver.ir.ops import OpKind
+from tests.bab.test_activation_split import mlp  # noqa: F401 - the dense nets used here
 
 
-def mlp(widths: list[int], seed: int, act: OpKind = OpKind.RELU) -> NetworkGraph:
-    """A dense network ``widths[0] -> ... -> widths[-1]`` with ``act`` between layers."""
-    rng = np.random.default_rng(seed)
-    nodes = [Node("x", OpKind.INPUT, shape=(1, widths[0]))]
-    prev = "x"
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        nodes.append(Node(f"l{i}", OpKind.LINEAR, (prev,), consts={
-            "weight": rng.normal(size=(b, a)) * 1.5 / np.sqrt(a),
-            "bias": rng.normal(size=b) * 0.3}, shape=(1, b)))
-        prev = f"l{i}"
-        if i < len(widths) - 2:
-            nodes.append(Node(f"a{i}", act, (prev,), shape=(1, b)))
-            prev = f"a{i}"
-    return NetworkGraph(nodes, ["x"], [prev])
 
 
 def autograd_norms(graph: NetworkGraph, points: np.ndarray, rows: np.ndarray,
