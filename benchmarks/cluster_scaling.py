@@ -3,12 +3,15 @@ with 1, 2, ... shard workers, beside the local (one-process) search, and a model
 the time grows with workers, fitted to the measurements.
 
     python benchmarks/cluster_scaling.py --cluster HOST:PORT|auto [--workers 1 2]
-        [--instances 'run2a_1_1_*:prop_5' ...] [--timeout 300] [--no-local]
-        [--slice 0.5]
+        [--instances 'ACASXU_run2a_1_1_*:prop_5' ...] [--root DIR] [--timeout 300]
+        [--no-local] [--slice 0.5]
 
 Every run is ``hybridver.api.verify_files`` with the escalations off (no hand-off, no
-region race, no face attack: the time is the branch-and-bound's), on ACAS Xu instances
-from ``../shared/benchmarks/acasxu`` (skipped where absent).  Printed: per run the verdict,
+region race, no face attack: the time is the branch-and-bound's), on instances named
+``ONNX_GLOB:VNNLIB_GLOB`` under ``--root`` (default ``../shared/benchmarks/acasxu``;
+skipped where absent): input splitting on ACAS Xu, activation splitting on larger inputs
+(e.g. ``--root ../shared/benchmarks/mnist_fc_2022 --instances
+'onnx/mnist-net_256x2*:vnnlib/prop_6_0.03*'``).  Printed: per run the verdict,
 the time, the input-splitting phase, domains bounded and per second, the shards' busy
 fraction, the coordinator's round trips and its own time per round trip, the steals
 (count, domains, bytes, the seconds idle shards waited) and the snapshot bytes.  Then
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fnmatch
 import math
 import os
 import sys
@@ -48,17 +50,15 @@ from hybridver.api import verify_files  # noqa: E402
 from hybridver.config import ClusterConfig, VerifyConfig  # noqa: E402
 
 ACAS = REPO.parent / "shared" / "benchmarks" / "acasxu"
-DEFAULT = ["run2a_1_1_*:prop_3", "run2a_1_1_*:prop_5", "run2a_4_2_*:prop_2",
-           "run2a_3_3_*:prop_2"]
+DEFAULT = ["ACASXU_run2a_1_1_*:prop_3.vnnlib", "ACASXU_run2a_1_1_*:prop_5.vnnlib",
+           "ACASXU_run2a_4_2_*:prop_2.vnnlib", "ACASXU_run2a_3_3_*:prop_2.vnnlib"]
 
 
-def _instances(patterns: list[str]) -> list[tuple[Path, Path]]:
+def _instances(root: Path, patterns: list[str]) -> list[tuple[Path, Path]]:
     found = []
     for pattern in patterns:
         net, prop = pattern.split(":")
-        nets = sorted(p for p in ACAS.glob("*.onnx*")
-                      if fnmatch.fnmatch(p.name, f"ACASXU_{net}"))
-        specs = sorted(ACAS.glob(f"{prop}.vnnlib*"))
+        nets, specs = sorted(root.glob(net)), sorted(root.glob(prop))
         if nets and specs:
             found.append((nets[0], specs[0]))
     return found
@@ -73,6 +73,9 @@ def _run(onnx: Path, spec: Path, timeout: float, cluster: ClusterConfig | None) 
     result = verify_files(onnx, spec, config)
     split = result.stats.get("input_split", {})
     bab_s = result.phase_times.get("input_split", 0.0)
+    if (result.stats.get("activation_split") or {}).get("domains_bounded"):
+        split = result.stats["activation_split"]
+        bab_s = result.phase_times.get("activation_split", 0.0)
     row = {"verdict": result.verdict.value, "time_s": result.time_s, "bab_s": bab_s,
            "domains": split.get("domains_bounded", 0)}
     row["domains_per_s"] = row["domains"] / max(bab_s, 1e-9)
@@ -131,14 +134,16 @@ def main() -> int:
     parser.add_argument("--cluster", required=True, help="HOST:PORT or auto")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--instances", nargs="+", default=DEFAULT,
-                        help="NET_GLOB:PROP, e.g. 'run2a_3_3_*:prop_2'")
+                        help="ONNX_GLOB:VNNLIB_GLOB under --root, e.g. "
+                             "'ACASXU_run2a_3_3_*:prop_2.vnnlib'")
+    parser.add_argument("--root", type=Path, default=ACAS)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--slice", type=float, default=0.5)
     parser.add_argument("--no-local", action="store_true")
     args = parser.parse_args()
-    instances = _instances(args.instances)
+    instances = _instances(args.root, args.instances)
     if not instances:
-        print(f"no instances found under {ACAS}; nothing to do")
+        print(f"no instances found under {args.root}; nothing to do")
         return 0
     print(f"{'instance':<26} {'mode':<9} {'verdict':<8} {'time_s':>8} {'bab_s':>8} "
           f"{'domains':>9} {'dom/s':>8} {'busy':>6} {'reports':>7} {'ms/rep':>7} "
@@ -149,7 +154,8 @@ def main() -> int:
          ClusterConfig(address=args.cluster, shards=max(args.workers), slice_s=args.slice,
                        keep_shards=True))
     for onnx, spec in instances:
-        name = f"{onnx.name.split('_batch')[0][7:]} {spec.name.split('.')[0]}"
+        name = f"{onnx.name.split('.')[0].split('_batch')[0]} {spec.name.split('.vnnlib')[0]}"
+        name = name.replace("ACASXU_", "").replace("mnist-net_", "")
         if not args.no_local:
             print(_fmt(name, "local", _run(onnx, spec, args.timeout, None)), flush=True)
         for n in args.workers:
