@@ -153,7 +153,7 @@ def distributed_activation_split(graph: NetworkGraph, strategy, problem: ShardPr
     then the open domains go to the shards with the root's intervals.  The outcome's
     counters include the driver's start; no cluster counters when the start decided."""
     actors = shard_actors(settings.shards or max(1, cluster_info().cpus))
-    early = seed(strategy, len(actors), deadline, probe)
+    early = seed(strategy, len(actors), deadline, probe, stop)
     if early is not None:
         return early, None
     problem = dataclasses.replace(problem, root_intervals=root_intervals(strategy),

@@ -17,16 +17,17 @@ import time
 import numpy as np
 
 from hybridver.bab.activation_split import ActivationSplitting
-from hybridver.bab_core import ProbeFn, SearchOutcome, SearchStatus
+from hybridver.bab_core import ProbeFn, SearchOutcome, SearchStatus, StopFn
 from hybridver.cluster.domain_sets import Domains, plain_neurons
 from hybridver.errors import DeadlineExceeded
 
 
 def seed(strategy: ActivationSplitting, shards: int, deadline: float,
-         probe: ProbeFn | None) -> SearchOutcome | None:
+         probe: ProbeFn | None, stop: StopFn | None = None) -> SearchOutcome | None:
     """Bound the root and the first levels (at most ``2 * shards`` domains per batch)
-    until ``2 * shards`` domains are open; an outcome when the case is decided (or the
-    deadline passes) on the way, else None (the open domains are in ``strategy.queue``)."""
+    until ``2 * shards`` domains are open; an outcome when the case is decided, the
+    deadline passes or ``stop()`` asks (STOPPED) on the way, else None (the open domains
+    are in ``strategy.queue``)."""
     stats = strategy.stats
     start = time.monotonic()
     batch = strategy.root()
@@ -54,6 +55,8 @@ def seed(strategy: ActivationSplitting, shards: int, deadline: float,
                 return None
             if time.monotonic() > deadline:
                 return done(SearchStatus.TIMEOUT)
+            if stop is not None and stop():
+                return done(SearchStatus.STOPPED)
             batch = strategy.select()
     except DeadlineExceeded:
         return done(SearchStatus.TIMEOUT)

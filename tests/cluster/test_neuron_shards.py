@@ -115,3 +115,13 @@ def test_a_lost_shard_at_any_call_changes_no_verdict():
     for k in (1, 2, 3, 5):
         outcome, _ = _distributed(*bad, LocalShards(2, {1: k}), limited, None)
         assert outcome.status in (SearchStatus.EXHAUSTED, SearchStatus.TIMEOUT)
+
+
+def test_the_start_stops_when_asked():
+    """The case race may decide the case during the driver's start: STOPPED, never a
+    verdict of the start's own."""
+    graph, lower, upper, C, d = _case(0.5)
+    deadline = time.monotonic() + 60
+    strategy = ActivationSplitting(graph, lower, upper, C, d, GROUPS, deadline, CONFIG, "cpu")
+    outcome = seed(strategy, 8, deadline, None, stop=lambda: True)
+    assert outcome is not None and outcome.status is SearchStatus.STOPPED
