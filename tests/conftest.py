@@ -36,3 +36,12 @@ def _private_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own cache folder: the scheduler's learned model
     (``$XDG_CACHE_HOME/hybridver/scheduler-model.json``) never touches the user's."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stop the session's shared Ray cluster (``tests/cluster/``), if it started one.
+    Here, not in ``tests/cluster/conftest.py``: under xdist the controller collects no
+    test, so it never loads that file."""
+    from tests.cluster.ray_head import stop_session_cluster
+
+    stop_session_cluster(session.config)

@@ -191,7 +191,7 @@ def test_a_lost_head_ends_the_run_with_an_error_not_a_verdict(ray_address, tmp_p
     from scipy.optimize import minimize
 
     from tests.bab.test_activation_split import mlp, outputs
-    from tests.cluster.conftest import start_head, stop_head
+    from tests.cluster.ray_head import start_head, stop_head
 
     graph = mlp([8, 48, 48, 2], 0)   # about 140k sub-boxes, 23 s alone on one core
     points = np.random.default_rng(0).uniform(-1, 1, size=(20_000, 8))

@@ -172,7 +172,7 @@ except ClusterError as exc:
 
 def test_a_lost_head_is_a_clear_error_and_no_verdict(tmp_path):
     pytest.importorskip("ray")
-    from tests.cluster.conftest import start_head, stop_head
+    from tests.cluster.ray_head import start_head, stop_head
 
     state = start_head(cpus=1)
     try:

@@ -82,7 +82,7 @@ def test_resume_after_the_driver_was_killed(free_cpu, ray_address, tmp_path, cap
 
 
 def test_a_lost_head_ends_the_campaign_with_one_clear_error(tmp_path):
-    from tests.cluster.conftest import start_head, stop_head
+    from tests.cluster.ray_head import start_head, stop_head
 
     lines = (EXAMPLES / "instances.csv").read_text().split()
     instances = campaign(tmp_path, lines)
