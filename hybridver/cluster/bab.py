@@ -21,11 +21,9 @@ import time
 from typing import Any
 
 import numpy as np
-import ray
-import ray.exceptions
 
 from hybridver.bab_core import ProbeFn, SearchOutcome, StopFn
-from hybridver.cluster.connect import cluster_info, head_trouble
+from hybridver.cluster.connect import cluster_info, head_trouble, require_ray
 from hybridver.cluster.tasks import lost_cluster
 from hybridver.cluster.coordinator import (ClusterProgressFn, ClusterSearchStats, ShardLost,
                                            cut_box, run_distributed)
@@ -34,6 +32,7 @@ from hybridver.cluster.shard import Shard, ShardProblem
 from hybridver.ir.graph import NetworkGraph
 from hybridver.schedule.transport import pack_graph
 
+ray = require_ray()   # a clear error, not an ImportError, without the [ray] extra
 _ShardActor = ray.remote(Shard)
 _actors: list[Any] = []
 _graph_refs: dict[str, Any] = {}

@@ -42,3 +42,23 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch):
     from hybridver.cluster.connect import require_ray
     with pytest.raises(ClusterError, match=r"pip install 'hybridver\[ray\]'"):
         require_ray()
+
+
+@pytest.mark.parametrize("command", ["verify", "run-instances"])
+def test_without_ray_a_cluster_run_is_one_line_and_exit_2(command, tmp_path):
+    """The default install has no Ray: ``--cluster`` then says how to get it (exit 2),
+    never a traceback or an internal error."""
+    from tests.conftest import EXAMPLES
+
+    args = ([str(EXAMPLES / "tiny_relu.onnx"), str(EXAMPLES / "tiny_relu.vnnlib")]
+            if command == "verify" else
+            [str(EXAMPLES / "instances.csv"), "--output", str(tmp_path / "out.csv")])
+    code = ("import sys\nsys.modules['ray'] = None  # as if the [ray] extra were absent\n"
+            "from hybridver.cli import main\n"
+            f"sys.exit(main({[command, *args, '--cluster', 'auto', '--progress', 'off']!r}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("hybridver:")]
+    assert lines and "pip install 'hybridver[ray]'" in lines[-1], out.stderr
+    assert "Traceback" not in out.stderr
