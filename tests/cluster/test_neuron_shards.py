@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 
 from hybridver.bab.activation_split import (ActivationSplitConfig, ActivationSplitting,
